@@ -1,0 +1,65 @@
+-- The journal: every entity's events in one table, in global commit order (position).
+CREATE TABLE journal (
+    position BIGSERIAL PRIMARY KEY,
+    pid TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    payload BYTEA NOT NULL,
+    UNIQUE (pid, seq)
+);
+
+-- Latest snapshot per entity.
+CREATE TABLE snapshots (
+    pid TEXT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    payload BYTEA NOT NULL
+);
+
+-- The next deadline of each entity that has one; written in the same transaction as the event
+-- that set it.
+CREATE TABLE deadlines (
+    pid TEXT PRIMARY KEY,
+    due_at_ms BIGINT NOT NULL
+);
+CREATE INDEX deadlines_due ON deadlines (due_at_ms);
+
+-- Idempotency records, committed with the events they caused.
+CREATE TABLE idempotency (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status BIGINT NOT NULL,
+    body BYTEA NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX idempotency_created ON idempotency (created_at_ms);
+
+-- Read rows for lists across entities (a user's orders), written with the events.
+CREATE TABLE read_rows (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+CREATE INDEX read_rows_owner ON read_rows (kind, owner, created_at_ms, id);
+CREATE INDEX read_rows_kind ON read_rows (kind, created_at_ms, id);
+
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    roles TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL
+);
+
+CREATE TABLE refresh_tokens (
+    token_hash TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    expires_at_ms BIGINT NOT NULL
+);

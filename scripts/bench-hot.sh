@@ -1,0 +1,508 @@
+#!/usr/bin/env bash
+# Hot-SKU benchmark: one stock item, many customers, every request a new order for one unit.
+#
+# It measures, in one run, on this machine, with the same number of concurrent clients:
+#   1. surge  POST /api/v1/orders   (wrk, scripts/wrk/orders.lua)  - the purchase path
+#   2. surge  GET  /healthz         (wrk, scripts/wrk/healthz.lua) - the HTTP stack's ceiling
+#   3. peer   PostgreSQL row lock   (pgbench, ../shared/peers/pg_row_lock)
+#   4. peer   Redis Lua script      (redis-benchmark, ../shared/peers/redis_lua)
+# then checks that the stock item's `reserved` grew by exactly the 2xx answers wrk saw, and prints
+# one table (also written to $OUT). The peers are run exactly as ../shared/peers/README.md says:
+# they are not to be tuned either way.
+#
+# Usage: scripts/bench-hot.sh [KEY=VALUE ...]   (the same keys can be set in the environment)
+#   CONNS=64            concurrent clients for every tool
+#   THREADS=2           wrk threads
+#   DURATION_SECS=15    length of each run
+#   PORT=18080          surge listens on 127.0.0.1:$PORT
+#   SQLITE_SYNC=full    SQLite synchronous mode of surge's journal (off|normal|full|extra)
+#   USERS=512           distinct customers (tokens) the orders are spread over
+#   PG_URL=postgres://postgres@127.0.0.1:5432/test   database for the PostgreSQL peer
+#   PEERS_DIR=<repo>/../shared/peers
+#   OUT=$CARGO_TARGET_DIR/bench-hot.txt               where the final table is written
+#   REDIS_PEER_PORT=6390  port of the dedicated, durable redis-server for the Redis peer
+#   REDIS_REQUESTS=       requests for redis-benchmark (default: calibrated to ~DURATION_SECS)
+#   PARTS="surge pg redis"  which parts to run (the others show n/a)
+#   SURGE_BIN=            a surge binary to use instead of building with cargo --release
+#   WRK_TIMEOUT_SECS=10   wrk's per-request timeout; slower answers count as errors, not latency
+#   KEEP_TMP=0            1 keeps the temp dir (server log, wrk output, pgbench logs)
+# Exit status: 0 when everything ran and the reservation count matched; 3 on MISMATCH (or on
+# idempotent replays, which would make the orders figure meaningless); other non-zero on failure.
+#
+# Only loopback traffic: every server is on 127.0.0.1. Bounded: every step has a timeout.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+
+die() { printf 'bench-hot: FATAL: %s\n' "$*" >&2; exit 1; }
+say() { printf '\n---- %s\n' "$*"; }
+
+# KEY=VALUE arguments override the environment, for the keys listed above only.
+readonly SETTINGS=" CONNS THREADS DURATION_SECS PORT SQLITE_SYNC USERS PG_URL PEERS_DIR OUT \
+REDIS_PEER_PORT REDIS_REQUESTS PARTS SURGE_BIN WRK_TIMEOUT_SECS KEEP_TMP "
+for arg in "$@"; do
+    case "$arg" in
+        -h | --help)
+            sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
+            exit 0
+            ;;
+        *=*)
+            key=${arg%%=*}
+            [[ $SETTINGS == *" $key "* ]] || die "unknown setting '$key' (see --help)"
+            printf -v "$key" '%s' "${arg#*=}"
+            ;;
+        *) die "unexpected argument '$arg' (use KEY=VALUE, see --help)" ;;
+    esac
+done
+
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+DURATION_SECS=${DURATION_SECS:-15}
+PORT=${PORT:-18080}
+SQLITE_SYNC=${SQLITE_SYNC:-full}
+USERS=${USERS:-512}
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+PEERS_DIR=${PEERS_DIR:-$REPO_ROOT/../shared/peers}
+REDIS_PEER_PORT=${REDIS_PEER_PORT:-6390}
+REDIS_REQUESTS=${REDIS_REQUESTS:-}
+PARTS=${PARTS:-surge pg redis}
+WRK_TIMEOUT_SECS=${WRK_TIMEOUT_SECS:-10}
+KEEP_TMP=${KEEP_TMP:-0}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target}
+OUT=${OUT:-$CARGO_TARGET_DIR/bench-hot.txt}
+# Build unless a binary was named: a named binary is used as it is.
+BUILD_SURGE=1
+if [ -n "${SURGE_BIN:-}" ]; then BUILD_SURGE=0; fi
+SURGE_BIN=${SURGE_BIN:-$CARGO_TARGET_DIR/release/surge}
+
+# A fixed secret: the server and `surge token` must agree, and nothing here is secret.
+readonly JWT_SECRET="bench-hot-fixed-secret-not-for-production-0123456789"
+readonly SKU="HOT-1"
+readonly ON_HAND=1000000000
+readonly REDIS_REMAINING=100000000
+
+for n in CONNS THREADS DURATION_SECS PORT USERS REDIS_PEER_PORT WRK_TIMEOUT_SECS; do
+    [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "$n must be a positive integer (got '${!n}')"
+done
+[ -z "$REDIS_REQUESTS" ] || [[ $REDIS_REQUESTS =~ ^[1-9][0-9]*$ ]] || die "REDIS_REQUESTS must be a positive integer"
+[ "$CONNS" -ge "$THREADS" ] || die "CONNS ($CONNS) must be >= THREADS ($THREADS): wrk gives each thread CONNS/THREADS connections"
+case "$SQLITE_SYNC" in off | normal | full | extra | OFF | NORMAL | FULL | EXTRA) ;; *) die "SQLITE_SYNC must be off, normal, full or extra" ;; esac
+for part in $PARTS; do
+    case "$part" in surge | pg | redis) ;; *) die "unknown part '$part' in PARTS (surge pg redis)" ;; esac
+done
+want() { [[ " $PARTS " == *" $1 "* ]]; }
+
+if want pg || want redis; then
+    [ -d "$PEERS_DIR" ] || die "peers not found at $PEERS_DIR (set PEERS_DIR)"
+    PEERS_DIR=$(cd "$PEERS_DIR" && pwd)
+fi
+
+# ---- tools -----------------------------------------------------------------------------------
+
+# Install what the selected parts need and is missing; apt-get update only when needed.
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have curl || need+=(curl)
+have jq || need+=(jq)
+have lscpu || need+=(util-linux)
+if want surge; then have wrk || need+=(wrk); fi
+if want pg; then
+    have psql || need+=(postgresql-client)
+    have pgbench || need+=(postgresql postgresql-client)
+fi
+if want redis; then
+    have redis-server || need+=(redis-server)
+    { have redis-cli && have redis-benchmark; } || need+=(redis-tools)
+fi
+if [ "${#need[@]}" -gt 0 ]; then
+    say "installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 600 apt-get update -q
+    timeout 900 apt-get install -y -q "${need[@]}"
+fi
+
+# ---- state and clean-up ----------------------------------------------------------------------
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/surge-bench-hot.XXXXXX")
+RUN_ID="r$(date +%s)-$$"
+SURGE_PID=""
+REDIS_STARTED=0
+PG_TABLES=0
+
+stop_surge() {
+    [ -n "$SURGE_PID" ] || return 0
+    local pid=$SURGE_PID i
+    SURGE_PID=""
+    kill -TERM "$pid" 2>/dev/null || return 0
+    # Graceful stop flushes the journal; give it a bounded time, then force it.
+    for ((i = 0; i < 150; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "surge did not stop within 30 s of SIGTERM; killing it" >&2
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    SURGE_EXIT=0
+    wait "$pid" 2>/dev/null || SURGE_EXIT=$?
+}
+
+stop_redis_peer() {
+    [ "$REDIS_STARTED" = 1 ] || return 0
+    REDIS_STARTED=0
+    timeout 10 redis-cli -h 127.0.0.1 -p "$REDIS_PEER_PORT" shutdown nosave >/dev/null 2>&1 || true
+    local pid i
+    pid=$(cat "$WORK/redis/redis.pid" 2>/dev/null || true)
+    if [ -n "$pid" ]; then
+        for ((i = 0; i < 50; i++)); do
+            kill -0 "$pid" 2>/dev/null || return 0
+            sleep 0.2
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+}
+
+drop_pg_tables() {
+    [ "$PG_TABLES" = 1 ] || return 0
+    PG_TABLES=0
+    PGOPTIONS='-c client_min_messages=warning' timeout 30 psql -X -q "$PG_URL" \
+        -c 'DROP TABLE IF EXISTS peer_sale_order; DROP TABLE IF EXISTS peer_time_sale;' >/dev/null 2>&1 || true
+}
+
+cleanup() {
+    local rc=$?
+    stop_surge
+    stop_redis_peer
+    drop_pg_tables
+    if [ "$KEEP_TMP" = 1 ] || [ "$rc" -ne 0 ]; then
+        echo "bench-hot: temp files kept in $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The value of KEY in the WRK_RESULT line of a wrk output file.
+wrk_value() {
+    grep -m1 '^WRK_RESULT ' "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2; exit }'
+}
+
+# a / b with two decimals and an "x", or n/a when either is missing or b is 0.
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.3fx", a / b; else printf "n/a" }'
+}
+
+# ---- results (n/a unless measured) -----------------------------------------------------------
+ORD_RPS=n/a ORD_P50=n/a ORD_P99=n/a
+HZ_RPS=n/a HZ_P50=n/a HZ_P99=n/a
+PG_TPS=n/a PG_P50=n/a PG_P99=n/a PG_AVG=n/a PG_DURABILITY=n/a PG_NOTE=""
+RD_RPS=n/a RD_P50=n/a RD_P99=n/a RD_NOTE=""
+ORD_OK=n/a ORD_NON2XX=n/a ORD_STATUSES=n/a ORD_REPLAYS=n/a ORD_INFLIGHT=n/a HZ_NON2XX=n/a
+RESERVED_DELTA=n/a VERDICT="n/a (surge not run)"
+SURGE_EXIT=n/a
+FAILED_CHECK=0
+
+# ---- surge -----------------------------------------------------------------------------------
+
+BASE_URL="http://127.0.0.1:$PORT"
+
+# curl METHOD PATH TOKEN [BODY [IDEMPOTENCY_KEY]]; the body goes to $WORK/last.json, the status
+# code to stdout. Bounded by --max-time so a hung server cannot hang the script.
+call() {
+    local method=$1 path=$2 token=$3 body=${4:-} key=${5:-}
+    local args=(-sS --max-time 10 -o "$WORK/last.json" -w '%{http_code}' -X "$method")
+    [ -z "$token" ] || args+=(-H "Authorization: Bearer $token")
+    [ -z "$key" ] || args+=(-H "Idempotency-Key: $key")
+    [ -z "$body" ] || args+=(-H 'Content-Type: application/json' --data-binary "$body")
+    curl "${args[@]}" "$BASE_URL$path" || true
+}
+
+# Runs `surge` with the same config and environment as the server (same cwd, same secret).
+surge_cli() {
+    (cd "$REPO_ROOT" && SURGE_AUTH__JWT_SECRET=$JWT_SECRET timeout 30 "$SURGE_BIN" "$@")
+}
+
+# Reads `reserved` of the hot SKU, waiting until two reads half a second apart agree, so that
+# requests still being finished when wrk stopped are counted.
+settled_reserved() {
+    local token=$1 prev="" cur i
+    for ((i = 0; i < 40; i++)); do
+        [ "$(call GET "/api/v1/stock-items/$SKU" "$token")" = 200 ] || {
+            cat "$WORK/last.json" >&2
+            die "GET /api/v1/stock-items/$SKU failed"
+        }
+        cur=$(jq -er '.reserved' "$WORK/last.json") || die "no integer 'reserved' in $(cat "$WORK/last.json")"
+        [ "$cur" = "$prev" ] && { echo "$cur"; return 0; }
+        prev=$cur
+        sleep 0.5
+    done
+    die "reserved of $SKU did not settle within 20 s"
+}
+
+run_wrk() { # NAME LUA URL [SCRIPT ARGS...]
+    local name=$1 lua=$2 url=$3
+    shift 3
+    local out="$WORK/wrk-$name.txt"
+    say "wrk $name: -t$THREADS -c$CONNS -d${DURATION_SECS}s --latency $url"
+    timeout -k 10 $((DURATION_SECS + WRK_TIMEOUT_SECS + 60)) \
+        wrk -t"$THREADS" -c"$CONNS" -d"${DURATION_SECS}s" --timeout "${WRK_TIMEOUT_SECS}s" --latency \
+        -s "$lua" "$url" -- "$@" 2>&1 | tee "$out"
+    grep -q '^WRK_RESULT ' "$out" || die "wrk $name printed no WRK_RESULT line (see above)"
+}
+
+run_surge() {
+    if [ "$BUILD_SURGE" = 1 ]; then
+        say "cargo build --release"
+        if [ -d "${HOME:-/root}/.cargo/bin" ]; then PATH="${HOME:-/root}/.cargo/bin:$PATH"; fi
+        have cargo || die "cargo not found (or pass SURGE_BIN=path/to/surge)"
+        (cd "$REPO_ROOT" && timeout 2700 cargo build --release)
+    fi
+    [ -x "$SURGE_BIN" ] || die "no surge binary at $SURGE_BIN"
+
+    if curl -s --max-time 2 -o /dev/null "$BASE_URL/healthz"; then
+        die "something already answers on 127.0.0.1:$PORT; stop it or pick another PORT"
+    fi
+
+    say "starting surge on 127.0.0.1:$PORT (sqlite synchronous=$SQLITE_SYNC, data in $WORK/data)"
+    mkdir -p "$WORK/data"
+    # pay_within is set far beyond the run so no reservation expires while it is being counted.
+    (cd "$REPO_ROOT" && exec env SURGE_AUTH__JWT_SECRET="$JWT_SECRET" \
+        SURGE_DATABASE__SQLITE_SYNCHRONOUS="$SQLITE_SYNC" SURGE_ORDERS__PAY_WITHIN_SECS=3600 \
+        RUST_LOG=warn "$SURGE_BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data") \
+        >"$WORK/surge.log" 2>&1 &
+    SURGE_PID=$!
+    local i up=0
+    for ((i = 0; i < 120; i++)); do
+        if ! kill -0 "$SURGE_PID" 2>/dev/null; then
+            tail -n 40 "$WORK/surge.log" >&2
+            die "surge exited during start-up (log above)"
+        fi
+        if [ "$(call GET /healthz "" 2>/dev/null)" = 200 ]; then up=1; break; fi
+        sleep 0.5
+    done
+    if [ "$up" != 1 ]; then
+        tail -n 40 "$WORK/surge.log" >&2
+        die "GET /healthz did not answer 200 within 60 s"
+    fi
+
+    say "minting 1 operator and $USERS customer tokens with 'surge token'"
+    local operator token
+    operator=$(surge_cli token --user-id bench-operator --role operator | tail -n 1 | tr -d '[:space:]')
+    [[ $operator == *.*.* ]] || die "surge token did not print a JWT for the operator (got '$operator')"
+    : >"$WORK/tokens.txt"
+    for ((i = 1; i <= USERS; i++)); do
+        token=$(surge_cli token --user-id "load-$i" --role customer | tail -n 1 | tr -d '[:space:]')
+        [[ $token == *.*.* ]] || die "surge token did not print a JWT for load-$i (got '$token')"
+        echo "$token" >>"$WORK/tokens.txt"
+    done
+    local customer
+    customer=$(head -n 1 "$WORK/tokens.txt")
+
+    say "creating stock item $SKU (on_hand $ON_HAND)"
+    local code
+    code=$(call POST /api/v1/stock-items "$operator" \
+        "{\"sku\":\"$SKU\",\"name\":\"hot\",\"on_hand\":$ON_HAND}" "$RUN_ID-create-$SKU")
+    [ "$code" = 201 ] || die "POST /api/v1/stock-items answered $code, want 201: $(cat "$WORK/last.json")"
+
+    # One order by hand first: a broken order path fails here, in a second, with its answer shown.
+    code=$(call POST /api/v1/orders "$customer" \
+        "{\"items\":[{\"sku\":\"$SKU\",\"quantity\":1}]}" "$RUN_ID-probe")
+    [ "$code" = 201 ] || die "probe POST /api/v1/orders answered $code, want 201: $(cat "$WORK/last.json")"
+    local before after
+    before=$(settled_reserved "$customer")
+
+    run_wrk orders "$SCRIPT_DIR/wrk/orders.lua" "$BASE_URL/api/v1/orders" "$WORK/tokens.txt" "$RUN_ID" "$SKU"
+    after=$(settled_reserved "$customer")
+
+    local w="$WORK/wrk-orders.txt"
+    ORD_RPS=$(wrk_value "$w" rps)
+    ORD_P50=$(wrk_value "$w" p50_ms)
+    ORD_P99=$(wrk_value "$w" p99_ms)
+    ORD_OK=$(wrk_value "$w" ok_2xx)
+    ORD_NON2XX=$(wrk_value "$w" non_2xx)
+    ORD_STATUSES=$(wrk_value "$w" statuses)
+    ORD_REPLAYS=$(wrk_value "$w" replays)
+    ORD_INFLIGHT=$(wrk_value "$w" in_flight)
+    RESERVED_DELTA=$((after - before))
+
+    # Every 2xx is one unit reserved (nothing expires: pay_within is an hour). Requests still in
+    # flight when wrk stopped may have been committed without wrk seeing the answer, so a surplus
+    # of at most that many is consistent; anything else is a lost or an extra reservation.
+    local surplus=$((RESERVED_DELTA - ORD_OK))
+    if [ "$surplus" -eq 0 ]; then
+        VERDICT="MATCH"
+    elif [ "$surplus" -gt 0 ] && [ "$surplus" -le "$ORD_INFLIGHT" ]; then
+        VERDICT="MATCH (within in-flight: reserved exceeds 2xx by $surplus; wrk left $ORD_INFLIGHT requests unanswered at stop, which the server may have committed)"
+    else
+        VERDICT="MISMATCH (reserved grew by $RESERVED_DELTA, wrk saw $ORD_OK 2xx, $ORD_INFLIGHT in flight)"
+        FAILED_CHECK=1
+    fi
+    if [ "$ORD_REPLAYS" != 0 ]; then
+        echo "WARNING: $ORD_REPLAYS idempotent replays: keys collided, the orders figure is not real" >&2
+        FAILED_CHECK=1
+    fi
+    say "reserved before $before, after $after: grew $RESERVED_DELTA; wrk 2xx $ORD_OK -> $VERDICT"
+
+    run_wrk healthz "$SCRIPT_DIR/wrk/healthz.lua" "$BASE_URL/healthz"
+    HZ_RPS=$(wrk_value "$WORK/wrk-healthz.txt" rps)
+    HZ_P50=$(wrk_value "$WORK/wrk-healthz.txt" p50_ms)
+    HZ_P99=$(wrk_value "$WORK/wrk-healthz.txt" p99_ms)
+    HZ_NON2XX=$(wrk_value "$WORK/wrk-healthz.txt" non_2xx)
+
+    # Stop surge before the peers run, so they have the machine to themselves as surge had.
+    say "stopping surge (SIGTERM)"
+    stop_surge
+    echo "surge exited with status $SURGE_EXIT"
+}
+
+# ---- peer: PostgreSQL row lock ---------------------------------------------------------------
+
+run_pg() {
+    say "peer pg row lock: pgbench -n -c $CONNS -j 2 -T $DURATION_SECS ($PG_URL)"
+    timeout 30 pg_isready -q -d "$PG_URL" || die "PostgreSQL at $PG_URL does not answer"
+    PG_TABLES=1
+    PGOPTIONS='-c client_min_messages=warning' timeout 60 \
+        psql -X -q -v ON_ERROR_STOP=1 "$PG_URL" -f "$PEERS_DIR/pg_row_lock/setup.sql" >/dev/null
+    PG_DURABILITY="synchronous_commit=$(psql -X -A -t -q "$PG_URL" -c 'SHOW synchronous_commit'),"
+    PG_DURABILITY+=" fsync=$(psql -X -A -t -q "$PG_URL" -c 'SHOW fsync')"
+    # --log writes one line per transaction (a few thousand a second here): it is how pgbench
+    # gives per-transaction latencies, from which p50 and p99 are computed below.
+    mkdir -p "$WORK/pglog"
+    timeout -k 10 $((DURATION_SECS + 120)) \
+        pgbench -n -c "$CONNS" -j 2 -T "$DURATION_SECS" -f "$PEERS_DIR/pg_row_lock/purchase.sql" \
+        --log --log-prefix="$WORK/pglog/tx" "$PG_URL" 2>&1 | tee "$WORK/pgbench.txt"
+    PG_TPS=$(awk '/^tps = / { printf "%.1f", $3; exit }' "$WORK/pgbench.txt")
+    PG_AVG=$(awk '/^latency average = / { print $4; exit }' "$WORK/pgbench.txt")
+    [ -n "$PG_TPS" ] || die "could not read tps from pgbench's output (above)"
+    # Column 3 of a pgbench log line is the transaction's latency in microseconds.
+    cat "$WORK"/pglog/tx.* | awk '{ print $3 }' | sort -n >"$WORK/pg-latencies.txt"
+    read -r PG_P50 PG_P99 < <(awk '{ v[NR] = $1 } END {
+        if (NR == 0) { print "n/a n/a"; exit }
+        i50 = int(NR * 0.50); if (i50 < NR * 0.50) i50++; if (i50 < 1) i50 = 1
+        i99 = int(NR * 0.99); if (i99 < NR * 0.99) i99++; if (i99 < 1) i99 = 1
+        printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000 }' "$WORK/pg-latencies.txt")
+    # The peer's own consistency: units taken from the hot row equal orders written.
+    local taken orders
+    taken=$(psql -X -A -t -q "$PG_URL" -c 'SELECT 100000000 - remaining FROM peer_time_sale WHERE id = 1')
+    orders=$(psql -X -A -t -q "$PG_URL" -c 'SELECT count(*) FROM peer_sale_order')
+    PG_NOTE="avg ${PG_AVG:-n/a} ms; $orders orders, $taken units taken"
+    echo "pg row lock: tps $PG_TPS, p50 $PG_P50 ms, p99 $PG_P99 ms, $PG_NOTE"
+    drop_pg_tables
+}
+
+# ---- peer: Redis Lua -------------------------------------------------------------------------
+
+redis_peer() { timeout 30 redis-cli -h 127.0.0.1 -p "$REDIS_PEER_PORT" "$@"; }
+
+# redis-benchmark --csv with the peer's script; prints the CSV's data line(s).
+redis_bench() { # REQUESTS
+    local script
+    script=$(cat "$PEERS_DIR/redis_lua/purchase.lua")
+    timeout -k 10 $((DURATION_SECS * 4 + 120)) \
+        redis-benchmark -h 127.0.0.1 -p "$REDIS_PEER_PORT" --csv -c "$CONNS" -n "$1" -r 1000000 \
+        EVAL "$script" 2 sale:1:remaining sale:1:orders __rand_int__
+}
+
+# The 7 numbers at the end of redis-benchmark 7's CSV row: rps, avg, min, p50, p95, p99, max.
+# The first column is the command itself, which holds the Lua script's commas and newlines, so
+# the row is read from its end.
+redis_csv_numbers() {
+    tr -d '\r' | grep -E '"[0-9.]+","[0-9.]+","[0-9.]+","[0-9.]+","[0-9.]+","[0-9.]+","[0-9.]+"$' |
+        tail -n 1 | grep -oE '"[0-9.]+"' | tail -n 7 | tr -d '"' | tr '\n' ' '
+}
+
+run_redis() {
+    say "peer redis lua: dedicated redis-server on 127.0.0.1:$REDIS_PEER_PORT (appendonly yes, appendfsync everysec)"
+    if redis-cli -h 127.0.0.1 -p "$REDIS_PEER_PORT" ping >/dev/null 2>&1; then
+        die "something already answers on 127.0.0.1:$REDIS_PEER_PORT; set REDIS_PEER_PORT"
+    fi
+    mkdir -p "$WORK/redis"
+    REDIS_STARTED=1
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PEER_PORT" \
+        --appendonly yes --appendfsync everysec --save "" --dir "$WORK/redis" \
+        --pidfile "$WORK/redis/redis.pid" --logfile "$WORK/redis/redis.log"
+    local i
+    for ((i = 0; i < 100; i++)); do
+        [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PEER_PORT" ping 2>/dev/null)" = PONG ] && break
+        sleep 0.2
+    done
+    [ "$(redis_peer ping)" = PONG ] || die "the peer redis-server did not start (see $WORK/redis/redis.log)"
+    [ "$(redis_peer config get appendonly | tail -n 1)" = yes ] || die "peer redis: appendonly is not on"
+
+    local n=$REDIS_REQUESTS
+    if [ -z "$n" ]; then
+        # Calibrate: a short run tells the rate, so the measured run lasts about DURATION_SECS.
+        redis_peer set sale:1:remaining "$REDIS_REMAINING" >/dev/null
+        local cal
+        cal=$(redis_bench 100000 | redis_csv_numbers | awk '{ print int($1) }') || true
+        [[ $cal =~ ^[1-9][0-9]*$ ]] || die "redis-benchmark calibration gave no rate"
+        n=$((cal * DURATION_SECS))
+        [ "$n" -ge 100000 ] || n=100000
+        echo "calibration: $cal req/s -> $n requests"
+    fi
+    # The measured run starts from the README's state: full stock, empty order stream.
+    redis_peer del sale:1:orders >/dev/null
+    redis_peer set sale:1:remaining "$REDIS_REMAINING" >/dev/null
+    echo "redis-benchmark --csv -c $CONNS -n $n -r 1000000 EVAL <purchase.lua> 2 sale:1:remaining sale:1:orders __rand_int__"
+    redis_bench "$n" >"$WORK/redis-benchmark.csv"
+    local nums
+    nums=$(redis_csv_numbers <"$WORK/redis-benchmark.csv") || true
+    [ -n "$nums" ] || { cat "$WORK/redis-benchmark.csv" >&2; die "could not parse redis-benchmark's CSV (above)"; }
+    local avg p95 max
+    read -r RD_RPS avg _ RD_P50 p95 RD_P99 max <<<"$nums"
+    RD_RPS=$(awk -v r="$RD_RPS" 'BEGIN { printf "%.1f", r }')
+    local left
+    left=$(redis_peer get sale:1:remaining)
+    RD_NOTE="avg $avg ms, p95 $p95 ms, max $max ms; $n requests, $((REDIS_REMAINING - left)) units taken"
+    echo "redis lua: rps $RD_RPS, p50 $RD_P50 ms, p99 $RD_P99 ms, $RD_NOTE"
+    stop_redis_peer
+}
+
+# ---- run -------------------------------------------------------------------------------------
+
+STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+if want surge; then run_surge; fi
+if want pg; then run_pg; fi
+if want redis; then run_redis; fi
+
+# ---- report ----------------------------------------------------------------------------------
+
+CPU_MODEL=$(lscpu | awk -F: '/^Model name/ { sub(/^[ \t]+/, "", $2); print $2; exit }')
+CORES=$(nproc)
+JOURNAL="sqlite (synchronous=$SQLITE_SYNC)"
+if [ -n "${SURGE_DATABASE__URL:-}" ]; then JOURNAL="SURGE_DATABASE__URL (not sqlite)"; fi
+
+mkdir -p "$(dirname "$OUT")"
+{
+    printf 'surge hot-SKU benchmark, %s, %s clients for every tool, %s s per run\n' \
+        "$STARTED_AT" "$CONNS" "$DURATION_SECS"
+    printf '%-24s %12s %10s %10s  %s\n' "" "req/s" "p50 ms" "p99 ms" "durability / notes"
+    printf '%-24s %12s %10s %10s  %s\n' "surge POST /orders" "$ORD_RPS" "$ORD_P50" "$ORD_P99" \
+        "journal $JOURNAL; 2xx after commit"
+    printf '%-24s %12s %10s %10s  %s\n' "surge GET /healthz" "$HZ_RPS" "$HZ_P50" "$HZ_P99" \
+        "HTTP stack ceiling"
+    printf '%-24s %12s %10s %10s  %s\n' "pg row lock (pgbench)" "$PG_TPS" "$PG_P50" "$PG_P99" \
+        "$PG_DURABILITY; $PG_NOTE"
+    printf '%-24s %12s %10s %10s  %s\n' "redis lua (r-benchmark)" "$RD_RPS" "$RD_P50" "$RD_P99" \
+        "appendonly yes, appendfsync everysec; $RD_NOTE"
+    echo
+    printf 'ratios: orders/pg %s   orders/redis %s   orders/healthz %s\n' \
+        "$(ratio "$ORD_RPS" "$PG_TPS")" "$(ratio "$ORD_RPS" "$RD_RPS")" "$(ratio "$ORD_RPS" "$HZ_RPS")"
+    printf 'orders: 2xx %s, non-2xx %s (statuses %s), idempotent replays %s, in flight at stop %s\n' \
+        "$ORD_OK" "$ORD_NON2XX" "$ORD_STATUSES" "$ORD_REPLAYS" "$ORD_INFLIGHT"
+    printf 'reserved grew by %s: %s\n' "$RESERVED_DELTA" "$VERDICT"
+    printf 'healthz: non-2xx %s; surge exit status after SIGTERM: %s\n' "$HZ_NON2XX" "$SURGE_EXIT"
+    printf 'machine: %s, %s cores; sqlite synchronous %s; conns %s; wrk threads %s; pgbench -j 2\n' \
+        "$CPU_MODEL" "$CORES" "$SQLITE_SYNC" "$CONNS" "$THREADS"
+    printf 'tools: %s; %s; %s\n' "$(wrk -v 2>&1 | head -n 1 | awk '{print $1, $2}' || true)" \
+        "$(pgbench --version 2>/dev/null || echo 'pgbench n/a')" \
+        "$(redis-benchmark --version 2>/dev/null || echo 'redis-benchmark n/a')"
+} | tee "$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+echo "(written to $OUT)"
+
+if [ "$FAILED_CHECK" = 1 ]; then exit 3; fi

@@ -1,0 +1,457 @@
+//! `EntityActor<E>`: the one actor that runs every entity kind.
+//!
+//! Supervised by its kind's [`crate::supervisors::region::Region`]. On start it waits for the
+//! journal writer to drain what earlier incarnations queued, then recovers from the latest
+//! snapshot plus the journal tail. For each command it decides, applies the events in memory,
+//! hands them to the group-commit writer and goes on to the next message; the reply leaves when
+//! the batch holding the events has committed (pipelined persistence). A query that arrives
+//! while commits are pending is answered behind them, so nobody reads a state that is not yet
+//! durable. A failed commit stops the actor, and the region restarts it from the journal.
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::{pid, Ctx, Entity, SideWrites};
+use crate::error::ApiError;
+use crate::persistence::journal::{Append, CommitError, WriterId};
+use crate::persistence::{codec, Batch, DeadlineWrite, EventRecord, SnapshotRecord};
+use crate::runtime::SharedRuntime;
+
+pub type ReplyTx<E> = oneshot::Sender<Result<<E as Entity>::Reply, ApiError>>;
+
+pub struct CommandEnvelope<E: Entity> {
+    pub command: E::Command,
+    pub side: Option<SideWrites<E>>,
+    pub reply: ReplyTx<E>,
+}
+
+/// What the admin console and tests see of a running entity.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Inspection {
+    pub last_seq: u64,
+    pub snapshot_seq: u64,
+    pub pending_commits: usize,
+    pub state: serde_json::Value,
+}
+
+pub enum EntityMsg<E: Entity> {
+    Command(CommandEnvelope<E>),
+    DeadlineDue,
+    /// Stop if idle (sent by the region's sweeper) or unconditionally when `force`.
+    Passivate { force: bool },
+    CommitFailed(CommitError),
+    Inspect(oneshot::Sender<Inspection>),
+    /// Fault injection for tests and drills: the actor panics on this message.
+    InjectPanic,
+}
+
+/// Counters shared between an actor and the callers that address it.
+#[derive(Debug)]
+pub struct EntityShared {
+    /// Commands sent but not yet taken from the mailbox (admission bound).
+    pub inflight: AtomicUsize,
+    pub last_active_ms: AtomicI64,
+    pub last_seq: AtomicU64,
+    pub snapshot_seq: AtomicU64,
+}
+
+impl EntityShared {
+    pub fn new(now_ms: i64) -> EntityShared {
+        EntityShared {
+            inflight: AtomicUsize::new(0),
+            last_active_ms: AtomicI64::new(now_ms),
+            last_seq: AtomicU64::new(0),
+            snapshot_seq: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A running entity as its region's registry holds it.
+pub struct LiveEntity<E: Entity> {
+    pub actor: ActorRef<EntityMsg<E>>,
+    pub shared: Arc<EntityShared>,
+}
+
+impl<E: Entity> Clone for LiveEntity<E> {
+    fn clone(&self) -> Self {
+        LiveEntity {
+            actor: self.actor.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+pub type LiveMap<E> = Arc<DashMap<String, LiveEntity<E>>>;
+
+pub struct EntityArgs<E: Entity> {
+    pub id: String,
+    pub rt: SharedRuntime,
+    pub shared: Arc<EntityShared>,
+    pub live: LiveMap<E>,
+}
+
+pub struct EntityActor<E>(PhantomData<fn() -> E>);
+
+impl<E> Default for EntityActor<E> {
+    fn default() -> Self {
+        EntityActor(PhantomData)
+    }
+}
+
+pub struct EntityState<E: Entity> {
+    id: String,
+    pid: String,
+    entity: E,
+    last_seq: u64,
+    snapshot_seq: u64,
+    incarnation: u64,
+    pending: Arc<AtomicUsize>,
+    persisted_deadline_ms: Option<i64>,
+    timer: Option<(i64, JoinHandle<()>)>,
+    read_row_body: Option<String>,
+    rt: SharedRuntime,
+    shared: Arc<EntityShared>,
+    live: LiveMap<E>,
+}
+
+impl<E: Entity> Actor for EntityActor<E> {
+    type Msg = EntityMsg<E>;
+    type State = EntityState<E>;
+    type Arguments = EntityArgs<E>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: EntityArgs<E>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let incarnation = args.rt.next_incarnation();
+        Ok(EntityState {
+            pid: pid::<E>(&args.id),
+            entity: E::blank(&args.id),
+            id: args.id,
+            last_seq: 0,
+            snapshot_seq: 0,
+            incarnation,
+            pending: Arc::new(AtomicUsize::new(0)),
+            persisted_deadline_ms: None,
+            timer: None,
+            read_row_body: None,
+            rt: args.rt,
+            shared: args.shared,
+            live: args.live,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.recover().await?;
+        state.arm_deadline(&myself);
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some((_, timer)) = state.timer.take() {
+            timer.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            EntityMsg::Command(envelope) => {
+                state.shared.inflight.fetch_sub(1, Ordering::AcqRel);
+                let now_ms = state.rt.now_ms();
+                state.shared.last_active_ms.store(now_ms, Ordering::Relaxed);
+                state.run(&myself, envelope.command, envelope.side, Some(envelope.reply));
+                if !state.entity.exists() && state.last_seq == 0 && state.idle() {
+                    // Nothing lives here: do not keep an actor for a miss.
+                    state.passivate(&myself);
+                }
+            }
+            EntityMsg::DeadlineDue => {
+                state.timer = None;
+                let ctx = Ctx {
+                    now_ms: state.rt.now_ms(),
+                };
+                if let Some(command) = state.entity.deadline_command(&ctx) {
+                    state.run(&myself, command, None, None);
+                }
+                state.arm_deadline(&myself);
+            }
+            EntityMsg::Passivate { force } => {
+                if force || state.may_passivate() {
+                    state.passivate(&myself);
+                }
+            }
+            EntityMsg::CommitFailed(error) => {
+                return Err(format!("{}: journal commit failed: {error}", state.pid).into());
+            }
+            EntityMsg::Inspect(reply) => {
+                let _ = reply.send(state.inspection());
+            }
+            EntityMsg::InjectPanic => panic!("{}: injected panic", state.pid),
+        }
+        Ok(())
+    }
+}
+
+impl<E: Entity> EntityState<E> {
+    async fn recover(&mut self) -> Result<(), ActorProcessingErr> {
+        // Appends queued by an earlier incarnation land before we read.
+        self.rt.journal.barrier().await?;
+        let (snapshot, events) = self.rt.store.load(&self.pid).await?;
+        if let Some(snapshot) = snapshot {
+            let mut entity: E = codec::decode(E::VERSION, &snapshot.payload)?;
+            entity.restore();
+            entity.check_deep_invariants().map_err(|e| {
+                format!("{}: snapshot {} breaks invariants: {e}", self.pid, snapshot.seq)
+            })?;
+            self.entity = entity;
+            self.last_seq = snapshot.seq;
+            self.snapshot_seq = snapshot.seq;
+        }
+        for record in events {
+            if record.seq != self.last_seq + 1 {
+                return Err(format!("{}: journal gap before seq {}", self.pid, record.seq).into());
+            }
+            let event: E::Event = codec::decode(E::VERSION, &record.payload)?;
+            self.entity.apply(&event);
+            self.last_seq = record.seq;
+        }
+        self.entity
+            .check_deep_invariants()
+            .map_err(|e| format!("{}: recovered state breaks invariants: {e}", self.pid))?;
+        self.persisted_deadline_ms = self.entity.next_deadline_ms();
+        self.read_row_body = self.entity.read_row().map(|row| row.body);
+        self.publish_seqs();
+        Ok(())
+    }
+
+    /// Decide, apply, append; the reply leaves once the append has committed.
+    fn run(
+        &mut self,
+        myself: &ActorRef<EntityMsg<E>>,
+        command: E::Command,
+        side: Option<SideWrites<E>>,
+        reply: Option<ReplyTx<E>>,
+    ) {
+        let rt = self.rt.clone();
+        let Some(permit) = rt.journal.try_reserve() else {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(ApiError::unavailable("the journal queue is full")));
+            }
+            return;
+        };
+        let now_ms = self.rt.now_ms();
+        let decision = match self.entity.decide(&command, &Ctx { now_ms }) {
+            Ok(decision) => decision,
+            Err(rejection) => {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(rejection));
+                }
+                return;
+            }
+        };
+        if decision.events.is_empty() && self.pending.load(Ordering::Acquire) == 0 {
+            if let Some(reply) = reply {
+                let _ = reply.send(Ok(decision.reply));
+            }
+            return;
+        }
+        let mut batch = self.apply_all(decision.events, now_ms);
+        if let Some(side) = side {
+            batch.extend(side(&decision.reply, now_ms));
+        }
+        self.add_derived_rows(&mut batch, now_ms);
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        permit.send(Append {
+            batch,
+            writer: Some(WriterId {
+                pid: self.pid.clone(),
+                incarnation: self.incarnation,
+            }),
+            done: self.completion(myself.clone(), decision.reply, reply),
+        });
+        self.arm_deadline(myself);
+    }
+
+    fn apply_all(&mut self, events: Vec<E::Event>, now_ms: i64) -> Batch {
+        let mut batch = Batch::default();
+        for event in events {
+            self.entity.apply(&event);
+            if let Err(violation) = self.entity.check_invariants() {
+                panic!("{}: invariant broken by {event:?}: {violation}", self.pid);
+            }
+            self.last_seq += 1;
+            batch.events.push(EventRecord {
+                pid: self.pid.clone(),
+                seq: self.last_seq,
+                at_ms: now_ms,
+                payload: codec::encode(E::VERSION, &event),
+            });
+        }
+        self.publish_seqs();
+        batch
+    }
+
+    /// The deadline row, the read row and a snapshot, when they changed or are due.
+    fn add_derived_rows(&mut self, batch: &mut Batch, now_ms: i64) {
+        let deadline = self.entity.next_deadline_ms();
+        if deadline != self.persisted_deadline_ms {
+            batch.deadlines.push(match deadline {
+                Some(due_at_ms) => DeadlineWrite::Set {
+                    pid: self.pid.clone(),
+                    due_at_ms,
+                },
+                None => DeadlineWrite::Clear {
+                    pid: self.pid.clone(),
+                },
+            });
+            self.persisted_deadline_ms = deadline;
+        }
+        if let Some(row) = self.entity.read_row() {
+            if self.read_row_body.as_deref() != Some(row.body.as_str()) {
+                self.read_row_body = Some(row.body.clone());
+                batch.read_rows.push(row);
+            }
+        }
+        let every = self.rt.settings.journal.snapshot_every_events;
+        if self.last_seq - self.snapshot_seq >= every.max(self.entity.snapshot_weight()) {
+            batch.snapshots.push(self.snapshot(now_ms));
+        }
+    }
+
+    fn snapshot(&mut self, now_ms: i64) -> SnapshotRecord {
+        if let Err(violation) = self.entity.check_deep_invariants() {
+            panic!("{}: refusing to snapshot a broken state: {violation}", self.pid);
+        }
+        self.snapshot_seq = self.last_seq;
+        self.publish_seqs();
+        SnapshotRecord {
+            pid: self.pid.clone(),
+            seq: self.last_seq,
+            at_ms: now_ms,
+            payload: codec::encode(E::VERSION, &self.entity),
+        }
+    }
+
+    fn completion(
+        &self,
+        myself: ActorRef<EntityMsg<E>>,
+        value: E::Reply,
+        reply: Option<ReplyTx<E>>,
+    ) -> Box<dyn FnOnce(Result<(), CommitError>) + Send> {
+        let pending = self.pending.clone();
+        Box::new(move |result| {
+            pending.fetch_sub(1, Ordering::AcqRel);
+            match result {
+                Ok(()) => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(value));
+                    }
+                }
+                Err(error) => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(ApiError::unavailable(
+                            "the change could not be made durable; retry with the same Idempotency-Key",
+                        )));
+                    }
+                    let _ = myself.cast(EntityMsg::CommitFailed(error));
+                }
+            }
+        })
+    }
+
+    /// Keeps exactly one timer, for the entity's next deadline.
+    fn arm_deadline(&mut self, myself: &ActorRef<EntityMsg<E>>) {
+        let wanted = self.entity.next_deadline_ms();
+        if self.timer.as_ref().map(|(at, _)| *at) == wanted {
+            return;
+        }
+        if let Some((_, timer)) = self.timer.take() {
+            timer.abort();
+        }
+        if let Some(at_ms) = wanted {
+            let sleep = self.rt.clock.sleep_until(at_ms);
+            let myself = myself.clone();
+            let timer = tokio::spawn(async move {
+                sleep.await;
+                let _ = myself.cast(EntityMsg::DeadlineDue);
+            });
+            self.timer = Some((at_ms, timer));
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0
+    }
+
+    fn may_passivate(&self) -> bool {
+        let settings = &self.rt.settings;
+        let now_ms = self.rt.now_ms();
+        let idle_for_ms = now_ms - self.shared.last_active_ms.load(Ordering::Relaxed);
+        let passivate_after_ms = i64::try_from(settings.actors.passivate_after_secs * 1000)
+            .expect("passivation delay fits i64");
+        let lookahead_ms = i64::try_from(settings.deadlines.lookahead_secs * 1000)
+            .expect("lookahead fits i64");
+        let deadline_near = self
+            .entity
+            .next_deadline_ms()
+            .is_some_and(|at| at <= now_ms + lookahead_ms);
+        self.idle() && idle_for_ms >= passivate_after_ms && !deadline_near
+    }
+
+    /// Snapshot if behind, leave the registry, stop. Messages still queued are dropped, and
+    /// their callers retry on a fresh activation (nothing of theirs was persisted).
+    fn passivate(&mut self, myself: &ActorRef<EntityMsg<E>>) {
+        if self.entity.exists() && self.last_seq > self.snapshot_seq {
+            let mut batch = Batch::default();
+            batch.snapshots.push(self.snapshot(self.rt.now_ms()));
+            if let Some(permit) = self.rt.journal.try_reserve() {
+                permit.send(Append {
+                    batch,
+                    writer: None,
+                    done: Box::new(|_| {}),
+                });
+            }
+        }
+        let my_id = myself.get_id();
+        self.live
+            .remove_if(&self.id, |_, live| live.actor.get_id() == my_id);
+        myself.stop(Some("passivated".into()));
+    }
+
+    fn publish_seqs(&self) {
+        self.shared.last_seq.store(self.last_seq, Ordering::Relaxed);
+        self.shared
+            .snapshot_seq
+            .store(self.snapshot_seq, Ordering::Relaxed);
+    }
+
+    fn inspection(&self) -> Inspection {
+        Inspection {
+            last_seq: self.last_seq,
+            snapshot_seq: self.snapshot_seq,
+            pending_commits: self.pending.load(Ordering::Acquire),
+            state: self.entity.state_json(),
+        }
+    }
+}

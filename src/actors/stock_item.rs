@@ -1,0 +1,441 @@
+//! StockItem: the units of one SKU.
+//!
+//! Supervised by `Region<StockItem>`; persistence id `stock_item:{sku}`.
+//! Accepts: create, get, adjust (receipts and write-offs), reserve (for an order, with an
+//! expiry), release (cancel, expiry, compensation), commit (a paid order takes its units).
+//! Journals: `Created`, `Adjusted`, `Reserved`, `Released`, `Committed`.
+//! Each reservation carries its own expiry, so units held for an order that never got paid,
+//! or never got created because of a crash, come back by themselves at `expires_at`.
+//!
+//! # Invariants
+//! - `available = on_hand - reserved >= 0`, and `on_hand, reserved, sold, safety_stock >= 0`;
+//! - `reserved` is the sum of the open reservations (deep check);
+//! - the expiry index holds exactly the open reservations (deep check);
+//! - `sold` only grows, and only when a reservation is committed.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Ctx, Decision, Entity};
+use crate::error::{ApiError, ErrorCode};
+
+/// Most reservations one expiry step releases; the rest follow in the next step at once.
+const EXPIRE_BATCH_MAX: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub quantity: i64,
+    pub expires_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockItem {
+    pub sku: String,
+    pub created: bool,
+    pub name: String,
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub sold: i64,
+    pub safety_stock: i64,
+    pub price: i64,
+    pub version: u64,
+    reservations: HashMap<u128, Reservation>,
+    #[serde(skip)]
+    expiry: BTreeSet<(i64, u128)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReleaseReason {
+    Cancelled,
+    Expired,
+    Compensated,
+}
+
+impl ReleaseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseReason::Cancelled => "cancelled",
+            ReleaseReason::Expired => "expired",
+            ReleaseReason::Compensated => "compensated",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StockCommand {
+    Create {
+        name: String,
+        on_hand: i64,
+        safety_stock: i64,
+        price: i64,
+    },
+    Get,
+    Adjust {
+        delta: i64,
+        reason: String,
+    },
+    Reserve {
+        order: u128,
+        quantity: i64,
+        expires_at_ms: i64,
+    },
+    Release {
+        order: u128,
+        reason: ReleaseReason,
+    },
+    Commit {
+        order: u128,
+    },
+    ExpireDue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StockEvent {
+    Created {
+        name: String,
+        on_hand: i64,
+        safety_stock: i64,
+        price: i64,
+    },
+    Adjusted {
+        delta: i64,
+        reason: String,
+    },
+    Reserved {
+        order: u128,
+        quantity: i64,
+        expires_at_ms: i64,
+    },
+    Released {
+        order: u128,
+        quantity: i64,
+        reason: ReleaseReason,
+    },
+    Committed {
+        order: u128,
+        quantity: i64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StockView {
+    pub sku: String,
+    pub name: String,
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub available: i64,
+    pub sold: i64,
+    pub safety_stock: i64,
+    pub price: i64,
+    pub version: u64,
+}
+
+impl StockItem {
+    pub fn available(&self) -> i64 {
+        self.on_hand - self.reserved
+    }
+
+    /// Units a new reservation may take: the safety stock is never reserved.
+    pub fn reservable(&self) -> i64 {
+        (self.available() - self.safety_stock).max(0)
+    }
+
+    pub fn reservation(&self, order: u128) -> Option<Reservation> {
+        self.reservations.get(&order).copied()
+    }
+
+    pub fn view(&self) -> StockView {
+        StockView {
+            sku: self.sku.clone(),
+            name: self.name.clone(),
+            on_hand: self.on_hand,
+            reserved: self.reserved,
+            available: self.available(),
+            sold: self.sold,
+            safety_stock: self.safety_stock,
+            price: self.price,
+            version: self.version,
+        }
+    }
+
+    fn accept(&self, events: Vec<StockEvent>) -> Result<Decision<Self>, ApiError> {
+        let mut next = self.clone_counters();
+        events.iter().for_each(|e| next.apply(e));
+        Ok(Decision {
+            events,
+            reply: next.view(),
+        })
+    }
+
+    /// The counters alone, enough to compute the reply of a decision cheaply.
+    fn clone_counters(&self) -> StockItem {
+        StockItem {
+            sku: self.sku.clone(),
+            created: self.created,
+            name: self.name.clone(),
+            on_hand: self.on_hand,
+            reserved: self.reserved,
+            sold: self.sold,
+            safety_stock: self.safety_stock,
+            price: self.price,
+            version: self.version,
+            reservations: HashMap::new(),
+            expiry: BTreeSet::new(),
+        }
+    }
+
+    fn decide_create(
+        &self,
+        name: &str,
+        on_hand: i64,
+        safety_stock: i64,
+        price: i64,
+    ) -> Result<Decision<Self>, ApiError> {
+        if self.created {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("stock item {} already exists", self.sku),
+            ));
+        }
+        if on_hand < 0 || safety_stock < 0 || price < 0 {
+            return Err(ApiError::validation(
+                "on_hand",
+                "on_hand, safety_stock and price must be >= 0",
+            ));
+        }
+        self.accept(vec![StockEvent::Created {
+            name: name.to_string(),
+            on_hand,
+            safety_stock,
+            price,
+        }])
+    }
+
+    fn decide_reserve(
+        &self,
+        order: u128,
+        quantity: i64,
+        expires_at_ms: i64,
+    ) -> Result<Decision<Self>, ApiError> {
+        if self.reservations.contains_key(&order) {
+            return Ok(Decision::reply(self.view()));
+        }
+        if quantity < 1 {
+            return Err(ApiError::validation("quantity", "must be at least 1"));
+        }
+        if quantity > self.reservable() {
+            return Err(ApiError::new(
+                ErrorCode::InsufficientStock,
+                format!(
+                    "{} has {} units available, {} asked",
+                    self.sku,
+                    self.reservable(),
+                    quantity
+                ),
+            ));
+        }
+        self.accept(vec![StockEvent::Reserved {
+            order,
+            quantity,
+            expires_at_ms,
+        }])
+    }
+
+    fn decide_commit(&self, order: u128, ctx: &Ctx) -> Result<Decision<Self>, ApiError> {
+        match self.reservations.get(&order) {
+            Some(r) if r.expires_at_ms > ctx.now_ms => self.accept(vec![StockEvent::Committed {
+                order,
+                quantity: r.quantity,
+            }]),
+            _ => Err(ApiError::new(
+                ErrorCode::OrderExpired,
+                "the reservation has expired or was released",
+            )),
+        }
+    }
+
+    fn decide_expire(&self, ctx: &Ctx) -> Result<Decision<Self>, ApiError> {
+        let events: Vec<StockEvent> = self
+            .expiry
+            .iter()
+            .take_while(|(at, _)| *at <= ctx.now_ms)
+            .take(EXPIRE_BATCH_MAX)
+            .map(|(_, order)| StockEvent::Released {
+                order: *order,
+                quantity: self.reservations[order].quantity,
+                reason: ReleaseReason::Expired,
+            })
+            .collect();
+        self.accept(events)
+    }
+}
+
+impl Entity for StockItem {
+    const KIND: &'static str = "stock_item";
+    const VERSION: u8 = 1;
+
+    type Command = StockCommand;
+    type Event = StockEvent;
+    type Reply = StockView;
+
+    fn blank(id: &str) -> Self {
+        StockItem {
+            sku: id.to_string(),
+            ..StockItem::default()
+        }
+    }
+
+    fn exists(&self) -> bool {
+        self.created
+    }
+
+    fn decide(&self, command: &StockCommand, ctx: &Ctx) -> Result<Decision<Self>, ApiError> {
+        if let StockCommand::Create {
+            name,
+            on_hand,
+            safety_stock,
+            price,
+        } = command
+        {
+            return self.decide_create(name, *on_hand, *safety_stock, *price);
+        }
+        if !self.created {
+            return Err(ApiError::not_found(format!("stock item {} not found", self.sku)));
+        }
+        match command {
+            StockCommand::Create { .. } => unreachable!("handled above"),
+            StockCommand::Get => Ok(Decision::reply(self.view())),
+            StockCommand::Adjust { delta, reason } => {
+                if self.available() + delta < 0 {
+                    return Err(ApiError::new(
+                        ErrorCode::InsufficientStock,
+                        format!("{} has {} units available", self.sku, self.available()),
+                    ));
+                }
+                self.accept(vec![StockEvent::Adjusted {
+                    delta: *delta,
+                    reason: reason.clone(),
+                }])
+            }
+            StockCommand::Reserve {
+                order,
+                quantity,
+                expires_at_ms,
+            } => self.decide_reserve(*order, *quantity, *expires_at_ms),
+            StockCommand::Release { order, reason } => match self.reservations.get(order) {
+                Some(r) => self.accept(vec![StockEvent::Released {
+                    order: *order,
+                    quantity: r.quantity,
+                    reason: *reason,
+                }]),
+                None => Ok(Decision::reply(self.view())),
+            },
+            StockCommand::Commit { order } => self.decide_commit(*order, ctx),
+            StockCommand::ExpireDue => self.decide_expire(ctx),
+        }
+    }
+
+    fn apply(&mut self, event: &StockEvent) {
+        self.version += 1;
+        match event {
+            StockEvent::Created {
+                name,
+                on_hand,
+                safety_stock,
+                price,
+            } => {
+                self.created = true;
+                self.name = name.clone();
+                self.on_hand = *on_hand;
+                self.safety_stock = *safety_stock;
+                self.price = *price;
+            }
+            StockEvent::Adjusted { delta, .. } => self.on_hand += delta,
+            StockEvent::Reserved {
+                order,
+                quantity,
+                expires_at_ms,
+            } => {
+                self.reserved += quantity;
+                self.reservations.insert(
+                    *order,
+                    Reservation {
+                        quantity: *quantity,
+                        expires_at_ms: *expires_at_ms,
+                    },
+                );
+                self.expiry.insert((*expires_at_ms, *order));
+            }
+            StockEvent::Released { order, .. } => {
+                if let Some(r) = self.reservations.remove(order) {
+                    self.reserved -= r.quantity;
+                    self.expiry.remove(&(r.expires_at_ms, *order));
+                }
+            }
+            StockEvent::Committed { order, .. } => {
+                if let Some(r) = self.reservations.remove(order) {
+                    self.reserved -= r.quantity;
+                    self.on_hand -= r.quantity;
+                    self.sold += r.quantity;
+                    self.expiry.remove(&(r.expires_at_ms, *order));
+                }
+            }
+        }
+    }
+
+    fn check_invariants(&self) -> Result<(), String> {
+        let counters = [self.on_hand, self.reserved, self.sold, self.safety_stock];
+        if counters.iter().any(|c| *c < 0) {
+            return Err(format!("negative counter in {:?}", self.view()));
+        }
+        if self.available() < 0 {
+            return Err(format!("available below 0: {:?}", self.view()));
+        }
+        Ok(())
+    }
+
+    fn check_deep_invariants(&self) -> Result<(), String> {
+        self.check_invariants()?;
+        let sum: i64 = self.reservations.values().map(|r| r.quantity).sum();
+        if sum != self.reserved {
+            return Err(format!("reserved {} but reservations sum to {sum}", self.reserved));
+        }
+        if self.expiry.len() != self.reservations.len() {
+            return Err("expiry index out of step with reservations".into());
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self) {
+        self.expiry = self
+            .reservations
+            .iter()
+            .map(|(order, r)| (r.expires_at_ms, *order))
+            .collect();
+    }
+
+    fn next_deadline_ms(&self) -> Option<i64> {
+        self.expiry.first().map(|(at, _)| *at)
+    }
+
+    fn deadline_command(&self, ctx: &Ctx) -> Option<StockCommand> {
+        self.next_deadline_ms()
+            .filter(|at| *at <= ctx.now_ms)
+            .map(|_| StockCommand::ExpireDue)
+    }
+
+    fn snapshot_weight(&self) -> u64 {
+        u64::try_from(self.reservations.len()).expect("usize fits u64")
+    }
+
+    fn state_json(&self) -> serde_json::Value {
+        let mut json = serde_json::to_value(self.view()).expect("view serialises");
+        json["open_reservations"] = self.reservations.len().into();
+        json
+    }
+}
+
+#[cfg(test)]
+#[path = "stock_item_tests.rs"]
+mod tests;

@@ -1,0 +1,189 @@
+//! Layered configuration: `config/default.toml` (compiled in), then an optional `--config`
+//! file, then `SURGE_<SECTION>__<KEY>` environment variables, then CLI flags.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The defaults, kept in one file that users can read.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub journal: JournalSettings,
+    pub actors: ActorSettings,
+    pub deadlines: DeadlineSettings,
+    pub idempotency: IdempotencySettings,
+    pub orders: OrderSettings,
+    pub lists: ListSettings,
+    pub auth: AuthSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerSettings {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub workers: usize,
+    pub body_limit_bytes: usize,
+    pub request_timeout_ms: u64,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub sqlite_synchronous: SqliteSynchronous,
+    pub max_connections: u32,
+    pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JournalSettings {
+    pub batch_events_max: usize,
+    pub queue_len_max: usize,
+    pub snapshot_every_events: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActorSettings {
+    pub inflight_max: usize,
+    pub passivate_after_secs: u64,
+    pub idle_check_interval_secs: u64,
+    pub restart_max: u32,
+    pub restart_window_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadlineSettings {
+    pub scan_interval_ms: u64,
+    pub lookahead_secs: u64,
+    pub scan_batch_max: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdempotencySettings {
+    pub retention_hours: u64,
+    pub memory_keys_max: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrderSettings {
+    pub pay_within_secs: u64,
+    pub lines_max: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListSettings {
+    pub limit_default: u32,
+    pub limit_max: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthSettings {
+    pub jwt_secret: String,
+    pub access_ttl_secs: u64,
+    pub refresh_ttl_secs: u64,
+    pub bootstrap_admin_email: String,
+    pub bootstrap_admin_password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogSettings {
+    pub format: String,
+    pub level: String,
+}
+
+/// Values given on the command line; they win over everything else.
+#[derive(Debug, Default, Clone)]
+pub struct CliOverrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Defaults < `file` < environment < CLI.
+    pub fn load(file: Option<&Path>, cli: &CliOverrides) -> anyhow::Result<Settings> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            anyhow::ensure!(path.exists(), "config file {} not found", path.display());
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("SURGE_").split("__"));
+        if let Some(listen) = &cli.listen {
+            figment = figment.merge(Serialized::default("server.listen", listen));
+        }
+        if let Some(dir) = &cli.data_dir {
+            figment = figment.merge(Serialized::default("server.data_dir", dir));
+        }
+        let settings: Settings = figment.extract()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The compiled-in defaults alone (tests start from these).
+    pub fn defaults() -> Settings {
+        Figment::from(Toml::string(DEFAULT_TOML))
+            .extract()
+            .expect("config/default.toml is valid")
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.journal.batch_events_max > 0,
+            "journal.batch_events_max must be > 0"
+        );
+        anyhow::ensure!(
+            self.journal.queue_len_max > 0,
+            "journal.queue_len_max must be > 0"
+        );
+        anyhow::ensure!(
+            self.actors.inflight_max > 0,
+            "actors.inflight_max must be > 0"
+        );
+        anyhow::ensure!(
+            self.auth.jwt_secret.len() >= 16,
+            "auth.jwt_secret must be at least 16 bytes"
+        );
+        anyhow::ensure!(
+            self.lists.limit_default <= self.lists.limit_max,
+            "lists.limit_default must not exceed lists.limit_max"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_validate() {
+        let settings = Settings::defaults();
+        settings.validate().expect("defaults are valid");
+        assert_eq!(settings.database.sqlite_synchronous, SqliteSynchronous::Full);
+        assert_eq!(settings.orders.pay_within_secs, 600);
+    }
+
+    #[test]
+    fn cli_overrides_win_over_the_file() {
+        let cli = CliOverrides {
+            listen: Some("127.0.0.1:9999".into()),
+            data_dir: Some(PathBuf::from("/tmp/surge-x")),
+        };
+        let settings = Settings::load(None, &cli).expect("loads");
+        assert_eq!(settings.server.listen, "127.0.0.1:9999");
+        assert_eq!(settings.server.data_dir, PathBuf::from("/tmp/surge-x"));
+    }
+}

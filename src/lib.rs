@@ -1,0 +1,24 @@
+//! surge: one server for the moments when thousands of people want the same few things.
+//!
+//! Map of the system:
+//! - [`actors`]: the pure entities (stock item, order, ...) and `EntityActor<E>`, the one
+//!   generic actor that runs them: recover, decide, apply, persist, reply.
+//! - [`supervisors`]: `Region<E>`, one per kind (activation, passivation, restarts, admission),
+//!   and the durable-deadline scheduler.
+//! - [`persistence`]: the journal-and-snapshot `Store` (SQLite or PostgreSQL), the group-commit
+//!   writer, the postcard codec and idempotency records.
+//! - [`http`]: actix-web handlers; they only parse, authorise and send messages to regions.
+//! - [`auth`]: users, Argon2id passwords, JWT access and rotating refresh tokens.
+//! - [`app`]: builds all of the above from [`config::Settings`] and runs it.
+//! - [`error`]: the one table of error codes and their problem+json form.
+
+pub mod actors;
+pub mod app;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod persistence;
+pub mod runtime;
+pub mod supervisors;

@@ -1,0 +1,194 @@
+//! Idempotency keys (API.md "Idempotency"), scoped to the caller.
+//!
+//! The record of a key (its request fingerprint and the response) is committed in the same
+//! transaction as the events the request caused, so a crash never leaves one without the other.
+//! In memory we keep the hashes of recent keys: a key whose hash is unknown is new and needs no
+//! database look-up while the memory index is complete (it holds every key of the retention
+//! window). A running request holds its key, so a concurrent retry gets 409 in flight.
+
+use std::collections::{HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashSet;
+use sha2::{Digest, Sha256};
+
+use super::{IdempotencyRecord, SharedStore};
+use crate::error::{ApiError, ErrorCode};
+
+pub const KEY_LEN_MAX: usize = 255;
+
+/// What the caller must do with a request that carries a key.
+pub enum Begin {
+    /// First time: run it, holding the guard until the response is known.
+    Fresh(InFlightGuard),
+    /// Seen before with the same body: answer with the stored response.
+    Replay(IdempotencyRecord),
+}
+
+pub struct Idempotency {
+    store: SharedStore,
+    in_flight: Arc<DashSet<u64>>,
+    memory: Mutex<MemoryIndex>,
+    /// False once the memory index may miss keys (it overflowed): then misses are looked up.
+    complete: AtomicBool,
+    keys_max: usize,
+}
+
+#[derive(Default)]
+struct MemoryIndex {
+    hashes: HashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+/// Releases the key when the request ends, whatever its outcome.
+pub struct InFlightGuard {
+    hash: u64,
+    in_flight: Arc<DashSet<u64>>,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.in_flight.remove(&self.hash);
+    }
+}
+
+pub fn key_hash(scope: &str, key: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    scope.hash(&mut hasher);
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The request's identity: method, path and body.
+pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_bytes());
+    hasher.update([0]);
+    hasher.update(path.as_bytes());
+    hasher.update([0]);
+    hasher.update(body);
+    hex(&hasher.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn validate_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() || key.len() > KEY_LEN_MAX {
+        return Err(ApiError::new(
+            ErrorCode::MalformedRequest,
+            "Idempotency-Key must be 1-255 characters",
+        ));
+    }
+    Ok(())
+}
+
+impl Idempotency {
+    /// Loads the keys of the retention window into memory.
+    pub async fn load(
+        store: SharedStore,
+        since_ms: i64,
+        keys_max: usize,
+    ) -> anyhow::Result<Idempotency> {
+        let limit = u32::try_from(keys_max.saturating_add(1)).unwrap_or(u32::MAX);
+        let keys = store.idempotency_keys_since(since_ms, limit).await?;
+        let complete = keys.len() <= keys_max;
+        let mut memory = MemoryIndex::default();
+        for (scope, key) in keys.iter().take(keys_max) {
+            let hash = key_hash(scope, key);
+            if memory.hashes.insert(hash) {
+                memory.order.push_back(hash);
+            }
+        }
+        Ok(Idempotency {
+            store,
+            in_flight: Arc::new(DashSet::new()),
+            memory: Mutex::new(memory),
+            complete: AtomicBool::new(complete),
+            keys_max,
+        })
+    }
+
+    pub async fn begin(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<Begin, ApiError> {
+        let hash = key_hash(scope, key);
+        if !self.in_flight.insert(hash) {
+            return Err(ApiError::new(
+                ErrorCode::IdempotencyInFlight,
+                "a request with this Idempotency-Key is still running",
+            ));
+        }
+        let guard = InFlightGuard {
+            hash,
+            in_flight: self.in_flight.clone(),
+        };
+        if !self.may_exist(hash) {
+            return Ok(Begin::Fresh(guard));
+        }
+        let stored = self
+            .store
+            .idempotency_get(scope, key)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("idempotency look-up failed: {e}")))?;
+        match stored {
+            None => Ok(Begin::Fresh(guard)),
+            Some(record) if record.fingerprint == fingerprint => Ok(Begin::Replay(record)),
+            Some(_) => Err(ApiError::new(
+                ErrorCode::IdempotencyKeyReused,
+                "this Idempotency-Key was used with a different request",
+            )),
+        }
+    }
+
+    fn may_exist(&self, hash: u64) -> bool {
+        let memory = self.memory.lock().expect("idempotency index lock");
+        memory.hashes.contains(&hash) || !self.complete.load(Ordering::Relaxed)
+    }
+
+    /// Call once the record has been committed, before the guard drops.
+    pub fn remember(&self, scope: &str, key: &str) {
+        let hash = key_hash(scope, key);
+        let mut memory = self.memory.lock().expect("idempotency index lock");
+        if memory.hashes.insert(hash) {
+            memory.order.push_back(hash);
+        }
+        while memory.order.len() > self.keys_max {
+            if let Some(old) = memory.order.pop_front() {
+                memory.hashes.remove(&old);
+            }
+            self.complete.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Deletes records older than the retention window.
+    pub async fn purge(&self, before_ms: i64) -> anyhow::Result<u64> {
+        Ok(self.store.idempotency_purge(before_ms).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_differ_by_body_and_path() {
+        let a = fingerprint("POST", "/api/v1/orders", b"{\"a\":1}");
+        assert_eq!(a, fingerprint("POST", "/api/v1/orders", b"{\"a\":1}"));
+        assert_ne!(a, fingerprint("POST", "/api/v1/orders", b"{\"a\":2}"));
+        assert_ne!(a, fingerprint("POST", "/api/v1/other", b"{\"a\":1}"));
+    }
+
+    #[test]
+    fn keys_longer_than_255_chars_are_refused() {
+        assert!(validate_key(&"k".repeat(255)).is_ok());
+        assert!(validate_key(&"k".repeat(256)).is_err());
+        assert!(validate_key("").is_err());
+    }
+}

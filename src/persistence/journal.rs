@@ -1,0 +1,230 @@
+//! The journal writer: group commit for all actors of one store.
+//!
+//! Actors hand their step's [`Batch`] to the writer and move on to their next message
+//! (pipelined persistence). The writer drains whatever has queued up, up to
+//! `journal.batch_events_max` rows, commits it in one transaction and only then runs each
+//! append's completion, which is what sends the caller's reply. So every reply still means
+//! "durable", and one fsync is shared by everything that queued while the last one ran.
+//!
+//! Failure rules:
+//! - A unique-key clash in a group means some append reused a (pid, seq): the group is retried
+//!   append by append so only the clashing one fails, with [`CommitError::Fenced`].
+//! - Any other failure fails every append of the group. Their writers (actor incarnations) are
+//!   poisoned: appends they queued behind the failed one are refused too, so a pid never gets a
+//!   gap in its sequence. A new incarnation, recovered from the journal, writes again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Batch, SharedStore, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    #[error("sequence clash, another writer exists: {0}")]
+    Fenced(String),
+    #[error("commit failed: {0}")]
+    Failed(String),
+    #[error("journal writer is closed")]
+    Closed,
+}
+
+/// Runs on the writer task once the append's fate is known; keep it short.
+pub type Completion = Box<dyn FnOnce(Result<(), CommitError>) + Send>;
+
+/// The actor incarnation an append comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterId {
+    pub pid: String,
+    pub incarnation: u64,
+}
+
+pub struct Append {
+    pub batch: Batch,
+    pub writer: Option<WriterId>,
+    pub done: Completion,
+}
+
+/// Figures the admin console and the benchmarks read.
+#[derive(Debug, Default)]
+pub struct JournalStats {
+    pub batches: AtomicU64,
+    pub rows: AtomicU64,
+    pub events: AtomicU64,
+    pub last_batch_rows: AtomicU64,
+    pub last_commit_micros: AtomicU64,
+    pub commit_micros_total: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct JournalHandle {
+    tx: mpsc::Sender<Append>,
+    pub stats: Arc<JournalStats>,
+}
+
+pub type Permit<'a> = mpsc::Permit<'a, Append>;
+
+impl JournalHandle {
+    /// Starts the writer task; it ends when every handle is dropped and the queue is empty.
+    pub fn start(
+        store: SharedStore,
+        queue_len_max: usize,
+        batch_rows_max: usize,
+    ) -> (JournalHandle, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(queue_len_max);
+        let stats = Arc::new(JournalStats::default());
+        let writer = Writer {
+            store,
+            rx,
+            batch_rows_max,
+            stats: stats.clone(),
+            poisoned: HashMap::new(),
+        };
+        let task = tokio::spawn(writer.run());
+        (JournalHandle { tx, stats }, task)
+    }
+
+    /// A slot in the queue, or `None` when it is full (the caller answers 503).
+    pub fn try_reserve(&self) -> Option<Permit<'_>> {
+        self.tx.try_reserve().ok()
+    }
+
+    /// Commits `batch` and waits for the outcome (for callers that are not actors).
+    pub async fn commit(&self, batch: Batch) -> Result<(), CommitError> {
+        let (done_tx, done_rx) = oneshot::channel();
+        let append = Append {
+            batch,
+            writer: None,
+            done: Box::new(move |result| {
+                let _ = done_tx.send(result);
+            }),
+        };
+        self.tx.send(append).await.map_err(|_| CommitError::Closed)?;
+        done_rx.await.map_err(|_| CommitError::Closed)?
+    }
+
+    /// Resolves once everything queued before it has been committed or failed.
+    pub async fn barrier(&self) -> Result<(), CommitError> {
+        self.commit(Batch::default()).await
+    }
+}
+
+struct Writer {
+    store: SharedStore,
+    rx: mpsc::Receiver<Append>,
+    batch_rows_max: usize,
+    stats: Arc<JournalStats>,
+    poisoned: HashMap<String, u64>,
+}
+
+impl Writer {
+    /// Runs until every sender is gone (the process is shutting down).
+    async fn run(mut self) {
+        while let Some(first) = self.rx.recv().await {
+            let mut group = vec![first];
+            let mut rows = group[0].batch.rows();
+            while rows < self.batch_rows_max {
+                match self.rx.try_recv() {
+                    Ok(next) => {
+                        rows += next.batch.rows();
+                        group.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let group = self.refuse_poisoned(group);
+            self.commit_group(group).await;
+        }
+    }
+
+    fn refuse_poisoned(&mut self, group: Vec<Append>) -> Vec<Append> {
+        if self.poisoned.is_empty() {
+            return group;
+        }
+        let mut accepted = Vec::with_capacity(group.len());
+        for append in group {
+            let poisoned = append
+                .writer
+                .as_ref()
+                .and_then(|w| self.poisoned.get(&w.pid).map(|inc| (w, *inc)));
+            match poisoned {
+                Some((w, inc)) if w.incarnation == inc => (append.done)(Err(CommitError::Failed(
+                    "an earlier append of this entity failed".into(),
+                ))),
+                Some((w, _)) => {
+                    let pid = w.pid.clone();
+                    self.poisoned.remove(&pid);
+                    accepted.push(append);
+                }
+                None => accepted.push(append),
+            }
+        }
+        accepted
+    }
+
+    async fn commit_group(&mut self, group: Vec<Append>) {
+        let mut combined = Batch::default();
+        for append in &group {
+            combined.extend(append.batch.clone());
+        }
+        if combined.is_empty() {
+            group.into_iter().for_each(|a| (a.done)(Ok(())));
+            return;
+        }
+        let started = Instant::now();
+        let result = self.store.commit(&combined).await;
+        self.record(&combined, started, result.is_ok());
+        match result {
+            Ok(()) => group.into_iter().for_each(|a| (a.done)(Ok(()))),
+            Err(StoreError::Conflict(_)) if group.len() > 1 => self.commit_one_by_one(group).await,
+            Err(err) => group.into_iter().for_each(|a| self.fail(a, &err)),
+        }
+    }
+
+    /// After a clash in a group: find the clashing append(s) and let the others through.
+    async fn commit_one_by_one(&mut self, group: Vec<Append>) {
+        for append in group {
+            let started = Instant::now();
+            let result = self.store.commit(&append.batch).await;
+            self.record(&append.batch, started, result.is_ok());
+            match result {
+                Ok(()) => (append.done)(Ok(())),
+                Err(err) => self.fail(append, &err),
+            }
+        }
+    }
+
+    fn fail(&mut self, append: Append, err: &StoreError) {
+        let error = match err {
+            StoreError::Conflict(detail) => CommitError::Fenced(detail.clone()),
+            other => CommitError::Failed(other.to_string()),
+        };
+        if let Some(writer) = &append.writer {
+            self.poisoned
+                .insert(writer.pid.clone(), writer.incarnation);
+        }
+        tracing::error!(error = %error, "journal append failed");
+        (append.done)(Err(error));
+    }
+
+    fn record(&self, batch: &Batch, started: Instant, ok: bool) {
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let stats = &self.stats;
+        if !ok {
+            stats.failures.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let rows = u64::try_from(batch.rows()).expect("usize fits u64");
+        let events = u64::try_from(batch.events.len()).expect("usize fits u64");
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.rows.fetch_add(rows, Ordering::Relaxed);
+        stats.events.fetch_add(events, Ordering::Relaxed);
+        stats.last_batch_rows.store(rows, Ordering::Relaxed);
+        stats.last_commit_micros.store(micros, Ordering::Relaxed);
+        stats.commit_micros_total.fetch_add(micros, Ordering::Relaxed);
+    }
+}

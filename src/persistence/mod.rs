@@ -1,0 +1,200 @@
+//! Durable state: the journal-and-snapshot [`Store`] (SQLite embedded, or PostgreSQL), the
+//! group-commit [`journal`] writer, the event [`codec`], [`idempotency`] records and the
+//! [`deadlines`] scheduler.
+//!
+//! Everything one actor step writes (its events, a snapshot, its next deadline, its read rows,
+//! an idempotency record, the first event of an entity it creates) travels as one [`Batch`] and
+//! is committed in one transaction together with the other actors' steps of the same flush.
+
+pub mod codec;
+pub mod idempotency;
+pub mod journal;
+mod sql;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use sql::{connect, PostgresStore, SqliteStore};
+
+/// One event row. `pid` is `"{kind}:{id}"`; `seq` starts at 1 and has no gaps per pid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub pid: String,
+    pub seq: u64,
+    pub at_ms: i64,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRecord {
+    pub pid: String,
+    pub seq: u64,
+    pub at_ms: i64,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadlineWrite {
+    Set { pid: String, due_at_ms: i64 },
+    Clear { pid: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub scope: String,
+    pub key: String,
+    pub fingerprint: String,
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub created_at_ms: i64,
+}
+
+/// A row of a read table: lists across entities (a user's orders) are served from these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRow {
+    pub kind: String,
+    pub id: String,
+    pub owner: String,
+    pub created_at_ms: i64,
+    pub status: String,
+    pub body: String,
+}
+
+/// Everything committed in one transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub events: Vec<EventRecord>,
+    pub snapshots: Vec<SnapshotRecord>,
+    pub deadlines: Vec<DeadlineWrite>,
+    pub idempotency: Vec<IdempotencyRecord>,
+    pub read_rows: Vec<ReadRow>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.snapshots.is_empty()
+            && self.deadlines.is_empty()
+            && self.idempotency.is_empty()
+            && self.read_rows.is_empty()
+    }
+
+    /// Rows this batch writes; the group-commit bound counts these.
+    pub fn rows(&self) -> usize {
+        self.events.len()
+            + self.snapshots.len()
+            + self.deadlines.len()
+            + self.idempotency.len()
+            + self.read_rows.len()
+    }
+
+    pub fn extend(&mut self, other: Batch) {
+        self.events.extend(other.events);
+        self.snapshots.extend(other.snapshots);
+        self.deadlines.extend(other.deadlines);
+        self.idempotency.extend(other.idempotency);
+        self.read_rows.extend(other.read_rows);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub password_hash: String,
+    pub roles: Vec<String>,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key clashed: for the journal, a second writer of the same (pid, seq).
+    #[error("unique key clash: {0}")]
+    Conflict(String),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> StoreError {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.message().to_string())
+            }
+            _ => StoreError::Unavailable(err.to_string()),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A page of read rows, newest first, with the cursor of the next page.
+#[derive(Debug, Clone, Default)]
+pub struct ReadPage {
+    pub rows: Vec<ReadRow>,
+    pub next_cursor: Option<String>,
+}
+
+/// The journal, snapshots, deadlines, idempotency records, read rows and users, on one
+/// database. Implemented for SQLite and PostgreSQL with the same SQL where possible.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// "sqlite" or "postgres".
+    fn backend(&self) -> &'static str;
+    async fn migrate(&self) -> StoreResult<()>;
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Writes the whole batch in one transaction.
+    async fn commit(&self, batch: &Batch) -> StoreResult<()>;
+    /// The latest snapshot and the events after it, in seq order.
+    async fn load(&self, pid: &str)
+        -> StoreResult<(Option<SnapshotRecord>, Vec<EventRecord>)>;
+    /// Events of one entity, newest first, with seq below `before_seq` when given.
+    async fn events_desc(
+        &self,
+        pid: &str,
+        before_seq: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>>;
+    /// Entities whose deadline is at or before `due_before_ms`, earliest first.
+    async fn due_deadlines(&self, due_before_ms: i64, limit: u32) -> StoreResult<Vec<String>>;
+
+    async fn idempotency_get(&self, scope: &str, key: &str)
+        -> StoreResult<Option<IdempotencyRecord>>;
+    /// (scope, key) of records created at or after `since_ms`, at most `limit`.
+    async fn idempotency_keys_since(
+        &self,
+        since_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, String)>>;
+    async fn idempotency_purge(&self, before_ms: i64) -> StoreResult<u64>;
+
+    /// Read rows of one kind, newest first, optionally of one owner.
+    async fn read_rows(
+        &self,
+        kind: &str,
+        owner: Option<&str>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<ReadPage>;
+
+    /// Fails with [`StoreError::Conflict`] when the email is taken.
+    async fn user_insert(&self, user: &User) -> StoreResult<()>;
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
+    async fn user_set_roles(&self, id: &str, roles: &[String]) -> StoreResult<Option<User>>;
+    async fn refresh_insert(
+        &self,
+        token_hash: &str,
+        user_id: &str,
+        expires_at_ms: i64,
+    ) -> StoreResult<()>;
+    /// Deletes the token and returns its (user_id, expires_at_ms): a token works once.
+    async fn refresh_take(&self, token_hash: &str) -> StoreResult<Option<(String, i64)>>;
+}
+
+pub type SharedStore = Arc<dyn Store>;

@@ -1,0 +1,511 @@
+//! The [`Store`] on SQLite and on PostgreSQL. Both run the same SQL text (SQLite accepts `$N`
+//! parameters); only connection set-up and the migration files differ, so one macro writes
+//! both implementations and one test suite covers both.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, QueryBuilder, SqlitePool};
+
+use super::*;
+use crate::config::{DatabaseSettings, SqliteSynchronous as SyncSetting};
+
+/// Rows per multi-row INSERT, well under both databases' bound-parameter limits.
+const INSERT_CHUNK_ROWS: usize = 500;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+/// Opens the store the settings name: PostgreSQL when `database.url` is set, else SQLite at
+/// `<data_dir>/surge.db`. Runs the migrations.
+pub async fn connect(
+    db: &DatabaseSettings,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<SharedStore> {
+    let store: SharedStore = if db.url.trim().is_empty() {
+        std::fs::create_dir_all(data_dir)?;
+        Arc::new(SqliteStore::open(&data_dir.join("surge.db"), db).await?)
+    } else {
+        Arc::new(PostgresStore::open(&db.url, None, db).await?)
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+impl SqliteStore {
+    pub async fn open(path: &std::path::Path, db: &DatabaseSettings) -> anyhow::Result<Self> {
+        let synchronous = match db.sqlite_synchronous {
+            SyncSetting::Full => SqliteSynchronous::Full,
+            SyncSetting::Normal => SqliteSynchronous::Normal,
+        };
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(db.max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(db.connect_timeout_secs))
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+impl PostgresStore {
+    /// `schema`, when given, is created if missing and used as the search path (tests give
+    /// each server its own schema in one database).
+    pub async fn open(
+        url: &str,
+        schema: Option<&str>,
+        db: &DatabaseSettings,
+    ) -> anyhow::Result<Self> {
+        let mut options = PgConnectOptions::from_str(url)?;
+        if let Some(schema) = schema {
+            anyhow::ensure!(
+                schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "schema names are [A-Za-z0-9_]"
+            );
+            let admin = PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(db.connect_timeout_secs))
+                .connect_with(options.clone())
+                .await?;
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .execute(&admin)
+                .await?;
+            admin.close().await;
+            options = options.options([("search_path", schema)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(db.max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(db.connect_timeout_secs))
+            .connect_with(options)
+            .await?;
+        Ok(PostgresStore { pool })
+    }
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).expect("sequence numbers fit in i64")
+}
+
+fn to_u64(value: i64) -> StoreResult<u64> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative value {value}")))
+}
+
+fn event_from_row((pid, seq, at_ms, payload): (String, i64, i64, Vec<u8>)) -> StoreResult<EventRecord> {
+    Ok(EventRecord {
+        pid,
+        seq: to_u64(seq)?,
+        at_ms,
+        payload,
+    })
+}
+
+type UserRow = (String, String, String, String, String, i64);
+
+fn user_from_row((id, email, name, password_hash, roles, created_at_ms): UserRow) -> User {
+    User {
+        id,
+        email,
+        name,
+        password_hash,
+        roles: roles
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+            .collect(),
+        created_at_ms,
+    }
+}
+
+type ReadRowTuple = (String, String, String, i64, String, String);
+
+/// Cursor text for the row after which the next page starts.
+fn read_cursor(row: &ReadRow) -> String {
+    format!("{}_{}", row.created_at_ms, row.id)
+}
+
+fn parse_read_cursor(cursor: &str) -> StoreResult<(i64, String)> {
+    let (ms, id) = cursor
+        .split_once('_')
+        .ok_or_else(|| StoreError::Corrupt("bad cursor".into()))?;
+    let ms = ms
+        .parse()
+        .map_err(|_| StoreError::Corrupt("bad cursor".into()))?;
+    Ok((ms, id.to_string()))
+}
+
+macro_rules! impl_store {
+    ($store:ty, $db:ty, $backend:literal, $migrator:expr) => {
+        impl $store {
+            async fn commit_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                batch: &Batch,
+            ) -> Result<(), sqlx::Error> {
+                for chunk in batch.events.chunks(INSERT_CHUNK_ROWS) {
+                    let mut query =
+                        QueryBuilder::<$db>::new("INSERT INTO journal (pid, seq, at_ms, payload) ");
+                    query.push_values(chunk, |mut row, e| {
+                        row.push_bind(&e.pid)
+                            .push_bind(to_i64(e.seq))
+                            .push_bind(e.at_ms)
+                            .push_bind(&e.payload);
+                    });
+                    query.build().execute(&mut **tx).await?;
+                }
+                for chunk in batch.idempotency.chunks(INSERT_CHUNK_ROWS) {
+                    let mut query = QueryBuilder::<$db>::new(
+                        "INSERT INTO idempotency (scope, key, fingerprint, status, body, created_at_ms) ",
+                    );
+                    query.push_values(chunk, |mut row, r| {
+                        row.push_bind(&r.scope)
+                            .push_bind(&r.key)
+                            .push_bind(&r.fingerprint)
+                            .push_bind(i64::from(r.status))
+                            .push_bind(&r.body)
+                            .push_bind(r.created_at_ms);
+                    });
+                    query.push(" ON CONFLICT (scope, key) DO NOTHING");
+                    query.build().execute(&mut **tx).await?;
+                }
+                for row in &batch.read_rows {
+                    sqlx::query(
+                        "INSERT INTO read_rows (kind, id, owner, created_at_ms, status, body) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind, id) DO UPDATE SET \
+                         owner = excluded.owner, status = excluded.status, body = excluded.body",
+                    )
+                    .bind(&row.kind)
+                    .bind(&row.id)
+                    .bind(&row.owner)
+                    .bind(row.created_at_ms)
+                    .bind(&row.status)
+                    .bind(&row.body)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                for deadline in &batch.deadlines {
+                    match deadline {
+                        DeadlineWrite::Set { pid, due_at_ms } => {
+                            sqlx::query(
+                                "INSERT INTO deadlines (pid, due_at_ms) VALUES ($1, $2) \
+                                 ON CONFLICT (pid) DO UPDATE SET due_at_ms = excluded.due_at_ms",
+                            )
+                            .bind(pid)
+                            .bind(due_at_ms)
+                            .execute(&mut **tx)
+                            .await?;
+                        }
+                        DeadlineWrite::Clear { pid } => {
+                            sqlx::query("DELETE FROM deadlines WHERE pid = $1")
+                                .bind(pid)
+                                .execute(&mut **tx)
+                                .await?;
+                        }
+                    }
+                }
+                for snap in &batch.snapshots {
+                    sqlx::query(
+                        "INSERT INTO snapshots (pid, seq, at_ms, payload) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (pid) DO UPDATE SET seq = excluded.seq, at_ms = excluded.at_ms, \
+                         payload = excluded.payload WHERE excluded.seq > snapshots.seq",
+                    )
+                    .bind(&snap.pid)
+                    .bind(to_i64(snap.seq))
+                    .bind(snap.at_ms)
+                    .bind(&snap.payload)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn migrate(&self) -> StoreResult<()> {
+                $migrator
+                    .run(&self.pool)
+                    .await
+                    .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+            }
+
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn commit(&self, batch: &Batch) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                Self::commit_in(&mut tx, batch).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn load(
+                &self,
+                pid: &str,
+            ) -> StoreResult<(Option<SnapshotRecord>, Vec<EventRecord>)> {
+                let snapshot: Option<(i64, i64, Vec<u8>)> =
+                    sqlx::query_as("SELECT seq, at_ms, payload FROM snapshots WHERE pid = $1")
+                        .bind(pid)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                let snapshot = match snapshot {
+                    Some((seq, at_ms, payload)) => Some(SnapshotRecord {
+                        pid: pid.to_string(),
+                        seq: to_u64(seq)?,
+                        at_ms,
+                        payload,
+                    }),
+                    None => None,
+                };
+                let after = snapshot.as_ref().map_or(0, |s| to_i64(s.seq));
+                let rows: Vec<(String, i64, i64, Vec<u8>)> = sqlx::query_as(
+                    "SELECT pid, seq, at_ms, payload FROM journal WHERE pid = $1 AND seq > $2 \
+                     ORDER BY seq",
+                )
+                .bind(pid)
+                .bind(after)
+                .fetch_all(&self.pool)
+                .await?;
+                let events = rows.into_iter().map(event_from_row).collect::<Result<_, _>>()?;
+                Ok((snapshot, events))
+            }
+
+            async fn events_desc(
+                &self,
+                pid: &str,
+                before_seq: Option<u64>,
+                limit: u32,
+            ) -> StoreResult<Vec<EventRecord>> {
+                let before = before_seq.map_or(i64::MAX, to_i64);
+                let rows: Vec<(String, i64, i64, Vec<u8>)> = sqlx::query_as(
+                    "SELECT pid, seq, at_ms, payload FROM journal WHERE pid = $1 AND seq < $2 \
+                     ORDER BY seq DESC LIMIT $3",
+                )
+                .bind(pid)
+                .bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(event_from_row).collect()
+            }
+
+            async fn due_deadlines(
+                &self,
+                due_before_ms: i64,
+                limit: u32,
+            ) -> StoreResult<Vec<String>> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT pid FROM deadlines WHERE due_at_ms <= $1 ORDER BY due_at_ms LIMIT $2",
+                )
+                .bind(due_before_ms)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(pid,)| pid).collect())
+            }
+
+            async fn idempotency_get(
+                &self,
+                scope: &str,
+                key: &str,
+            ) -> StoreResult<Option<IdempotencyRecord>> {
+                let row: Option<(String, i64, Vec<u8>, i64)> = sqlx::query_as(
+                    "SELECT fingerprint, status, body, created_at_ms FROM idempotency \
+                     WHERE scope = $1 AND key = $2",
+                )
+                .bind(scope)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(fingerprint, status, body, created_at_ms)| IdempotencyRecord {
+                    scope: scope.to_string(),
+                    key: key.to_string(),
+                    fingerprint,
+                    status: u16::try_from(status).unwrap_or(500),
+                    body,
+                    created_at_ms,
+                }))
+            }
+
+            async fn idempotency_keys_since(
+                &self,
+                since_ms: i64,
+                limit: u32,
+            ) -> StoreResult<Vec<(String, String)>> {
+                let rows: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT scope, key FROM idempotency WHERE created_at_ms >= $1 LIMIT $2",
+                )
+                .bind(since_ms)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows)
+            }
+
+            async fn idempotency_purge(&self, before_ms: i64) -> StoreResult<u64> {
+                let done = sqlx::query("DELETE FROM idempotency WHERE created_at_ms < $1")
+                    .bind(before_ms)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn read_rows(
+                &self,
+                kind: &str,
+                owner: Option<&str>,
+                cursor: Option<&str>,
+                limit: u32,
+            ) -> StoreResult<ReadPage> {
+                let mut query = QueryBuilder::<$db>::new(
+                    "SELECT kind, id, owner, created_at_ms, status, body FROM read_rows WHERE kind = ",
+                );
+                query.push_bind(kind);
+                if let Some(owner) = owner {
+                    query.push(" AND owner = ").push_bind(owner);
+                }
+                if let Some(cursor) = cursor {
+                    let (ms, id) = parse_read_cursor(cursor)?;
+                    query
+                        .push(" AND (created_at_ms < ")
+                        .push_bind(ms)
+                        .push(" OR (created_at_ms = ")
+                        .push_bind(ms)
+                        .push(" AND id < ")
+                        .push_bind(id)
+                        .push("))");
+                }
+                query
+                    .push(" ORDER BY created_at_ms DESC, id DESC LIMIT ")
+                    .push_bind(i64::from(limit) + 1);
+                let rows: Vec<ReadRowTuple> =
+                    query.build_query_as().fetch_all(&self.pool).await?;
+                let mut rows: Vec<ReadRow> = rows
+                    .into_iter()
+                    .map(|(kind, id, owner, created_at_ms, status, body)| ReadRow {
+                        kind,
+                        id,
+                        owner,
+                        created_at_ms,
+                        status,
+                        body,
+                    })
+                    .collect();
+                let limit = usize::try_from(limit).expect("u32 fits usize");
+                let next_cursor = if rows.len() > limit {
+                    rows.truncate(limit);
+                    rows.last().map(read_cursor)
+                } else {
+                    None
+                };
+                Ok(ReadPage { rows, next_cursor })
+            }
+
+            async fn user_insert(&self, user: &User) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO users (id, email, name, password_hash, roles, created_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&user.id)
+                .bind(&user.email)
+                .bind(&user.name)
+                .bind(&user.password_hash)
+                .bind(user.roles.join(","))
+                .bind(user.created_at_ms)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+                let row: Option<UserRow> = sqlx::query_as(
+                    "SELECT id, email, name, password_hash, roles, created_at_ms FROM users \
+                     WHERE email = $1",
+                )
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(user_from_row))
+            }
+
+            async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
+                let row: Option<UserRow> = sqlx::query_as(
+                    "SELECT id, email, name, password_hash, roles, created_at_ms FROM users \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(user_from_row))
+            }
+
+            async fn user_set_roles(&self, id: &str, roles: &[String]) -> StoreResult<Option<User>> {
+                sqlx::query("UPDATE users SET roles = $1 WHERE id = $2")
+                    .bind(roles.join(","))
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                self.user_by_id(id).await
+            }
+
+            async fn refresh_insert(
+                &self,
+                token_hash: &str,
+                user_id: &str,
+                expires_at_ms: i64,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (token_hash, user_id, expires_at_ms) \
+                     VALUES ($1, $2, $3)",
+                )
+                .bind(token_hash)
+                .bind(user_id)
+                .bind(expires_at_ms)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn refresh_take(&self, token_hash: &str) -> StoreResult<Option<(String, i64)>> {
+                let row: Option<(String, i64)> = sqlx::query_as(
+                    "DELETE FROM refresh_tokens WHERE token_hash = $1 \
+                     RETURNING user_id, expires_at_ms",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row)
+            }
+        }
+    };
+}
+
+impl_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    "sqlite",
+    sqlx::migrate!("migrations/sqlite")
+);
+impl_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    "postgres",
+    sqlx::migrate!("migrations/postgres")
+);

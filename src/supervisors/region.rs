@@ -1,0 +1,404 @@
+//! `Region<E>`: the supervisor of one entity kind, and the only way to address its entities.
+//!
+//! - Activation: the first message for an id starts its actor (virtual actors: nobody creates
+//!   a wallet actor). The registry is a dashmap, so a message to a running entity does not pass
+//!   through the supervisor.
+//! - Passivation: a sweeper asks entities idle for `actors.passivate_after_secs` to snapshot and
+//!   stop.
+//! - Restarts: a failed entity is restarted at once from durable state. More than
+//!   `actors.restart_max` failures within `actors.restart_window_secs` mark it failed: callers
+//!   get 503 `UNAVAILABLE` until an operator restarts it or the process restarts.
+//! - Admission: at most `actors.inflight_max` commands wait in one entity's mailbox; past it,
+//!   503.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::oneshot;
+
+use crate::actors::entity_actor::{
+    CommandEnvelope, EntityActor, EntityArgs, EntityMsg, EntityShared, Inspection, LiveEntity,
+    LiveMap,
+};
+use crate::actors::{Entity, SideWrites};
+use crate::error::ApiError;
+use crate::runtime::SharedRuntime;
+
+/// A caller whose message was dropped by a stopping actor tries again this often.
+const ASK_ATTEMPTS: usize = 4;
+
+pub enum RegionMsg<E: Entity> {
+    Activate {
+        id: String,
+        reply: oneshot::Sender<Result<LiveEntity<E>, ApiError>>,
+    },
+    /// Clears a failed mark (admin restart).
+    Reset { id: String },
+}
+
+pub struct Region<E: Entity> {
+    live: LiveMap<E>,
+    failed: Arc<DashMap<String, String>>,
+    supervisor: ActorRef<RegionMsg<E>>,
+    rt: SharedRuntime,
+}
+
+impl<E: Entity> Clone for Region<E> {
+    fn clone(&self) -> Self {
+        Region {
+            live: self.live.clone(),
+            failed: self.failed.clone(),
+            supervisor: self.supervisor.clone(),
+            rt: self.rt.clone(),
+        }
+    }
+}
+
+/// Per-kind counts for the console and the benchmarks.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RegionCounts {
+    pub kind: &'static str,
+    pub running: usize,
+    pub failed: usize,
+}
+
+impl<E: Entity> Region<E> {
+    /// Starts the supervisor actor and the passivation sweeper.
+    pub async fn start(rt: SharedRuntime) -> anyhow::Result<Region<E>> {
+        let live: LiveMap<E> = Arc::new(DashMap::new());
+        let failed = Arc::new(DashMap::new());
+        let args = SupervisorArgs {
+            live: live.clone(),
+            failed: failed.clone(),
+            rt: rt.clone(),
+        };
+        let (supervisor, _) = Actor::spawn(None, RegionSupervisor::<E>::default(), args)
+            .await
+            .map_err(|e| anyhow::anyhow!("region {} did not start: {e}", E::KIND))?;
+        let region = Region {
+            live,
+            failed,
+            supervisor,
+            rt,
+        };
+        region.spawn_sweeper();
+        Ok(region)
+    }
+
+    /// Sends a command to entity `id` and waits for its reply (which, for a change, means the
+    /// change is durable).
+    pub async fn ask(
+        &self,
+        id: &str,
+        command: E::Command,
+        side: Option<SideWrites<E>>,
+    ) -> Result<E::Reply, ApiError> {
+        let timeout = Duration::from_millis(self.rt.settings.server.request_timeout_ms);
+        for _ in 0..ASK_ATTEMPTS {
+            let live = self.activate(id).await?;
+            self.admit(&live)?;
+            let (reply, answer) = oneshot::channel();
+            let envelope = CommandEnvelope {
+                command: command.clone(),
+                side: side.clone(),
+                reply,
+            };
+            if live.actor.cast(EntityMsg::Command(envelope)).is_err() {
+                live.shared.inflight.fetch_sub(1, Ordering::AcqRel);
+                continue;
+            }
+            match tokio::time::timeout(timeout, answer).await {
+                Ok(Ok(result)) => return result,
+                // The actor stopped before taking the message: nothing was persisted.
+                Ok(Err(_)) => continue,
+                Err(_) => return Err(ApiError::unavailable("the entity did not answer in time")),
+            }
+        }
+        Err(ApiError::unavailable("the entity is restarting"))
+    }
+
+    fn admit(&self, live: &LiveEntity<E>) -> Result<(), ApiError> {
+        let max = self.rt.settings.actors.inflight_max;
+        if live.shared.inflight.fetch_add(1, Ordering::AcqRel) >= max {
+            live.shared.inflight.fetch_sub(1, Ordering::AcqRel);
+            return Err(ApiError::unavailable("the entity is overloaded"));
+        }
+        Ok(())
+    }
+
+    /// The running actor of `id`, started if needed.
+    pub async fn activate(&self, id: &str) -> Result<LiveEntity<E>, ApiError> {
+        if let Some(live) = self.live.get(id) {
+            return Ok(live.clone());
+        }
+        if self.failed.contains_key(id) {
+            return Err(ApiError::unavailable(format!(
+                "{} {id} has failed and is stopped",
+                E::KIND
+            )));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.supervisor
+            .cast(RegionMsg::Activate {
+                id: id.to_string(),
+                reply,
+            })
+            .map_err(|_| ApiError::unavailable("the region supervisor is gone"))?;
+        answer
+            .await
+            .map_err(|_| ApiError::unavailable("the region supervisor is gone"))?
+    }
+
+    pub async fn inspect(&self, id: &str) -> Result<Inspection, ApiError> {
+        let live = self.activate(id).await?;
+        let (reply, answer) = oneshot::channel();
+        live.actor
+            .cast(EntityMsg::Inspect(reply))
+            .map_err(|_| ApiError::unavailable("the entity stopped"))?;
+        answer
+            .await
+            .map_err(|_| ApiError::unavailable("the entity stopped"))
+    }
+
+    /// Fault injection: the entity's actor panics (tests and drills).
+    pub fn inject_panic(&self, id: &str) -> bool {
+        self.live
+            .get(id)
+            .is_some_and(|live| live.actor.cast(EntityMsg::InjectPanic).is_ok())
+    }
+
+    /// Asks a running entity to snapshot and stop now.
+    pub fn passivate(&self, id: &str) -> bool {
+        self.live.get(id).is_some_and(|live| {
+            live.actor
+                .cast(EntityMsg::Passivate { force: true })
+                .is_ok()
+        })
+    }
+
+    /// Clears a failed mark so the next message activates the entity again.
+    pub fn reset(&self, id: &str) {
+        let _ = self.supervisor.cast(RegionMsg::Reset { id: id.to_string() });
+    }
+
+    pub fn is_running(&self, id: &str) -> bool {
+        self.live.contains_key(id)
+    }
+
+    pub fn is_failed(&self, id: &str) -> bool {
+        self.failed.contains_key(id)
+    }
+
+    pub fn counts(&self) -> RegionCounts {
+        RegionCounts {
+            kind: E::KIND,
+            running: self.live.len(),
+            failed: self.failed.len(),
+        }
+    }
+
+    /// Runs for the life of the process: every `idle_check_interval_secs`, asks idle entities
+    /// to passivate (each decides for itself whether it is idle).
+    fn spawn_sweeper(&self) {
+        let live = Arc::downgrade(&self.live);
+        let every = Duration::from_secs(self.rt.settings.actors.idle_check_interval_secs.max(1));
+        let passivate_after_ms =
+            i64::try_from(self.rt.settings.actors.passivate_after_secs * 1000).unwrap_or(i64::MAX);
+        let clock = self.rt.clock.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            loop {
+                ticks.tick().await;
+                let Some(live) = live.upgrade() else { return };
+                let now_ms = clock.now_ms();
+                for entry in live.iter() {
+                    let last = entry.shared.last_active_ms.load(Ordering::Relaxed);
+                    if now_ms - last >= passivate_after_ms {
+                        let _ = entry.actor.cast(EntityMsg::Passivate { force: false });
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Wakes an entity of any kind by id (the deadline scheduler uses this).
+pub trait RegionControl: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn wake<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>>;
+    fn counts(&self) -> RegionCounts;
+}
+
+impl<E: Entity> RegionControl for Region<E> {
+    fn kind(&self) -> &'static str {
+        E::KIND
+    }
+
+    fn wake<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
+        Box::pin(async move { self.activate(id).await.map(|_| ()) })
+    }
+
+    fn counts(&self) -> RegionCounts {
+        Region::counts(self)
+    }
+}
+
+struct RegionSupervisor<E>(PhantomData<fn() -> E>);
+
+impl<E> Default for RegionSupervisor<E> {
+    fn default() -> Self {
+        RegionSupervisor(PhantomData)
+    }
+}
+
+struct SupervisorArgs<E: Entity> {
+    live: LiveMap<E>,
+    failed: Arc<DashMap<String, String>>,
+    rt: SharedRuntime,
+}
+
+struct SupervisorState<E: Entity> {
+    live: LiveMap<E>,
+    failed: Arc<DashMap<String, String>>,
+    rt: SharedRuntime,
+    children: HashMap<ActorId, String>,
+    failures: HashMap<String, VecDeque<i64>>,
+}
+
+impl<E: Entity> Actor for RegionSupervisor<E> {
+    type Msg = RegionMsg<E>;
+    type State = SupervisorState<E>;
+    type Arguments = SupervisorArgs<E>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: SupervisorArgs<E>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(SupervisorState {
+            live: args.live,
+            failed: args.failed,
+            rt: args.rt,
+            children: HashMap::new(),
+            failures: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            RegionMsg::Activate { id, reply } => {
+                let result = state.activate(&myself, &id).await;
+                let _ = reply.send(result);
+            }
+            RegionMsg::Reset { id } => {
+                state.failed.remove(&id);
+                state.failures.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                state.forget(cell.get_id());
+            }
+            SupervisionEvent::ActorFailed(cell, error) => {
+                if let Some(id) = state.forget(cell.get_id()) {
+                    state.on_failure(&myself, id, error.to_string()).await;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl<E: Entity> SupervisorState<E> {
+    async fn activate(
+        &mut self,
+        myself: &ActorRef<RegionMsg<E>>,
+        id: &str,
+    ) -> Result<LiveEntity<E>, ApiError> {
+        if let Some(live) = self.live.get(id) {
+            return Ok(live.clone());
+        }
+        if self.failed.contains_key(id) {
+            return Err(ApiError::unavailable(format!(
+                "{} {id} has failed and is stopped",
+                E::KIND
+            )));
+        }
+        let shared = Arc::new(EntityShared::new(self.rt.now_ms()));
+        let args = EntityArgs {
+            id: id.to_string(),
+            rt: self.rt.clone(),
+            shared: shared.clone(),
+            live: self.live.clone(),
+        };
+        let (actor, _) = Actor::spawn_linked(
+            None,
+            EntityActor::<E>::default(),
+            args,
+            myself.get_cell(),
+        )
+        .await
+        .map_err(|e| ApiError::internal(format!("{} {id} did not start: {e}", E::KIND)))?;
+        self.children.insert(actor.get_id(), id.to_string());
+        let live = LiveEntity { actor, shared };
+        self.live.insert(id.to_string(), live.clone());
+        Ok(live)
+    }
+
+    /// Drops a stopped child from the books; returns its entity id.
+    fn forget(&mut self, actor_id: ActorId) -> Option<String> {
+        let id = self.children.remove(&actor_id)?;
+        self.live
+            .remove_if(&id, |_, live| live.actor.get_id() == actor_id);
+        Some(id)
+    }
+
+    async fn on_failure(&mut self, myself: &ActorRef<RegionMsg<E>>, id: String, error: String) {
+        let now_ms = self.rt.now_ms();
+        let window_ms = i64::try_from(self.rt.settings.actors.restart_window_secs * 1000)
+            .unwrap_or(i64::MAX);
+        let recent = self.failures.entry(id.clone()).or_default();
+        recent.push_back(now_ms);
+        while recent.front().is_some_and(|at| now_ms - at > window_ms) {
+            recent.pop_front();
+        }
+        let restart_max = usize::try_from(self.rt.settings.actors.restart_max).unwrap_or(0);
+        if recent.len() > restart_max {
+            tracing::error!(kind = E::KIND, %id, %error, "entity failed too often; marked failed");
+            self.failed.insert(id, error);
+            return;
+        }
+        tracing::warn!(kind = E::KIND, %id, %error, "entity failed; restarting from the journal");
+        if let Err(e) = self.activate(myself, &id).await {
+            tracing::error!(kind = E::KIND, %id, error = %e, "entity restart failed");
+        }
+    }
+}
