@@ -199,8 +199,9 @@ ratio() {
 # ---- results (n/a unless measured) -----------------------------------------------------------
 ORD_RPS=n/a ORD_P50=n/a ORD_P99=n/a
 HZ_RPS=n/a HZ_P50=n/a HZ_P99=n/a
-PG_TPS=n/a PG_P50=n/a PG_P99=n/a PG_AVG=n/a PG_DURABILITY=n/a PG_NOTE=""
-RD_RPS=n/a RD_P50=n/a RD_P99=n/a RD_NOTE=""
+PG_TPS=n/a PG_P50=n/a PG_P99=n/a PG_AVG=n/a PG_DURABILITY="not run" PG_NOTE=""
+RD_RPS=n/a RD_P50=n/a RD_P99=n/a RD_DURABILITY="not run" RD_NOTE=""
+SURGE_NOTE="not run"
 ORD_OK=n/a ORD_NON2XX=n/a ORD_STATUSES=n/a ORD_REPLAYS=n/a ORD_INFLIGHT=n/a HZ_NON2XX=n/a
 RESERVED_DELTA=n/a VERDICT="n/a (surge not run)"
 SURGE_EXIT=n/a
@@ -352,6 +353,7 @@ run_surge() {
     HZ_P50=$(wrk_value "$WORK/wrk-healthz.txt" p50_ms)
     HZ_P99=$(wrk_value "$WORK/wrk-healthz.txt" p99_ms)
     HZ_NON2XX=$(wrk_value "$WORK/wrk-healthz.txt" non_2xx)
+    SURGE_NOTE="run"
 
     # Stop surge before the peers run, so they have the machine to themselves as surge had.
     say "stopping surge (SIGTERM)"
@@ -457,6 +459,7 @@ run_redis() {
     RD_RPS=$(awk -v r="$RD_RPS" 'BEGIN { printf "%.1f", r }')
     local left
     left=$(redis_peer get sale:1:remaining)
+    RD_DURABILITY="appendonly yes, appendfsync everysec"
     RD_NOTE="avg $avg ms, p95 $p95 ms, max $max ms; $n requests, $((REDIS_REMAINING - left)) units taken"
     echo "redis lua: rps $RD_RPS, p50 $RD_P50 ms, p99 $RD_P99 ms, $RD_NOTE"
     stop_redis_peer
@@ -481,14 +484,19 @@ mkdir -p "$(dirname "$OUT")"
     printf 'surge hot-SKU benchmark, %s, %s clients for every tool, %s s per run\n' \
         "$STARTED_AT" "$CONNS" "$DURATION_SECS"
     printf '%-24s %12s %10s %10s  %s\n' "" "req/s" "p50 ms" "p99 ms" "durability / notes"
+    if [ "$SURGE_NOTE" = run ]; then
+        orders_note="journal $JOURNAL; 2xx after commit" healthz_note="HTTP stack ceiling"
+    else
+        orders_note="not run" healthz_note="not run"
+    fi
     printf '%-24s %12s %10s %10s  %s\n' "surge POST /orders" "$ORD_RPS" "$ORD_P50" "$ORD_P99" \
-        "journal $JOURNAL; 2xx after commit"
+        "$orders_note"
     printf '%-24s %12s %10s %10s  %s\n' "surge GET /healthz" "$HZ_RPS" "$HZ_P50" "$HZ_P99" \
-        "HTTP stack ceiling"
+        "$healthz_note"
     printf '%-24s %12s %10s %10s  %s\n' "pg row lock (pgbench)" "$PG_TPS" "$PG_P50" "$PG_P99" \
-        "$PG_DURABILITY; $PG_NOTE"
+        "$PG_DURABILITY${PG_NOTE:+; $PG_NOTE}"
     printf '%-24s %12s %10s %10s  %s\n' "redis lua (r-benchmark)" "$RD_RPS" "$RD_P50" "$RD_P99" \
-        "appendonly yes, appendfsync everysec; $RD_NOTE"
+        "$RD_DURABILITY${RD_NOTE:+; $RD_NOTE}"
     echo
     printf 'ratios: orders/pg %s   orders/redis %s   orders/healthz %s\n' \
         "$(ratio "$ORD_RPS" "$PG_TPS")" "$(ratio "$ORD_RPS" "$RD_RPS")" "$(ratio "$ORD_RPS" "$HZ_RPS")"

@@ -1,1 +1,153 @@
-//! Builds the system.
+//! Builds surge from its settings (store, journal writer, regions, deadline scheduler, auth)
+//! and serves it over HTTP.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{middleware, web, HttpServer};
+use tracing_actix_web::TracingLogger;
+
+use crate::actors::order::Order;
+use crate::actors::stock_item::StockItem;
+use crate::auth::AuthService;
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::http;
+use crate::persistence::idempotency::Idempotency;
+use crate::persistence::journal::JournalHandle;
+use crate::persistence::{self, SharedStore};
+use crate::runtime::{Runtime, SharedRuntime};
+use crate::supervisors::deadlines::DeadlineScheduler;
+use crate::supervisors::region::{Region, RegionControl, RegionCounts};
+
+/// How often idempotency records past their retention are purged.
+const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// What handlers reach: the runtime and one region per entity kind.
+pub struct Services {
+    pub rt: SharedRuntime,
+    pub stock: Region<StockItem>,
+    pub orders: Region<Order>,
+    pub idempotency: Idempotency,
+    pub started_at_ms: i64,
+}
+
+impl Services {
+    pub fn region_counts(&self) -> Vec<RegionCounts> {
+        vec![self.stock.counts(), self.orders.counts()]
+    }
+}
+
+pub struct Surge {
+    pub services: web::Data<Services>,
+    pub auth: web::Data<AuthService>,
+    writer: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Surge {
+    /// Opens the configured store (running migrations) and builds everything on it.
+    pub async fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<Surge> {
+        let store = persistence::connect(&settings.database, &settings.server.data_dir).await?;
+        Surge::build_on(store, settings, clock).await
+    }
+
+    /// Builds on a store that is already open and migrated.
+    pub async fn build_on(
+        store: SharedStore,
+        settings: Settings,
+        clock: SharedClock,
+    ) -> anyhow::Result<Surge> {
+        let settings = Arc::new(settings);
+        let (journal, writer) = JournalHandle::start(
+            store.clone(),
+            settings.journal.queue_len_max,
+            settings.journal.batch_events_max,
+        );
+        let rt = Arc::new(Runtime::new(store.clone(), journal, clock.clone(), settings.clone()));
+        let stock = Region::<StockItem>::start(rt.clone()).await?;
+        let orders = Region::<Order>::start(rt.clone()).await?;
+        let retention_ms = i64::try_from(settings.idempotency.retention_hours * 3_600_000)?;
+        let idempotency = Idempotency::load(
+            store.clone(),
+            clock.now_ms() - retention_ms,
+            settings.idempotency.memory_keys_max,
+        )
+        .await?;
+        let auth = AuthService::new(store.clone(), clock.clone(), settings.auth.clone());
+        auth.ensure_bootstrap_admin().await?;
+        let regions: Vec<Arc<dyn RegionControl>> =
+            vec![Arc::new(stock.clone()), Arc::new(orders.clone())];
+        let scheduler = DeadlineScheduler::new(rt.clone(), regions).spawn();
+        let services = web::Data::new(Services {
+            started_at_ms: clock.now_ms(),
+            rt,
+            stock,
+            orders,
+            idempotency,
+        });
+        let purge = spawn_idempotency_purge(services.clone().into_inner(), retention_ms);
+        Ok(Surge {
+            services,
+            auth: web::Data::new(auth),
+            writer,
+            background: vec![scheduler, purge],
+        })
+    }
+
+    /// The HTTP server on `listener`; it stops gracefully on SIGTERM or SIGINT.
+    pub fn http_server(&self, listener: TcpListener) -> std::io::Result<Server> {
+        let settings = self.services.rt.settings.clone();
+        let services = self.services.clone();
+        let auth = self.auth.clone();
+        let body_limit = settings.server.body_limit_bytes;
+        let mut server = HttpServer::new(move || {
+            actix_web::App::new()
+                .app_data(services.clone())
+                .app_data(auth.clone())
+                .configure(|cfg| http::configure_extractors(cfg, body_limit))
+                .wrap(middleware::from_fn(http::request_id_header))
+                .wrap(TracingLogger::default())
+                .configure(http::api_routes)
+                .default_service(web::to(http::no_route))
+        })
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        .listen(listener)?;
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        Ok(server.run())
+    }
+
+    /// After the HTTP server has drained: stop background work and flush the journal.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        for task in &self.background {
+            task.abort();
+        }
+        self.services.rt.journal.barrier().await?;
+        drop(self.services);
+        drop(self.auth);
+        // The writer ends once the last handle is gone; actors may still hold one.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.writer).await;
+        Ok(())
+    }
+}
+
+/// Runs for the life of the process: deletes idempotency records past their retention.
+fn spawn_idempotency_purge(
+    services: Arc<Services>,
+    retention_ms: i64,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(IDEMPOTENCY_PURGE_EVERY);
+        loop {
+            ticks.tick().await;
+            let before_ms = services.rt.now_ms() - retention_ms;
+            if let Err(error) = services.idempotency.purge(before_ms).await {
+                tracing::warn!(%error, "idempotency purge failed");
+            }
+        }
+    })
+}

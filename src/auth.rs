@@ -1,1 +1,1045 @@
-//! Placeholder replaced by the auth module.
+//! Users, passwords and tokens: who is calling, and what they may do.
+//!
+//! - Passwords are hashed with Argon2id (crate defaults). Hashing costs tens of milliseconds of
+//!   CPU and ~19 MiB of memory, so it runs on the blocking pool, and a semaphore sized to the CPU
+//!   count bounds how many hashes run at once (a login storm queues instead of exhausting RAM).
+//! - Access tokens are HS256 JWTs (`sub`, `roles`, `iat`, `exp`, `typ: "access"`). They are
+//!   checked without touching the store, so [`Caller`] extraction is cheap on the hot path: the
+//!   keys and the [`Validation`] are built once. Expiry is checked against the injected
+//!   [`Clock`](crate::clock::Clock) with zero leeway, never against the system time, so tests
+//!   drive it with a manual clock. A token's roles are fixed when it is minted: a role change
+//!   reaches the caller with the next refresh (at most one access TTL later).
+//! - Refresh tokens are 32 random bytes, hex-encoded; only their SHA-256 is stored, so a leaked
+//!   database cannot be replayed. Each works once: refreshing takes (deletes) it and issues a new
+//!   pair with the user's current roles (rotation).
+//! - A token minted by `surge token` may name any user id; the signature is the authority, and
+//!   no user row is needed (API.md "Conventions").
+//! - Login answers unknown emails and wrong passwords identically, and still spends one hash
+//!   verification for an unknown email so timing does not reveal which emails exist.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use anyhow::Context;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::clock::SharedClock;
+use crate::config::AuthSettings;
+use crate::error::{ApiError, ErrorCode, FieldError};
+use crate::persistence::{SharedStore, StoreError, User};
+
+const PASSWORD_LEN_MIN: usize = 8;
+/// Bounds the work one registration can ask Argon2 to do.
+const PASSWORD_LEN_MAX: usize = 1024;
+const NAME_LEN_MAX: usize = 200;
+/// RFC 5321's limit on a forward path.
+const EMAIL_LEN_MAX: usize = 254;
+const USER_ID_LEN_MAX: usize = 64;
+const REFRESH_TOKEN_BYTES: usize = 32;
+const BOOTSTRAP_ADMIN_NAME: &str = "Administrator";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Customer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Customer, Role::Operator, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role '{0}' (expected customer, operator or admin)")]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(s: &str) -> Result<Role, UnknownRole> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == s)
+            .ok_or_else(|| UnknownRole(s.to_string()))
+    }
+}
+
+/// The authenticated caller of a request, taken from its access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: String,
+    pub roles: Vec<Role>,
+}
+
+impl Caller {
+    /// Admins can do everything operators can.
+    pub fn is_operator(&self) -> bool {
+        self.roles
+            .iter()
+            .any(|role| matches!(role, Role::Operator | Role::Admin))
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.roles.contains(&Role::Admin)
+    }
+
+    pub fn require_operator(&self) -> Result<(), ApiError> {
+        match self.is_operator() {
+            true => Ok(()),
+            false => Err(ApiError::forbidden("this needs the operator or admin role")),
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self.is_admin() {
+            true => Ok(()),
+            false => Err(ApiError::forbidden("this needs the admin role")),
+        }
+    }
+
+    /// Customers see only their own things; operators see everyone's.
+    pub fn can_see(&self, owner_user_id: &str) -> bool {
+        self.user_id == owner_user_id || self.is_operator()
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Caller, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(caller_from_request(req))
+    }
+}
+
+fn caller_from_request(req: &HttpRequest) -> Result<Caller, ApiError> {
+    let service = req
+        .app_data::<web::Data<AuthService>>()
+        .ok_or_else(|| ApiError::internal("AuthService is not registered as app data"))?;
+    service.verify(bearer_token(req)?)
+}
+
+/// The header wins; the `access_token` query parameter serves browsers' WebSocket handshakes,
+/// which cannot set headers. JWTs are URL-safe, so the raw query value needs no decoding.
+fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let value = value
+            .to_str()
+            .map_err(|_| unauthorized("the Authorization header is not valid text"))?;
+        return match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
+            _ => Err(unauthorized(
+                "the Authorization header must be 'Bearer <token>'",
+            )),
+        };
+    }
+    req.query_string()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("access_token="))
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| unauthorized("a bearer access token is required"))
+}
+
+fn unauthorized(detail: &str) -> ApiError {
+    ApiError::new(ErrorCode::Unauthorized, detail)
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidCredentials,
+        "the email or password is wrong",
+    )
+}
+
+/// Registered users get a UUIDv7 (whose hyphenated form fits this alphabet); CLI tokens may
+/// name any id of the same alphabet.
+pub fn is_valid_user_id(id: &str) -> bool {
+    (1..=USER_ID_LEN_MAX).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum TokenKind {
+    Access,
+}
+
+/// What is signed. `iat` and `exp` are seconds since the epoch (JWT NumericDate).
+#[derive(Serialize)]
+struct MintClaims<'a> {
+    sub: &'a str,
+    roles: &'a [Role],
+    iat: i64,
+    exp: i64,
+    typ: TokenKind,
+}
+
+/// What is verified. Roles decode straight into [`Role`] and `typ` into a one-variant enum, so
+/// an unknown role or a non-access token fails decoding without extra checks or allocations.
+#[derive(Deserialize)]
+struct VerifiedClaims {
+    sub: String,
+    roles: Vec<Role>,
+    exp: i64,
+    #[allow(dead_code)] // Present only so that decoding rejects other token kinds.
+    typ: TokenKind,
+}
+
+/// HS256 keys and validation rules, built once per secret.
+struct AccessTokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl AccessTokens {
+    fn new(secret: &str) -> AccessTokens {
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Expiry is checked against the injected clock in `verify`, not the system time.
+        validation.validate_exp = false;
+        validation.leeway = 0;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        AccessTokens {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
+    }
+
+    fn mint(
+        &self,
+        user_id: &str,
+        roles: &[Role],
+        ttl_secs: u64,
+        now_ms: i64,
+    ) -> anyhow::Result<String> {
+        anyhow::ensure!(
+            is_valid_user_id(user_id),
+            "user id must match [A-Za-z0-9._-]{{1,64}}"
+        );
+        anyhow::ensure!(ttl_secs > 0, "a token needs a positive lifetime");
+        let iat = now_ms.div_euclid(1000);
+        let ttl_secs = i64::try_from(ttl_secs).context("ttl_secs is too large")?;
+        let exp = iat.checked_add(ttl_secs).context("ttl_secs is too large")?;
+        let claims = MintClaims {
+            sub: user_id,
+            roles,
+            iat,
+            exp,
+            typ: TokenKind::Access,
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    fn verify(&self, token: &str, now_ms: i64) -> Result<Caller, ApiError> {
+        let claims =
+            jsonwebtoken::decode::<VerifiedClaims>(token, &self.decoding, &self.validation)
+                .map_err(|_| unauthorized("the access token is invalid"))?
+                .claims;
+        // Zero leeway: a token is dead from the first millisecond of its `exp` second.
+        if now_ms >= claims.exp.saturating_mul(1000) {
+            return Err(unauthorized("the access token has expired"));
+        }
+        if !is_valid_user_id(&claims.sub) {
+            return Err(unauthorized("the access token names an invalid user id"));
+        }
+        Ok(Caller {
+            user_id: claims.sub,
+            roles: claims.roles,
+        })
+    }
+}
+
+/// Mints an access token signed with the configured secret (the service and `surge token`).
+pub fn mint_access_token(
+    settings: &AuthSettings,
+    user_id: &str,
+    roles: &[Role],
+    ttl_secs: u64,
+    now_ms: i64,
+) -> anyhow::Result<String> {
+    AccessTokens::new(&settings.jwt_secret).mint(user_id, roles, ttl_secs, now_ms)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: String,
+    /// Seconds the access token lives.
+    pub expires_in: u64,
+}
+
+/// A user as the API shows it. `email` and `name` are null for a CLI-minted token's subject,
+/// which has no user row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub roles: Vec<Role>,
+}
+
+impl UserView {
+    fn of(user: &User) -> UserView {
+        UserView {
+            id: user.id.clone(),
+            email: Some(user.email.clone()),
+            name: Some(user.name.clone()),
+            roles: roles_of(user),
+        }
+    }
+}
+
+/// Unknown role names in a row (written by a newer version) grant nothing rather than fail.
+fn roles_of(user: &User) -> Vec<Role> {
+    user.roles
+        .iter()
+        .filter_map(|name| name.parse().ok())
+        .collect()
+}
+
+fn role_names(roles: &[Role]) -> Vec<String> {
+    roles.iter().map(|role| role.as_str().to_string()).collect()
+}
+
+fn store_error(err: StoreError) -> ApiError {
+    match err {
+        StoreError::Unavailable(reason) => {
+            tracing::warn!(%reason, "user store unavailable");
+            ApiError::unavailable("the user store is unavailable")
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+fn normalise_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// One '@' with something before it, and a dot inside the domain. Deliverability is the
+/// mail server's business, not ours.
+fn is_plausible_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    email.len() <= EMAIL_LEN_MAX
+        && !local.is_empty()
+        && !domain.contains('@')
+        && !email.contains(char::is_whitespace)
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+}
+
+/// Every problem at once, so a form can show them all. Takes the normalised email and the
+/// trimmed name.
+fn registration_errors(email: &str, password: &str, name: &str) -> Vec<FieldError> {
+    let password_len = password.chars().count();
+    let name_len = name.chars().count();
+    let checks = [
+        (
+            !is_plausible_email(email),
+            "email",
+            "must be an email address".to_string(),
+        ),
+        (
+            password_len < PASSWORD_LEN_MIN,
+            "password",
+            format!("must be at least {PASSWORD_LEN_MIN} characters"),
+        ),
+        (
+            password_len > PASSWORD_LEN_MAX,
+            "password",
+            format!("must be at most {PASSWORD_LEN_MAX} characters"),
+        ),
+        (name_len == 0, "name", "must not be empty".to_string()),
+        (
+            name_len > NAME_LEN_MAX,
+            "name",
+            format!("must be at most {NAME_LEN_MAX} characters"),
+        ),
+    ];
+    checks
+        .into_iter()
+        .filter(|(failed, _, _)| *failed)
+        .map(|(_, field, message)| FieldError {
+            field: field.to_string(),
+            message,
+        })
+        .collect()
+}
+
+/// At least one role; duplicates collapse.
+fn parse_roles(names: &[String]) -> Result<Vec<Role>, ApiError> {
+    if names.is_empty() {
+        return Err(ApiError::validation("roles", "must name at least one role"));
+    }
+    let mut roles = Vec::with_capacity(Role::ALL.len());
+    for name in names {
+        let role: Role = name
+            .parse()
+            .map_err(|err: UnknownRole| ApiError::validation("roles", err.to_string()))?;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    Ok(roles)
+}
+
+fn hash_password_blocking(password: &str) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
+}
+
+fn verify_password_blocking(
+    password: &str,
+    hash: &str,
+) -> Result<bool, argon2::password_hash::Error> {
+    let parsed = PasswordHash::new(hash)?;
+    match Argon2::default().verify_password(password.as_bytes(), &parsed) {
+        Ok(()) => Ok(true),
+        Err(argon2::password_hash::Error::Password) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// Verified against for unknown emails, so they cost as much as a wrong password. Computed
+/// once, with the same parameters as real hashes.
+fn dummy_hash() -> &'static str {
+    static DUMMY_HASH: OnceLock<String> = OnceLock::new();
+    DUMMY_HASH.get_or_init(|| {
+        hash_password_blocking("surge-timing-equaliser").expect("hashing a constant password works")
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
+}
+
+fn new_refresh_token() -> String {
+    let mut bytes = [0u8; REFRESH_TOKEN_BYTES];
+    OsRng.fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
+/// Only this is stored: the database never holds a usable refresh token.
+fn refresh_token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)
+}
+
+/// Registration, login, token rotation and roles. Shared by handlers as `web::Data`.
+pub struct AuthService {
+    store: SharedStore,
+    clock: SharedClock,
+    settings: AuthSettings,
+    tokens: AccessTokens,
+    /// Bounds concurrent Argon2 runs (each takes ~19 MiB) to the number of CPUs.
+    hash_permits: Semaphore,
+}
+
+impl AuthService {
+    pub fn new(store: SharedStore, clock: SharedClock, settings: AuthSettings) -> AuthService {
+        let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
+        AuthService {
+            store,
+            clock,
+            tokens: AccessTokens::new(&settings.jwt_secret),
+            settings,
+            hash_permits: Semaphore::new(cpus),
+        }
+    }
+
+    /// Registers a customer. 422 with every invalid field, 409 `EMAIL_TAKEN`.
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+        name: &str,
+    ) -> Result<UserView, ApiError> {
+        let email = normalise_email(email);
+        let name = name.trim();
+        let errors = registration_errors(&email, password, name);
+        if !errors.is_empty() {
+            return Err(ApiError::invalid_fields(errors));
+        }
+        let password_hash = self.hash_password(password).await?;
+        let user = self.new_user(email, name.to_string(), password_hash, &[Role::Customer]);
+        match self.store.user_insert(&user).await {
+            Ok(()) => Ok(UserView::of(&user)),
+            Err(StoreError::Conflict(_)) => Err(ApiError::new(
+                ErrorCode::EmailTaken,
+                "this email is already registered",
+            )),
+            Err(err) => Err(store_error(err)),
+        }
+    }
+
+    /// The same 401 `INVALID_CREDENTIALS` for an unknown email and a wrong password.
+    pub async fn login(&self, email: &str, password: &str) -> Result<TokenPair, ApiError> {
+        let user = self
+            .store
+            .user_by_email(&normalise_email(email))
+            .await
+            .map_err(store_error)?;
+        let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
+        let password_matches = self.verify_password(password, stored_hash).await?;
+        match user {
+            Some(user) if password_matches => self.issue_pair(&user.id, &roles_of(&user)).await,
+            _ => Err(invalid_credentials()),
+        }
+    }
+
+    /// Takes the refresh token (it never works again) and issues a new pair with the user's
+    /// current roles. 401 when it is unknown, already used or expired.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, ApiError> {
+        let rejected = || unauthorized("the refresh token is unknown, used or expired");
+        let (user_id, expires_at_ms) = self
+            .store
+            .refresh_take(&refresh_token_hash(refresh_token))
+            .await
+            .map_err(store_error)?
+            .ok_or_else(rejected)?;
+        if self.clock.now_ms() >= expires_at_ms {
+            return Err(rejected());
+        }
+        let user = self
+            .store
+            .user_by_id(&user_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(rejected)?;
+        self.issue_pair(&user.id, &roles_of(&user)).await
+    }
+
+    /// Forgets the refresh token. Unknown or used tokens are fine: the outcome is the same.
+    pub async fn logout(&self, refresh_token: &str) -> Result<(), ApiError> {
+        self.store
+            .refresh_take(&refresh_token_hash(refresh_token))
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// The caller's user; for a CLI-minted subject without a row, what the token says.
+    pub async fn me(&self, caller: &Caller) -> Result<UserView, ApiError> {
+        let user = self
+            .store
+            .user_by_id(&caller.user_id)
+            .await
+            .map_err(store_error)?;
+        Ok(match user {
+            Some(user) => UserView::of(&user),
+            None => UserView {
+                id: caller.user_id.clone(),
+                email: None,
+                name: None,
+                roles: caller.roles.clone(),
+            },
+        })
+    }
+
+    /// Replaces a user's roles. 422 for an empty list or unknown names, 404 for no such user.
+    pub async fn set_roles(&self, user_id: &str, roles: Vec<String>) -> Result<UserView, ApiError> {
+        let roles = parse_roles(&roles)?;
+        let user = self
+            .store
+            .user_set_roles(user_id, &role_names(&roles))
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| ApiError::not_found(format!("no user with id '{user_id}'")))?;
+        Ok(UserView::of(&user))
+    }
+
+    /// Checks an access token's signature, kind and expiry. Touches no store.
+    pub fn verify(&self, access_token: &str) -> Result<Caller, ApiError> {
+        self.tokens.verify(access_token, self.clock.now_ms())
+    }
+
+    /// Creates the configured admin unless that email exists. True when it was created.
+    pub async fn ensure_bootstrap_admin(&self) -> anyhow::Result<bool> {
+        let email = normalise_email(&self.settings.bootstrap_admin_email);
+        if email.is_empty() {
+            tracing::info!("no bootstrap admin configured");
+            return Ok(false);
+        }
+        if self.store.user_by_email(&email).await?.is_some() {
+            return Ok(false);
+        }
+        let password = &self.settings.bootstrap_admin_password;
+        if password.chars().count() < PASSWORD_LEN_MIN {
+            tracing::warn!(
+                "auth.bootstrap_admin_password is shorter than {PASSWORD_LEN_MIN} characters"
+            );
+        }
+        let password_hash = self.hash_password(password).await?;
+        let user = self.new_user(
+            email,
+            BOOTSTRAP_ADMIN_NAME.to_string(),
+            password_hash,
+            &[Role::Admin],
+        );
+        match self.store.user_insert(&user).await {
+            Ok(()) => {
+                tracing::info!(email = %user.email, "bootstrap admin created");
+                Ok(true)
+            }
+            // Another node created it between our lookup and insert.
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    fn new_user(&self, email: String, name: String, password_hash: String, roles: &[Role]) -> User {
+        User {
+            id: uuid::Uuid::now_v7().to_string(),
+            email,
+            name,
+            password_hash,
+            roles: role_names(roles),
+            created_at_ms: self.clock.now_ms(),
+        }
+    }
+
+    async fn issue_pair(&self, user_id: &str, roles: &[Role]) -> Result<TokenPair, ApiError> {
+        let now_ms = self.clock.now_ms();
+        let access_ttl_secs = self.settings.access_ttl_secs;
+        let access_token = self
+            .tokens
+            .mint(user_id, roles, access_ttl_secs, now_ms)
+            .map_err(ApiError::internal)?;
+        let refresh_token = new_refresh_token();
+        let expires_at_ms = now_ms.saturating_add(secs_to_ms(self.settings.refresh_ttl_secs));
+        self.store
+            .refresh_insert(&refresh_token_hash(&refresh_token), user_id, expires_at_ms)
+            .await
+            .map_err(store_error)?;
+        Ok(TokenPair {
+            access_token,
+            refresh_token,
+            token_type: "Bearer".to_string(),
+            expires_in: access_ttl_secs,
+        })
+    }
+
+    async fn hash_password(&self, password: &str) -> Result<String, ApiError> {
+        let _permit = self
+            .hash_permits
+            .acquire()
+            .await
+            .expect("the hash semaphore is never closed");
+        let password = password.to_string();
+        tokio::task::spawn_blocking(move || hash_password_blocking(&password))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)
+    }
+
+    /// With no stored hash, verifies against the dummy hash and answers false.
+    async fn verify_password(
+        &self,
+        password: &str,
+        stored_hash: Option<String>,
+    ) -> Result<bool, ApiError> {
+        let _permit = self
+            .hash_permits
+            .acquire()
+            .await
+            .expect("the hash semaphore is never closed");
+        let password = password.to_string();
+        tokio::task::spawn_blocking(move || match stored_hash {
+            Some(hash) => verify_password_blocking(&password, &hash),
+            None => verify_password_blocking(&password, dummy_hash()).map(|_| false),
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use actix_web::test::TestRequest;
+
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::config::Settings;
+    use crate::persistence::{SqliteStore, Store};
+
+    const START_MS: i64 = 1_700_000_000_000;
+
+    fn settings() -> AuthSettings {
+        Settings::defaults().auth
+    }
+
+    fn caller(roles: &[Role]) -> Caller {
+        Caller {
+            user_id: "u-1".to_string(),
+            roles: roles.to_vec(),
+        }
+    }
+
+    /// A service on a fresh SQLite file; the temp dir must outlive the service.
+    async fn service() -> (AuthService, ManualClock, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Settings::defaults().database;
+        let store = SqliteStore::open(&dir.path().join("surge.db"), &db)
+            .await
+            .expect("sqlite opens");
+        store.migrate().await.expect("migrations run");
+        let clock = ManualClock::new(START_MS);
+        let auth = AuthService::new(Arc::new(store), Arc::new(clock.clone()), settings());
+        (auth, clock, dir)
+    }
+
+    #[test]
+    fn access_token_round_trips_subject_and_roles() {
+        let tokens = AccessTokens::new(&settings().jwt_secret);
+        let roles = [Role::Operator, Role::Admin];
+        let token = tokens.mint("user-7", &roles, 60, START_MS).expect("mints");
+        let caller = tokens.verify(&token, START_MS + 59_999).expect("valid");
+        assert_eq!(caller.user_id, "user-7");
+        assert_eq!(caller.roles, roles);
+    }
+
+    #[test]
+    fn cli_tokens_verify_with_the_same_secret() {
+        let token = mint_access_token(&settings(), "load-test-1", &[Role::Customer], 60, START_MS)
+            .expect("mints");
+        let caller = AccessTokens::new(&settings().jwt_secret)
+            .verify(&token, START_MS)
+            .expect("valid");
+        assert_eq!(caller.user_id, "load-test-1");
+    }
+
+    #[test]
+    fn tampered_or_foreign_tokens_are_rejected() {
+        let tokens = AccessTokens::new(&settings().jwt_secret);
+        let token = tokens
+            .mint("user-7", &[Role::Customer], 60, START_MS)
+            .expect("mints");
+        let foreign = AccessTokens::new("another-secret-of-enough-length")
+            .mint("user-7", &[Role::Admin], 60, START_MS)
+            .expect("mints");
+        let parts: Vec<&str> = token.split('.').collect();
+        let admin_payload = foreign.split('.').nth(1).expect("three parts");
+        // Our header and signature around a payload that claims admin.
+        let tampered = format!("{}.{admin_payload}.{}", parts[0], parts[2]);
+        // The first character, unlike the last, carries no base64 padding bits.
+        let flipped = if parts[2].starts_with('A') { "B" } else { "A" };
+        let bad_signature = format!("{}.{}.{flipped}{}", parts[0], parts[1], &parts[2][1..]);
+        for bad in [
+            tampered.as_str(),
+            bad_signature.as_str(),
+            foreign.as_str(),
+            "junk",
+        ] {
+            let err = tokens.verify(bad, START_MS).expect_err("rejected");
+            assert_eq!(err.code, ErrorCode::Unauthorized);
+        }
+    }
+
+    #[test]
+    fn user_ids_outside_the_alphabet_cannot_be_minted() {
+        let tokens = AccessTokens::new(&settings().jwt_secret);
+        for bad in ["", "has space", "a/b", &"x".repeat(65)] {
+            assert!(tokens.mint(bad, &[Role::Customer], 60, START_MS).is_err());
+        }
+        assert!(is_valid_user_id(&uuid::Uuid::now_v7().to_string()));
+    }
+
+    #[tokio::test]
+    async fn an_access_token_expires_at_its_exp_by_the_injected_clock() {
+        let (auth, clock, _dir) = service().await;
+        let ttl_ms = secs_to_ms(settings().access_ttl_secs);
+        let token = auth
+            .tokens
+            .mint(
+                "u-1",
+                &[Role::Customer],
+                settings().access_ttl_secs,
+                clock.now_ms(),
+            )
+            .expect("mints");
+        clock.advance_ms(ttl_ms - 1);
+        auth.verify(&token)
+            .expect("valid until the last millisecond");
+        clock.advance_ms(1);
+        let err = auth.verify(&token).expect_err("expired");
+        assert_eq!(err.code, ErrorCode::Unauthorized);
+    }
+
+    #[test]
+    fn roles_parse_from_their_names_only() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+        }
+        assert!("Admin".parse::<Role>().is_err());
+        assert!(parse_roles(&[]).is_err());
+        let roles = parse_roles(&["admin".into(), "admin".into()]).expect("valid");
+        assert_eq!(roles, [Role::Admin]);
+    }
+
+    #[test]
+    fn operators_and_admins_pass_operator_checks_but_only_admins_pass_admin_checks() {
+        let customer = caller(&[Role::Customer]);
+        let operator = caller(&[Role::Operator]);
+        let admin = caller(&[Role::Admin]);
+        assert_eq!(
+            customer.require_operator().expect_err("customer").code,
+            ErrorCode::Forbidden
+        );
+        operator.require_operator().expect("operator");
+        admin.require_operator().expect("admin is an operator");
+        assert!(operator.require_admin().is_err());
+        admin.require_admin().expect("admin");
+        assert!(customer.can_see("u-1"));
+        assert!(!customer.can_see("someone-else"));
+        assert!(operator.can_see("someone-else"));
+    }
+
+    #[test]
+    fn a_password_hash_verifies_only_its_password() {
+        let hash = hash_password_blocking("correct horse").expect("hashes");
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password_blocking("correct horse", &hash).expect("verifies"));
+        assert!(!verify_password_blocking("wrong horse", &hash).expect("verifies"));
+    }
+
+    #[tokio::test]
+    async fn registration_lists_every_invalid_field() {
+        let (auth, _clock, _dir) = service().await;
+        let err = auth
+            .register("not-an-email", "short", "  ")
+            .await
+            .expect_err("invalid");
+        assert_eq!(err.code, ErrorCode::ValidationFailed);
+        let fields: Vec<_> = err.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["email", "password", "name"]);
+        for email in ["a@b@c.com", "a@localhost", "@x.com", "a@.com", "a b@x.com"] {
+            let err = auth
+                .register(email, "long enough", "A")
+                .await
+                .expect_err(email);
+            assert_eq!(err.errors[0].field, "email", "{email}");
+        }
+        let long_name = "n".repeat(NAME_LEN_MAX + 1);
+        let err = auth
+            .register("a@x.com", "long enough", &long_name)
+            .await
+            .expect_err("long name");
+        assert_eq!(err.errors[0].field, "name");
+    }
+
+    #[tokio::test]
+    async fn register_login_refresh_rotation_and_logout_work_together() {
+        let (auth, _clock, _dir) = service().await;
+        let user = auth
+            .register(" Ann@Example.com ", "password-1", " Ann ")
+            .await
+            .expect("registers");
+        assert_eq!(user.email.as_deref(), Some("ann@example.com"));
+        assert_eq!(user.name.as_deref(), Some("Ann"));
+        assert_eq!(user.roles, [Role::Customer]);
+        let pair = auth
+            .login("ANN@example.com", "password-1")
+            .await
+            .expect("logs in");
+        assert_eq!(pair.token_type, "Bearer");
+        assert_eq!(pair.expires_in, settings().access_ttl_secs);
+        assert_eq!(
+            auth.verify(&pair.access_token).expect("valid").user_id,
+            user.id
+        );
+
+        let next = auth.refresh(&pair.refresh_token).await.expect("refreshes");
+        let err = auth
+            .refresh(&pair.refresh_token)
+            .await
+            .expect_err("rotated");
+        assert_eq!(err.code, ErrorCode::Unauthorized);
+
+        auth.logout(&next.refresh_token).await.expect("logs out");
+        assert!(auth.refresh(&next.refresh_token).await.is_err());
+        auth.logout(&next.refresh_token)
+            .await
+            .expect("logout is idempotent");
+    }
+
+    #[tokio::test]
+    async fn an_expired_refresh_token_is_rejected() {
+        let (auth, clock, _dir) = service().await;
+        auth.register("a@x.com", "password-1", "A")
+            .await
+            .expect("registers");
+        let pair = auth.login("a@x.com", "password-1").await.expect("logs in");
+        clock.advance_ms(secs_to_ms(settings().refresh_ttl_secs));
+        let err = auth
+            .refresh(&pair.refresh_token)
+            .await
+            .expect_err("expired");
+        assert_eq!(err.code, ErrorCode::Unauthorized);
+    }
+
+    #[tokio::test]
+    async fn an_email_registers_once_whatever_its_case() {
+        let (auth, _clock, _dir) = service().await;
+        auth.register("b@x.com", "password-1", "B")
+            .await
+            .expect("registers");
+        let err = auth
+            .register("B@X.com", "password-2", "B2")
+            .await
+            .expect_err("taken");
+        assert_eq!(err.code, ErrorCode::EmailTaken);
+    }
+
+    #[tokio::test]
+    async fn unknown_email_and_wrong_password_get_the_same_answer() {
+        let (auth, _clock, _dir) = service().await;
+        auth.register("c@x.com", "password-1", "C")
+            .await
+            .expect("registers");
+        let wrong_password = auth
+            .login("c@x.com", "password-2")
+            .await
+            .expect_err("wrong");
+        let unknown_email = auth
+            .login("nobody@x.com", "password-1")
+            .await
+            .expect_err("unknown");
+        assert_eq!(wrong_password, unknown_email);
+        assert_eq!(wrong_password.code, ErrorCode::InvalidCredentials);
+    }
+
+    #[tokio::test]
+    async fn the_bootstrap_admin_is_created_once() {
+        let (auth, _clock, _dir) = service().await;
+        assert!(auth.ensure_bootstrap_admin().await.expect("bootstraps"));
+        assert!(!auth.ensure_bootstrap_admin().await.expect("second start"));
+        let settings = settings();
+        let pair = auth
+            .login(
+                &settings.bootstrap_admin_email,
+                &settings.bootstrap_admin_password,
+            )
+            .await
+            .expect("admin logs in");
+        assert!(auth.verify(&pair.access_token).expect("valid").is_admin());
+    }
+
+    #[tokio::test]
+    async fn role_changes_reach_the_user_on_refresh() {
+        let (auth, _clock, _dir) = service().await;
+        let user = auth
+            .register("d@x.com", "password-1", "D")
+            .await
+            .expect("registers");
+        let pair = auth.login("d@x.com", "password-1").await.expect("logs in");
+        let err = auth
+            .set_roles(&user.id, vec!["boss".into()])
+            .await
+            .expect_err("unknown role");
+        assert_eq!(err.code, ErrorCode::ValidationFailed);
+        let err = auth
+            .set_roles("no-such-user", vec!["admin".into()])
+            .await
+            .expect_err("unknown user");
+        assert_eq!(err.code, ErrorCode::NotFound);
+        let updated = auth
+            .set_roles(&user.id, vec!["operator".into()])
+            .await
+            .expect("sets");
+        assert_eq!(updated.roles, [Role::Operator]);
+        let next = auth.refresh(&pair.refresh_token).await.expect("refreshes");
+        assert!(auth
+            .verify(&next.access_token)
+            .expect("valid")
+            .is_operator());
+    }
+
+    #[tokio::test]
+    async fn me_answers_from_the_token_for_a_subject_without_a_row() {
+        let (auth, _clock, _dir) = service().await;
+        let view = auth.me(&caller(&[Role::Operator])).await.expect("answers");
+        assert_eq!(view.id, "u-1");
+        assert_eq!(view.email, None);
+        assert_eq!(view.roles, [Role::Operator]);
+        let json = serde_json::to_value(&view).expect("serialises");
+        assert_eq!(json["email"], serde_json::Value::Null);
+        assert_eq!(json["roles"][0], "operator");
+    }
+
+    #[tokio::test]
+    async fn the_caller_comes_from_the_header_or_the_query_and_is_401_without_a_token() {
+        let (auth, clock, _dir) = service().await;
+        let token = auth
+            .tokens
+            .mint("u-9", &[Role::Customer], 60, clock.now_ms())
+            .expect("mints");
+        let data = web::Data::new(auth);
+        let extract = |req: TestRequest| {
+            let req = req.app_data(data.clone()).to_http_request();
+            caller_from_request(&req)
+        };
+        let by_header = TestRequest::default()
+            .insert_header((header::AUTHORIZATION, format!("Bearer {token}")));
+        assert_eq!(extract(by_header).expect("header").user_id, "u-9");
+        let by_query = TestRequest::with_uri(&format!("/ws?x=1&access_token={token}"));
+        assert_eq!(extract(by_query).expect("query").user_id, "u-9");
+        let missing = extract(TestRequest::default()).expect_err("missing");
+        assert_eq!(missing.code, ErrorCode::Unauthorized);
+        let basic = TestRequest::default().insert_header((header::AUTHORIZATION, "Basic abc"));
+        assert_eq!(
+            extract(basic).expect_err("basic").code,
+            ErrorCode::Unauthorized
+        );
+    }
+}

@@ -37,6 +37,8 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DatabaseSettings {
     pub url: String,
+    /// PostgreSQL schema to use (created if missing); empty means the server's default.
+    pub schema: String,
     pub sqlite_synchronous: SqliteSynchronous,
     pub max_connections: u32,
     pub connect_timeout_secs: u64,

@@ -1,1 +1,102 @@
-fn main(){}
+//! The `surge` command: `serve` runs the server, `token` mints an access token.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use surge::auth::{mint_access_token, Role};
+use surge::clock::{Clock, SystemClock};
+use surge::config::{CliOverrides, Settings};
+
+#[derive(Parser)]
+#[command(name = "surge", version, about = "Flash sales, ticket drops and promotions on durable actors")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Where the embedded SQLite journal lives (default ./data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print an access token for any user id, signed with the configured secret.
+    Token {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        user_id: String,
+        #[arg(long, default_value = "customer")]
+        role: String,
+        #[arg(long)]
+        ttl_secs: Option<u64>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+        } => {
+            let cli = CliOverrides { listen, data_dir };
+            let settings = Settings::load(config.as_deref(), &cli)?;
+            init_logging(&settings);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(serve(settings))
+        }
+        Command::Token {
+            config,
+            user_id,
+            role,
+            ttl_secs,
+        } => {
+            let settings = Settings::load(config.as_deref(), &CliOverrides::default())?;
+            let role: Role = role.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let ttl_secs = ttl_secs.unwrap_or(settings.auth.access_ttl_secs);
+            let now_ms = SystemClock.now_ms();
+            let token = mint_access_token(&settings.auth, &user_id, &[role], ttl_secs, now_ms)?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind(&settings.server.listen)?;
+    let surge = surge::app::Surge::build(settings, Arc::new(SystemClock)).await?;
+    // Tests and scripts that listen on port 0 read the address from this line.
+    println!("surge listening on http://{}", listener.local_addr()?);
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        store = surge.services.rt.store.backend(),
+        "surge is serving"
+    );
+    surge.http_server(listener)?.await?;
+    tracing::info!("HTTP drained; flushing the journal");
+    surge.shutdown().await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if settings.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

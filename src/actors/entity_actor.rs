@@ -270,7 +270,8 @@ impl<E: Entity> EntityState<E> {
                 return;
             }
         };
-        if decision.events.is_empty() && self.pending.load(Ordering::Acquire) == 0 {
+        let nothing_to_write = decision.events.is_empty() && side.is_none();
+        if nothing_to_write && self.pending.load(Ordering::Acquire) == 0 {
             if let Some(reply) = reply {
                 let _ = reply.send(Ok(decision.reply));
             }

@@ -1,1 +1,181 @@
-//! HTTP layer.
+//! The HTTP layer (actix-web). Handlers parse and check input, authorise the caller and send
+//! one message per entity to its region; they hold no business rules.
+
+pub mod auth;
+pub mod idempotent;
+pub mod orders;
+pub mod stock;
+pub mod system;
+
+use actix_web::error::JsonPayloadError;
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::app::Services;
+use crate::error::{ApiError, ErrorCode};
+
+pub type State = web::Data<Services>;
+
+/// Every route of API v1, under `/api/v1`; health checks also at the root.
+pub fn api_routes(cfg: &mut web::ServiceConfig) {
+    cfg.configure(system::routes).service(
+        web::scope("/api/v1")
+            .configure(system::routes)
+            .configure(auth::routes)
+            .configure(stock::routes)
+            .configure(orders::routes),
+    );
+}
+
+/// Extractor settings that turn malformed input into problem+json.
+pub fn configure_extractors(cfg: &mut web::ServiceConfig, body_limit_bytes: usize) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(body_limit_bytes)
+            .error_handler(|err, _| json_error(&err).into()),
+    )
+    .app_data(web::PayloadConfig::default().limit(body_limit_bytes))
+    .app_data(web::PathConfig::default().error_handler(|err, _| {
+        ApiError::new(ErrorCode::MalformedRequest, err.to_string()).into()
+    }))
+    .app_data(web::QueryConfig::default().error_handler(|err, _| {
+        ApiError::validation("query", err.to_string()).into()
+    }));
+}
+
+fn json_error(err: &JsonPayloadError) -> ApiError {
+    match err {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
+        }
+        JsonPayloadError::Deserialize(e) => serde_error(e),
+        other => ApiError::new(ErrorCode::MalformedRequest, other.to_string()),
+    }
+}
+
+fn serde_error(err: &serde_json::Error) -> ApiError {
+    if err.is_data() {
+        ApiError::validation("body", err.to_string())
+    } else {
+        ApiError::new(ErrorCode::MalformedRequest, format!("malformed JSON: {err}"))
+    }
+}
+
+/// The raw request body, bounded by `server.body_limit_bytes` (413 past it). Handlers that
+/// take idempotency keys need the bytes to fingerprint the request.
+pub struct RawBody(pub web::Bytes);
+
+impl FromRequest for RawBody {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            bytes.await.map(RawBody).map_err(|err| {
+                if err.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
+                } else {
+                    ApiError::new(ErrorCode::MalformedRequest, err.to_string())
+                }
+            })
+        })
+    }
+}
+
+impl RawBody {
+    /// 400 for JSON that does not parse, 422 for JSON of the wrong shape.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_slice(&self.0).map_err(|e| serde_error(&e))
+    }
+}
+
+/// `?limit=&cursor=` of every list.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+    pub user_id: Option<String>,
+}
+
+impl ListQuery {
+    pub fn limit(&self, state: &Services) -> Result<u32, ApiError> {
+        let lists = &state.rt.settings.lists;
+        match self.limit {
+            None => Ok(lists.limit_default),
+            Some(0) => Err(ApiError::validation("limit", "must be at least 1")),
+            Some(n) if n > lists.limit_max => Err(ApiError::validation(
+                "limit",
+                format!("must be at most {}", lists.limit_max),
+            )),
+            Some(n) => Ok(n),
+        }
+    }
+}
+
+/// `[A-Za-z0-9._-]{1,64}`: SKUs and user ids.
+pub fn is_valid_ident(value: &str) -> bool {
+    (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A JSON 404 for any path the API does not have.
+pub async fn no_route() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found("no such route"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_follow_the_sku_alphabet() {
+        assert!(is_valid_ident("SKU-1.a_b"));
+        assert!(!is_valid_ident(""));
+        assert!(!is_valid_ident("has space"));
+        assert!(!is_valid_ident(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn malformed_json_is_400_and_wrong_shape_is_422() {
+        let body = RawBody(web::Bytes::from_static(b"{not json"));
+        let err = body.json::<serde_json::Value>().expect_err("malformed");
+        assert_eq!(err.code, ErrorCode::MalformedRequest);
+        #[derive(Debug, Deserialize)]
+        struct Shape {
+            #[allow(dead_code)]
+            quantity: i64,
+        }
+        let body = RawBody(web::Bytes::from_static(b"{\"quantity\": \"x\"}"));
+        let err = body.json::<Shape>().expect_err("wrong type");
+        assert_eq!(err.code, ErrorCode::ValidationFailed);
+    }
+}
+
+/// Echoes the request id that tracing-actix-web gave the request as `X-Request-Id`, so a
+/// client can quote it and an operator can find the request's log lines.
+pub async fn request_id_header(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::HttpMessage;
+    let request_id = req
+        .extensions()
+        .get::<tracing_actix_web::RequestId>()
+        .map(|id| id.to_string());
+    let mut response = next.call(req).await?;
+    if let Some(id) = request_id {
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&id) {
+            response.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static("x-request-id"),
+                value,
+            );
+        }
+    }
+    Ok(response)
+}

@@ -34,7 +34,8 @@ pub async fn connect(
         std::fs::create_dir_all(data_dir)?;
         Arc::new(SqliteStore::open(&data_dir.join("surge.db"), db).await?)
     } else {
-        Arc::new(PostgresStore::open(&db.url, None, db).await?)
+        let schema = Some(db.schema.as_str()).filter(|s| !s.is_empty());
+        Arc::new(PostgresStore::open(&db.url, schema, db).await?)
     };
     store.migrate().await?;
     Ok(store)

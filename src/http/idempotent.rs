@@ -1,0 +1,119 @@
+//! Idempotency keys at the HTTP edge: look a key up before running a request, replay a stored
+//! response, and hand the actor the record to commit with its events.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Serialize;
+
+use super::State;
+use crate::actors::{Entity, SideWrites};
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorCode};
+use crate::persistence::idempotency::{fingerprint, validate_key, Begin, InFlightGuard};
+use crate::persistence::{Batch, IdempotencyRecord};
+
+pub const HEADER: &str = "Idempotency-Key";
+pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
+
+/// A request that carries a key and runs for the first time.
+pub struct KeyedRequest {
+    pub scope: String,
+    pub key: String,
+    pub fingerprint: String,
+    _guard: InFlightGuard,
+}
+
+pub enum Prepared {
+    /// The stored first response, to send as it is.
+    Replay(HttpResponse),
+    /// Run the request; `Some` when it carries a key.
+    Run(Option<KeyedRequest>),
+}
+
+pub async fn prepare(
+    state: &State,
+    req: &HttpRequest,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Prepared, ApiError> {
+    let Some(value) = req.headers().get(HEADER) else {
+        return Ok(Prepared::Run(None));
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::new(ErrorCode::MalformedRequest, "Idempotency-Key must be text"))?;
+    validate_key(key)?;
+    let fingerprint = fingerprint(req.method().as_str(), req.path(), body);
+    match state
+        .idempotency
+        .begin(&caller.user_id, key, &fingerprint)
+        .await?
+    {
+        Begin::Replay(record) => Ok(Prepared::Replay(replay(&record))),
+        Begin::Fresh(guard) => Ok(Prepared::Run(Some(KeyedRequest {
+            scope: caller.user_id.clone(),
+            key: key.to_string(),
+            fingerprint,
+            _guard: guard,
+        }))),
+    }
+}
+
+fn replay(record: &IdempotencyRecord) -> HttpResponse {
+    let status = StatusCode::from_u16(record.status).unwrap_or(StatusCode::OK);
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .insert_header((REPLAYED_HEADER, "true"))
+        .body(record.body.clone())
+}
+
+impl KeyedRequest {
+    pub fn record(&self, status: StatusCode, body: &impl Serialize, now_ms: i64) -> IdempotencyRecord {
+        IdempotencyRecord {
+            scope: self.scope.clone(),
+            key: self.key.clone(),
+            fingerprint: self.fingerprint.clone(),
+            status: status.as_u16(),
+            body: serde_json::to_vec(body).expect("responses serialise"),
+            created_at_ms: now_ms,
+        }
+    }
+
+    /// After the record has committed: later look-ups find it in memory.
+    pub fn finish(self, state: &State) {
+        state.idempotency.remember(&self.scope, &self.key);
+    }
+}
+
+/// Side writes that commit the idempotency record of a response rendered from the reply.
+pub fn record_side<E, F, T>(
+    keyed: Option<&KeyedRequest>,
+    status: StatusCode,
+    render: F,
+) -> Option<SideWrites<E>>
+where
+    E: Entity,
+    F: Fn(&E::Reply) -> T + Send + Sync + 'static,
+    T: Serialize,
+{
+    let keyed = keyed?;
+    let (scope, key, fingerprint) = (
+        keyed.scope.clone(),
+        keyed.key.clone(),
+        keyed.fingerprint.clone(),
+    );
+    Some(Arc::new(move |reply: &E::Reply, now_ms: i64| {
+        let mut batch = Batch::default();
+        batch.idempotency.push(IdempotencyRecord {
+            scope: scope.clone(),
+            key: key.clone(),
+            fingerprint: fingerprint.clone(),
+            status: status.as_u16(),
+            body: serde_json::to_vec(&render(reply)).expect("responses serialise"),
+            created_at_ms: now_ms,
+        });
+        batch
+    }))
+}

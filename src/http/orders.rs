@@ -1,0 +1,304 @@
+//! Orders of stock lines (API.md "Stock items" and "Orders"): place, get, list, cancel.
+//!
+//! Placing reserves every line on its stock item, in SKU order. The last reservation carries
+//! the order's birth (its first event, deadline and read row) and the idempotency record, so
+//! a one-line order is one actor hop and one journal append. If a line is refused, the lines
+//! already reserved are released (compensation); if the process dies in between, their
+//! reservations expire by themselves at `expires_at`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::idempotent::{self, KeyedRequest, Prepared};
+use super::{is_valid_ident, ListQuery, RawBody, State};
+use crate::actors::order::{birth, OrderCommand, OrderItem, OrderStatus, OrderView, Placed, Source};
+use crate::actors::stock_item::{ReleaseReason, StockCommand, StockItem, StockView};
+use crate::actors::SideWrites;
+use crate::auth::Caller;
+use crate::error::{ApiError, FieldError};
+
+/// Most units one order line may ask for.
+const LINE_QUANTITY_MAX: i64 = 1_000_000;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/orders", web::post().to(place))
+        .route("/orders", web::get().to(list))
+        .route("/orders/{id}", web::get().to(get))
+        .route("/orders/{id}/cancel", web::post().to(cancel));
+}
+
+#[derive(Debug, Deserialize)]
+struct PlaceBody {
+    items: Vec<LineBody>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct LineBody {
+    sku: String,
+    quantity: i64,
+}
+
+fn validate_lines(lines: &[LineBody], lines_max: usize) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    if lines.is_empty() || lines.len() > lines_max {
+        errors.push(FieldError {
+            field: "items".into(),
+            message: format!("must hold 1 to {lines_max} lines"),
+        });
+    }
+    let mut seen = BTreeSet::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !is_valid_ident(&line.sku) {
+            errors.push(FieldError {
+                field: format!("items[{i}].sku"),
+                message: "must match [A-Za-z0-9._-]{1,64}".into(),
+            });
+        } else if !seen.insert(line.sku.as_str()) {
+            errors.push(FieldError {
+                field: format!("items[{i}].sku"),
+                message: "each SKU may appear once".into(),
+            });
+        }
+        if !(1..=LINE_QUANTITY_MAX).contains(&line.quantity) {
+            errors.push(FieldError {
+                field: format!("items[{i}].quantity"),
+                message: format!("must be 1 to {LINE_QUANTITY_MAX}"),
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_fields(errors))
+    }
+}
+
+/// What the order will be born with, once the last line's price is known.
+#[derive(Clone)]
+struct Plan {
+    order_id: uuid::Uuid,
+    user_id: String,
+    lines: Vec<LineBody>,
+    expires_at_ms: i64,
+    created_at_ms: i64,
+}
+
+impl Plan {
+    fn placed(&self, prices: &[i64]) -> Placed {
+        Placed {
+            user_id: self.user_id.clone(),
+            source: Source {
+                kind: "stock".into(),
+                id: self.lines[0].sku.clone(),
+            },
+            items: self
+                .lines
+                .iter()
+                .zip(prices)
+                .map(|(line, price)| OrderItem {
+                    reference: line.sku.clone(),
+                    quantity: line.quantity,
+                    unit_price: *price,
+                })
+                .collect(),
+            expires_at_ms: self.expires_at_ms,
+            created_at_ms: self.created_at_ms,
+        }
+    }
+
+    fn reserve(&self, line: &LineBody) -> StockCommand {
+        StockCommand::Reserve {
+            order: self.order_id.as_u128(),
+            quantity: line.quantity,
+            expires_at_ms: self.expires_at_ms,
+        }
+    }
+
+    /// The birth of the order (and its idempotency record) riding on the last reservation.
+    fn birth_side(&self, prices: &[i64], keyed: Option<&KeyedRequest>) -> SideWrites<StockItem> {
+        let plan = self.clone();
+        let prices = prices.to_vec();
+        let record = keyed.map(|k| (k.scope.clone(), k.key.clone(), k.fingerprint.clone()));
+        Arc::new(move |last: &StockView, now_ms: i64| {
+            let mut all_prices = prices.clone();
+            all_prices.push(last.price);
+            let (mut batch, view) = birth(&plan.order_id.to_string(), plan.placed(&all_prices));
+            if let Some((scope, key, fingerprint)) = &record {
+                batch.idempotency.push(crate::persistence::IdempotencyRecord {
+                    scope: scope.clone(),
+                    key: key.clone(),
+                    fingerprint: fingerprint.clone(),
+                    status: StatusCode::CREATED.as_u16(),
+                    body: serde_json::to_vec(&view).expect("order views serialise"),
+                    created_at_ms: now_ms,
+                });
+            }
+            batch
+        })
+    }
+}
+
+async fn place(
+    state: State,
+    req: HttpRequest,
+    caller: Caller,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    let mut input: PlaceBody = body.json()?;
+    validate_lines(&input.items, state.rt.settings.orders.lines_max)?;
+    let keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
+        Prepared::Replay(response) => return Ok(response),
+        Prepared::Run(keyed) => keyed,
+    };
+    input.items.sort_by(|a, b| a.sku.cmp(&b.sku));
+    let now_ms = state.rt.now_ms();
+    let pay_within_ms = i64::try_from(state.rt.settings.orders.pay_within_secs * 1000)
+        .map_err(ApiError::internal)?;
+    let plan = Plan {
+        order_id: uuid::Uuid::now_v7(),
+        user_id: caller.user_id.clone(),
+        lines: input.items,
+        expires_at_ms: now_ms + pay_within_ms,
+        created_at_ms: now_ms,
+    };
+    let prices = reserve_lines(&state, &plan, keyed.as_ref()).await?;
+    let (_, view) = birth(&plan.order_id.to_string(), plan.placed(&prices));
+    if let Some(keyed) = keyed {
+        keyed.finish(&state);
+    }
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// Reserves every line or none; returns the unit prices in line order.
+async fn reserve_lines(
+    state: &State,
+    plan: &Plan,
+    keyed: Option<&KeyedRequest>,
+) -> Result<Vec<i64>, ApiError> {
+    let mut prices = Vec::with_capacity(plan.lines.len());
+    for (i, line) in plan.lines.iter().enumerate() {
+        let last = i + 1 == plan.lines.len();
+        let side = last.then(|| plan.birth_side(&prices, keyed));
+        match state.stock.ask(&line.sku, plan.reserve(line), side).await {
+            Ok(view) => prices.push(view.price),
+            Err(error) => {
+                release_lines(state, plan, &plan.lines[..i], ReleaseReason::Compensated).await;
+                return Err(error);
+            }
+        }
+    }
+    Ok(prices)
+}
+
+/// Best effort: what is not released here expires at `expires_at`.
+async fn release_lines(state: &State, plan: &Plan, lines: &[LineBody], reason: ReleaseReason) {
+    release(state, plan.order_id, lines.iter().map(|l| l.sku.as_str()), reason).await;
+}
+
+async fn release<'a>(
+    state: &State,
+    order_id: uuid::Uuid,
+    skus: impl Iterator<Item = &'a str>,
+    reason: ReleaseReason,
+) {
+    for sku in skus {
+        let command = StockCommand::Release {
+            order: order_id.as_u128(),
+            reason,
+        };
+        if let Err(error) = state.stock.ask(sku, command, None).await {
+            tracing::warn!(%sku, %order_id, error = %error.detail, "release failed; the reservation will expire");
+        }
+    }
+}
+
+fn order_id(path: &web::Path<String>) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(path.as_str())
+        .map_err(|_| ApiError::not_found(format!("order {} not found", path.as_str())))
+}
+
+/// Reads the order and checks the caller may see it.
+async fn owned_order(state: &State, caller: &Caller, id: uuid::Uuid) -> Result<OrderView, ApiError> {
+    let view = state
+        .orders
+        .ask(&id.to_string(), OrderCommand::Get, None)
+        .await?;
+    if !caller.can_see(&view.user_id) {
+        return Err(ApiError::forbidden("this order belongs to someone else"));
+    }
+    Ok(view)
+}
+
+async fn get(state: State, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let view = owned_order(&state, &caller, order_id(&path)?).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+async fn cancel(
+    state: State,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    let id = order_id(&path)?;
+    owned_order(&state, &caller, id).await?;
+    let keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
+        Prepared::Replay(response) => return Ok(response),
+        Prepared::Run(keyed) => keyed,
+    };
+    let side = idempotent::record_side::<crate::actors::order::Order, _, _>(
+        keyed.as_ref(),
+        StatusCode::OK,
+        OrderView::clone,
+    );
+    let view = state
+        .orders
+        .ask(&id.to_string(), OrderCommand::Cancel, side)
+        .await?;
+    if view.status == OrderStatus::Cancelled && view.source.kind == "stock" {
+        let skus = view.items.iter().map(|i| i.reference.as_str());
+        release(&state, id, skus, ReleaseReason::Cancelled).await;
+    }
+    if let Some(keyed) = keyed {
+        keyed.finish(&state);
+    }
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// The caller's orders, newest first; operators may name `?user_id=` or see everyone's.
+async fn list(
+    state: State,
+    caller: Caller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit(&state)?;
+    let owner = match (&query.user_id, caller.is_operator()) {
+        (Some(user), true) => Some(user.as_str()),
+        (None, true) => None,
+        (Some(user), false) if *user != caller.user_id => {
+            return Err(ApiError::forbidden("customers see only their own orders"))
+        }
+        _ => Some(caller.user_id.as_str()),
+    };
+    let page = state
+        .rt
+        .store
+        .read_rows("order", owner, query.cursor.as_deref(), limit)
+        .await
+        .map_err(|e| match e {
+            crate::persistence::StoreError::Corrupt(_) => ApiError::validation("cursor", "invalid"),
+            other => ApiError::internal(other),
+        })?;
+    let items: Vec<serde_json::Value> = page
+        .rows
+        .iter()
+        .map(|row| serde_json::from_str(&row.body))
+        .collect::<Result<_, _>>()
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next_cursor": page.next_cursor })))
+}

@@ -1,0 +1,224 @@
+//! Stock items (API.md "Stock items"): create, get, adjust, movements.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::idempotent::{self, Prepared};
+use super::{is_valid_ident, ListQuery, RawBody, State};
+use crate::actors::stock_item::{StockCommand, StockEvent, StockItem, StockView};
+use crate::actors::{pid, Entity};
+use crate::auth::Caller;
+use crate::clock::rfc3339;
+use crate::error::{ApiError, FieldError};
+use crate::persistence::codec;
+
+/// The largest unit count one call may name; far above any real stock, far below overflow.
+pub const UNITS_MAX: i64 = 1_000_000_000_000;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/stock-items", web::post().to(create))
+        .route("/stock-items/{sku}", web::get().to(get))
+        .route("/stock-items/{sku}/adjustments", web::post().to(adjust))
+        .route("/stock-items/{sku}/movements", web::get().to(movements));
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateBody {
+    sku: String,
+    name: String,
+    on_hand: i64,
+    #[serde(default)]
+    safety_stock: i64,
+    #[serde(default)]
+    price: i64,
+}
+
+impl CreateBody {
+    fn validate(&self) -> Result<(), ApiError> {
+        let mut errors = Vec::new();
+        let mut check = |ok: bool, field: &str, message: &str| {
+            if !ok {
+                errors.push(FieldError {
+                    field: field.into(),
+                    message: message.into(),
+                });
+            }
+        };
+        check(is_valid_ident(&self.sku), "sku", "must match [A-Za-z0-9._-]{1,64}");
+        check(
+            !self.name.trim().is_empty() && self.name.len() <= 200,
+            "name",
+            "must be 1-200 characters",
+        );
+        check((0..=UNITS_MAX).contains(&self.on_hand), "on_hand", "must be 0..=10^12");
+        check(
+            (0..=UNITS_MAX).contains(&self.safety_stock),
+            "safety_stock",
+            "must be 0..=10^12",
+        );
+        check((0..=UNITS_MAX).contains(&self.price), "price", "must be 0..=10^12");
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid_fields(errors))
+        }
+    }
+}
+
+async fn create(
+    state: State,
+    req: HttpRequest,
+    caller: Caller,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    let input: CreateBody = body.json()?;
+    input.validate()?;
+    let keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
+        Prepared::Replay(response) => return Ok(response),
+        Prepared::Run(keyed) => keyed,
+    };
+    let command = StockCommand::Create {
+        name: input.name.trim().to_string(),
+        on_hand: input.on_hand,
+        safety_stock: input.safety_stock,
+        price: input.price,
+    };
+    let side = idempotent::record_side::<StockItem, _, _>(
+        keyed.as_ref(),
+        StatusCode::CREATED,
+        StockView::clone,
+    );
+    let view = state.stock.ask(&input.sku, command, side).await?;
+    if let Some(keyed) = keyed {
+        keyed.finish(&state);
+    }
+    Ok(HttpResponse::Created().json(view))
+}
+
+fn sku_of(path: &web::Path<String>) -> Result<&str, ApiError> {
+    let sku = path.as_str();
+    if is_valid_ident(sku) {
+        Ok(sku)
+    } else {
+        Err(ApiError::not_found(format!("stock item {sku} not found")))
+    }
+}
+
+async fn get(state: State, _caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let view = state.stock.ask(sku_of(&path)?, StockCommand::Get, None).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Debug, Deserialize)]
+struct AdjustBody {
+    delta: i64,
+    reason: String,
+}
+
+async fn adjust(
+    state: State,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    let sku = sku_of(&path)?;
+    let input: AdjustBody = body.json()?;
+    if input.delta == 0 || input.delta.abs() > UNITS_MAX {
+        return Err(ApiError::validation("delta", "must be non-zero and at most 10^12 in size"));
+    }
+    if input.reason.trim().is_empty() || input.reason.len() > 200 {
+        return Err(ApiError::validation("reason", "must be 1-200 characters"));
+    }
+    let keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
+        Prepared::Replay(response) => return Ok(response),
+        Prepared::Run(keyed) => keyed,
+    };
+    let command = StockCommand::Adjust {
+        delta: input.delta,
+        reason: input.reason.trim().to_string(),
+    };
+    let side =
+        idempotent::record_side::<StockItem, _, _>(keyed.as_ref(), StatusCode::OK, StockView::clone);
+    let view = state.stock.ask(sku, command, side).await?;
+    if let Some(keyed) = keyed {
+        keyed.finish(&state);
+    }
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Debug, Serialize)]
+struct Movement {
+    seq: u64,
+    kind: &'static str,
+    quantity: i64,
+    reference: String,
+    at: String,
+}
+
+fn movement(seq: u64, at_ms: i64, event: StockEvent) -> Movement {
+    let (kind, quantity, reference) = match event {
+        StockEvent::Created { on_hand, name, .. } => ("created", on_hand, name),
+        StockEvent::Adjusted { delta, reason } => ("adjusted", delta, reason),
+        StockEvent::Reserved { order, quantity, .. } => ("reserved", quantity, order_ref(order)),
+        StockEvent::Released {
+            order,
+            quantity,
+            reason,
+        } => (
+            "released",
+            quantity,
+            format!("{} ({})", order_ref(order), reason.as_str()),
+        ),
+        StockEvent::Committed { order, quantity } => ("committed", quantity, order_ref(order)),
+    };
+    Movement {
+        seq,
+        kind,
+        quantity,
+        reference,
+        at: rfc3339(at_ms),
+    }
+}
+
+fn order_ref(order: u128) -> String {
+    uuid::Uuid::from_u128(order).to_string()
+}
+
+/// The item's journal, newest first; `cursor` is the seq to continue below.
+async fn movements(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    let sku = sku_of(&path)?;
+    let limit = query.limit(&state)?;
+    let before_seq = match &query.cursor {
+        None => None,
+        Some(c) => Some(c.parse::<u64>().map_err(|_| ApiError::validation("cursor", "invalid"))?),
+    };
+    state.stock.ask(sku, StockCommand::Get, None).await?;
+    let records = state
+        .rt
+        .store
+        .events_desc(&pid::<StockItem>(sku), before_seq, limit)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut items = Vec::with_capacity(records.len());
+    for record in &records {
+        let event: StockEvent =
+            codec::decode(StockItem::VERSION, &record.payload).map_err(ApiError::internal)?;
+        items.push(movement(record.seq, record.at_ms, event));
+    }
+    let full_page = u32::try_from(records.len()).unwrap_or(u32::MAX) == limit;
+    let next_cursor = records
+        .last()
+        .filter(|r| full_page && r.seq > 1)
+        .map(|r| r.seq.to_string());
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next_cursor": next_cursor })))
+}
