@@ -43,7 +43,6 @@ impl Services {
 pub struct Surge {
     pub services: web::Data<Services>,
     pub auth: web::Data<AuthService>,
-    writer: tokio::task::JoinHandle<()>,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -61,7 +60,7 @@ impl Surge {
         clock: SharedClock,
     ) -> anyhow::Result<Surge> {
         let settings = Arc::new(settings);
-        let (journal, writer) = JournalHandle::start(
+        let (journal, _writer) = JournalHandle::start(
             store.clone(),
             settings.journal.queue_len_max,
             settings.journal.batch_events_max,
@@ -92,7 +91,6 @@ impl Surge {
         Ok(Surge {
             services,
             auth: web::Data::new(auth),
-            writer,
             background: vec![scheduler, purge],
         })
     }
@@ -126,11 +124,9 @@ impl Surge {
         for task in &self.background {
             task.abort();
         }
+        // Everything acknowledged is already committed; this waits for what is still queued
+        // (deadline steps, passivation snapshots) so the process leaves nothing half-written.
         self.services.rt.journal.barrier().await?;
-        drop(self.services);
-        drop(self.auth);
-        // The writer ends once the last handle is gone; actors may still hold one.
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.writer).await;
         Ok(())
     }
 }

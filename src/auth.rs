@@ -110,16 +110,18 @@ impl Caller {
     }
 
     pub fn require_operator(&self) -> Result<(), ApiError> {
-        match self.is_operator() {
-            true => Ok(()),
-            false => Err(ApiError::forbidden("this needs the operator or admin role")),
+        if self.is_operator() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("this needs the operator or admin role"))
         }
     }
 
     pub fn require_admin(&self) -> Result<(), ApiError> {
-        match self.is_admin() {
-            true => Ok(()),
-            false => Err(ApiError::forbidden("this needs the admin role")),
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("this needs the admin role"))
         }
     }
 

@@ -188,6 +188,11 @@ impl<E: Entity> Region<E> {
         let _ = self.supervisor.cast(RegionMsg::Reset { id: id.to_string() });
     }
 
+    /// The running actor's id, which changes with every activation.
+    pub fn actor_id(&self, id: &str) -> Option<ActorId> {
+        self.live.get(id).map(|live| live.actor.get_id())
+    }
+
     pub fn is_running(&self, id: &str) -> bool {
         self.live.contains_key(id)
     }

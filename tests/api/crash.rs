@@ -1,0 +1,236 @@
+//! Crash tests: the real `surge` binary as a child process, killed with SIGKILL mid-load and
+//! started again on the same data. Nothing acknowledged may be lost, counts must match, and
+//! reservations that fell due while the process was down are released right after start-up.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use surge::auth::{mint_access_token, Role};
+use surge::clock::{Clock, SystemClock};
+use surge::config::Settings;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::helpers::{postgres_url, Backend};
+use crate::on_both_stores;
+
+const SECRET: &str = "crash-test-secret-0123456789abcdef";
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+struct Node {
+    data_dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    client: reqwest::Client,
+}
+
+impl Node {
+    /// `None` for PostgreSQL without a configured URL.
+    fn new(backend: Backend, extra_env: &[(&str, &str)]) -> Option<Node> {
+        let mut env: Vec<(String, String)> = vec![
+            ("SURGE_AUTH__JWT_SECRET".into(), SECRET.into()),
+            ("RUST_LOG".into(), "warn".into()),
+        ];
+        if backend == Backend::Postgres {
+            env.push(("SURGE_DATABASE__URL".into(), postgres_url()?));
+            let schema = format!("crash_{}", uuid::Uuid::now_v7().simple());
+            env.push(("SURGE_DATABASE__SCHEMA".into(), schema));
+        }
+        env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Some(Node {
+            data_dir: tempfile::tempdir().expect("temp dir"),
+            env,
+            client: reqwest::Client::new(),
+        })
+    }
+
+    async fn start(&self) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_surge"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(self.data_dir.path())
+            .envs(self.env.iter().cloned())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("surge starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let read = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("stdout readable") {
+                if let Some(addr) = line.strip_prefix("surge listening on ") {
+                    return addr.to_string();
+                }
+            }
+            panic!("surge exited before listening");
+        });
+        let base = read.await.expect("surge listens within 30 s");
+        Server { child, base }
+    }
+
+    fn token(&self, user: &str, role: Role) -> String {
+        let mut auth = Settings::defaults().auth;
+        auth.jwt_secret = SECRET.into();
+        mint_access_token(&auth, user, &[role], 3600, SystemClock.now_ms()).expect("token")
+    }
+
+    async fn call(&self, server: &Server, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> reqwest::Result<reqwest::Response> {
+        let mut request = self
+            .client
+            .request(method, format!("{}/api/v1{path}", server.base))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await
+    }
+
+    async fn json(&self, server: &Server, path: &str) -> Value {
+        let op = self.token("op", Role::Operator);
+        let response = self
+            .call(server, reqwest::Method::GET, path, &op, None)
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.expect("json")
+    }
+
+    async fn create_stock(&self, server: &Server, sku: &str, on_hand: i64) {
+        let op = self.token("op", Role::Operator);
+        let body = json!({"sku": sku, "name": sku, "on_hand": on_hand});
+        let response = self
+            .call(server, reqwest::Method::POST, "/stock-items", &op, Some(body))
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+
+    /// Every order of every user, via the operator's list.
+    async fn all_orders(&self, server: &Server) -> Vec<Value> {
+        let mut orders = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/orders?limit=500&cursor={c}"),
+                None => "/orders?limit=500".to_string(),
+            };
+            let page = self.json(server, &path).await;
+            orders.extend(page["items"].as_array().expect("items").iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => return orders,
+            }
+        }
+    }
+}
+
+async fn kill_9(mut server: Server) {
+    server.child.start_kill().expect("SIGKILL sent");
+    server.child.wait().await.expect("child reaped");
+}
+
+async fn acknowledged_orders_survive_kill_9(backend: Backend) {
+    let Some(node) = Node::new(backend, &[]) else { return };
+    let server = node.start().await;
+    node.create_stock(&server, "CRASH", 10_000).await;
+    let node = Arc::new(node);
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let acked_count = Arc::new(AtomicUsize::new(0));
+    let base = server.base.clone();
+    let buyers: Vec<_> = (0..600)
+        .map(|i| {
+            let (node, acked, acked_count, base) =
+                (node.clone(), acked.clone(), acked_count.clone(), base.clone());
+            tokio::spawn(async move {
+                let token = node.token(&format!("buyer-{i}"), Role::Customer);
+                let body = json!({"items": [{"sku": "CRASH", "quantity": 1}]});
+                let sent = node
+                    .client
+                    .post(format!("{base}/api/v1/orders"))
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await;
+                if let Ok(response) = sent {
+                    if response.status() == StatusCode::CREATED {
+                        if let Ok(order) = response.json::<Value>().await {
+                            let id = order["id"].as_str().expect("id").to_string();
+                            acked.lock().expect("lock").push(id);
+                            acked_count.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    while acked_count.load(Ordering::SeqCst) < 100 {
+        tokio::task::yield_now().await;
+    }
+    kill_9(server).await;
+    for buyer in buyers {
+        buyer.await.expect("buyer task");
+    }
+    let acked = acked.lock().expect("lock").clone();
+    assert!(acked.len() >= 100);
+
+    let server = node.start().await;
+    for id in &acked {
+        let order = node.json(&server, &format!("/orders/{id}")).await;
+        assert_eq!(order["status"], "RESERVED", "acknowledged order {id} lost");
+    }
+    let orders = node.all_orders(&server).await;
+    let reserved_orders = orders.iter().filter(|o| o["status"] == "RESERVED").count();
+    assert!(reserved_orders >= acked.len());
+    let stock = node.json(&server, "/stock-items/CRASH").await;
+    assert_eq!(stock["reserved"], json!(reserved_orders), "stock agrees with the orders");
+    assert_eq!(stock["on_hand"], 10_000);
+    kill_9(server).await;
+}
+on_both_stores!(acknowledged_orders_survive_kill_9);
+
+async fn reservations_due_while_down_are_released_at_start_up(backend: Backend) {
+    let Some(node) = Node::new(backend, &[("SURGE_ORDERS__PAY_WITHIN_SECS", "2")]) else {
+        return;
+    };
+    let server = node.start().await;
+    node.create_stock(&server, "SHORT", 10).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let token = node.token(&format!("late-{i}"), Role::Customer);
+        let body = json!({"items": [{"sku": "SHORT", "quantity": 1}]});
+        let response = node
+            .call(&server, reqwest::Method::POST, "/orders", &token, Some(body))
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let order: Value = response.json().await.expect("json");
+        ids.push(order["id"].as_str().expect("id").to_string());
+    }
+    assert_eq!(node.json(&server, "/stock-items/SHORT").await["reserved"], 5);
+    kill_9(server).await;
+    // The process is down while the reservations fall due: real time has to pass here.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let server = node.start().await;
+    let mut released = false;
+    for _ in 0..100 {
+        if node.json(&server, "/stock-items/SHORT").await["reserved"] == 0 {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(released, "reservations were not released after start-up");
+    for id in &ids {
+        let order = node.json(&server, &format!("/orders/{id}")).await;
+        assert_eq!(order["status"], "EXPIRED");
+    }
+    kill_9(server).await;
+}
+on_both_stores!(reservations_due_while_down_are_released_at_start_up);

@@ -1,0 +1,242 @@
+//! `spawn_app()`: a real surge server on port 0 with a temp data dir, on SQLite or on
+//! PostgreSQL (each app in its own schema), plus typed request helpers.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::web;
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use surge::app::{Services, Surge};
+use surge::auth::{mint_access_token, Role};
+use surge::clock::{Clock, ManualClock, SharedClock, SystemClock};
+use surge::config::{CliOverrides, Settings};
+use surge::persistence::{PostgresStore, SharedStore};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    pub services: web::Data<Services>,
+    pub clock: Option<ManualClock>,
+    server: actix_web::dev::ServerHandle,
+    _data_dir: tempfile::TempDir,
+}
+
+/// The PostgreSQL URL for tests, if configured. Set but unreachable fails the test loudly.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("SURGE_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("skipped: SURGE_TEST_POSTGRES_URL is not set, PostgreSQL tests do not run");
+            None
+        }
+    }
+}
+
+pub fn test_settings(data_dir: &std::path::Path) -> Settings {
+    let cli = CliOverrides {
+        listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(data_dir.to_path_buf()),
+    };
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/config/test.toml");
+    Settings::load(Some(std::path::Path::new(file)), &cli).expect("test settings load")
+}
+
+pub struct Options {
+    pub manual_clock: bool,
+    pub tweak: fn(&mut Settings),
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            manual_clock: false,
+            tweak: |_| {},
+        }
+    }
+}
+
+/// Starts a server; `None` when the backend is PostgreSQL and no URL is configured.
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, Options::default()).await
+}
+
+pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestApp> {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = test_settings(data_dir.path());
+    (options.tweak)(&mut settings);
+    let manual = options
+        .manual_clock
+        .then(|| ManualClock::new(SystemClock.now_ms()));
+    let clock: SharedClock = match &manual {
+        Some(manual) => Arc::new(manual.clone()),
+        None => Arc::new(SystemClock),
+    };
+    let store = open_store(backend, &settings, data_dir.path()).await?;
+    let surge = Surge::build_on(store, settings.clone(), clock)
+        .await
+        .expect("surge builds");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let base = format!("http://{}", listener.local_addr().expect("local addr"));
+    let server = surge.http_server(listener).expect("http server");
+    let handle = server.handle();
+    tokio::spawn(server);
+    Some(TestApp {
+        base,
+        client: reqwest::Client::new(),
+        settings,
+        services: surge.services.clone(),
+        clock: manual,
+        server: handle,
+        _data_dir: data_dir,
+    })
+}
+
+async fn open_store(
+    backend: Backend,
+    settings: &Settings,
+    data_dir: &std::path::Path,
+) -> Option<SharedStore> {
+    let store: SharedStore = match backend {
+        Backend::Sqlite => Arc::new(
+            surge::persistence::SqliteStore::open(&data_dir.join("surge.db"), &settings.database)
+                .await
+                .expect("sqlite opens"),
+        ),
+        Backend::Postgres => {
+            let url = postgres_url()?;
+            let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+            Arc::new(
+                PostgresStore::open(&url, Some(&schema), &settings.database)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("SURGE_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}")
+                    }),
+            )
+        }
+    };
+    store.migrate().await.expect("migrations run");
+    Some(store)
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{}", self.base, path)
+    }
+
+    pub fn token(&self, user_id: &str, role: Role) -> String {
+        let now_ms = self
+            .clock
+            .as_ref()
+            .map_or_else(|| SystemClock.now_ms(), |c| c.now_ms());
+        mint_access_token(&self.settings.auth, user_id, &[role], 3600, now_ms).expect("token")
+    }
+
+    pub fn operator(&self) -> String {
+        self.token("operator-1", Role::Operator)
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value, key: Option<&str>) -> Response {
+        let mut request = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.expect("request is sent")
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request is sent")
+    }
+
+    pub async fn create_stock(&self, sku: &str, on_hand: i64) -> Value {
+        let response = self
+            .post(
+                "/stock-items",
+                &self.operator(),
+                json!({"sku": sku, "name": format!("item {sku}"), "on_hand": on_hand, "price": 100}),
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.expect("stock json")
+    }
+
+    pub async fn stock(&self, sku: &str) -> Value {
+        let response = self.get(&format!("/stock-items/{sku}"), &self.operator()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("stock json")
+    }
+
+    pub async fn order(&self, user: &str, sku: &str, quantity: i64, key: Option<&str>) -> Response {
+        let token = self.token(user, Role::Customer);
+        self.post(
+            "/orders",
+            &token,
+            json!({"items": [{"sku": sku, "quantity": quantity}]}),
+            key,
+        )
+        .await
+    }
+
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+        self.services
+            .rt
+            .journal
+            .barrier()
+            .await
+            .expect("journal flushes");
+    }
+}
+
+/// Asserts a problem+json error with this status and code.
+pub async fn assert_problem(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("problem json");
+    assert_eq!(body["code"], code, "body: {body}");
+    assert_eq!(body["status"], status.as_u16());
+    body
+}
+
+/// Runs one scenario on SQLite and, when configured, on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($scenario:ident) => {
+        mod $scenario {
+            use $crate::helpers::Backend;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario(Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$scenario(Backend::Postgres).await;
+            }
+        }
+    };
+}

@@ -1,0 +1,7 @@
+//! Integration tests: real servers on port 0, against SQLite and PostgreSQL.
+
+mod auth;
+mod crash;
+mod helpers;
+mod orders;
+mod supervision;

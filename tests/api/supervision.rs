@@ -1,0 +1,127 @@
+//! Supervision: a panicking entity restarts from durable state and nobody else notices; one
+//! that keeps failing is marked failed (503); passivation frees the actor and keeps the state.
+
+use futures::future::join_all;
+use reqwest::StatusCode;
+use surge::auth::Role;
+
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with, Backend, Options};
+use crate::on_both_stores;
+
+async fn wait_until_running(app: &crate::helpers::TestApp, sku: &str) {
+    for _ in 0..200 {
+        if app.services.stock.is_running(sku) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{sku} did not restart");
+}
+
+async fn a_panic_in_one_entity_is_survived(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    app.create_stock("VICTIM", 50).await;
+    app.create_stock("BYSTANDER", 50).await;
+    let orders = (0..10).map(|i| {
+        let app = &app;
+        async move {
+            let sku = if i % 2 == 0 { "VICTIM" } else { "BYSTANDER" };
+            app.order(&format!("u{i}"), sku, 1, None).await.status()
+        }
+    });
+    assert!(join_all(orders).await.iter().all(|s| *s == StatusCode::CREATED));
+    let bystander_before = app.services.stock.inspect("BYSTANDER").await.expect("inspect");
+
+    assert!(app.services.stock.inject_panic("VICTIM"));
+    wait_until_running(&app, "VICTIM").await;
+
+    let victim = app.stock("VICTIM").await;
+    assert_eq!(victim["reserved"], 5, "recovered from the journal");
+    assert_eq!(victim["version"], 6);
+    let again = app.order("late", "VICTIM", 1, None).await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    let bystander_after = app.services.stock.inspect("BYSTANDER").await.expect("inspect");
+    assert_eq!(bystander_after.last_seq, bystander_before.last_seq);
+    assert_eq!(app.stock("BYSTANDER").await["reserved"], 5);
+    app.stop().await;
+}
+on_both_stores!(a_panic_in_one_entity_is_survived);
+
+async fn an_entity_that_keeps_failing_is_marked_failed(backend: Backend) {
+    let options = Options {
+        tweak: |s| s.actors.restart_max = 2,
+        ..Options::default()
+    };
+    let Some(app) = spawn_app_with(backend, options).await else { return };
+    app.create_stock("FLAKY", 5).await;
+    app.create_stock("FINE", 5).await;
+    // restart_max = 2: the third failure within the window marks it failed.
+    for round in 0..3 {
+        wait_until_running(&app, "FLAKY").await;
+        let before = app.services.stock.actor_id("FLAKY");
+        assert!(app.services.stock.inject_panic("FLAKY"));
+        let mut replaced = false;
+        for _ in 0..300 {
+            let now = app.services.stock.actor_id("FLAKY");
+            if app.services.stock.is_failed("FLAKY") || (now.is_some() && now != before) {
+                replaced = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(replaced, "round {round}: neither restarted nor failed");
+    }
+    assert!(app.services.stock.is_failed("FLAKY"));
+    let response = app.order("x", "FLAKY", 1, None).await;
+    assert!(response.headers().contains_key("Retry-After"));
+    assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE").await;
+    let fine = app.order("x", "FINE", 1, None).await;
+    assert_eq!(fine.status(), StatusCode::CREATED);
+    app.services.stock.reset("FLAKY");
+    for _ in 0..200 {
+        if !app.services.stock.is_failed("FLAKY") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(app.stock("FLAKY").await["on_hand"], 5, "back after an operator reset");
+    app.stop().await;
+}
+on_both_stores!(an_entity_that_keeps_failing_is_marked_failed);
+
+async fn passivation_stops_the_actor_and_keeps_the_state(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    app.create_stock("IDLE", 9).await;
+    let ok = app.order("y", "IDLE", 4, None).await;
+    assert_eq!(ok.status(), StatusCode::CREATED);
+    assert!(app.services.stock.passivate("IDLE"));
+    for _ in 0..200 {
+        if !app.services.stock.is_running("IDLE") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!app.services.stock.is_running("IDLE"));
+    let inspected = app.services.stock.inspect("IDLE").await.expect("reactivates");
+    assert_eq!(inspected.snapshot_seq, 2, "passivation wrote a snapshot");
+    assert_eq!(inspected.state["reserved"], 4);
+    assert_eq!(app.stock("IDLE").await["available"], 5);
+    app.stop().await;
+}
+on_both_stores!(passivation_stops_the_actor_and_keeps_the_state);
+
+async fn a_miss_does_not_keep_an_actor(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let token = app.token("z", Role::Customer);
+    let response = app.get("/stock-items/NOTHING", &token).await;
+    assert_problem(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    for _ in 0..200 {
+        if !app.services.stock.is_running("NOTHING") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!app.services.stock.is_running("NOTHING"));
+    app.stop().await;
+}
+on_both_stores!(a_miss_does_not_keep_an_actor);
