@@ -65,7 +65,12 @@ impl Surge {
             settings.journal.queue_len_max,
             settings.journal.batch_events_max,
         );
-        let rt = Arc::new(Runtime::new(store.clone(), journal, clock.clone(), settings.clone()));
+        let rt = Arc::new(Runtime::new(
+            store.clone(),
+            journal,
+            clock.clone(),
+            settings.clone(),
+        ));
         let stock = Region::<StockItem>::start(rt.clone()).await?;
         let orders = Region::<Order>::start(rt.clone()).await?;
         let retention_ms = i64::try_from(settings.idempotency.retention_hours * 3_600_000)?;

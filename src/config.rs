@@ -174,7 +174,10 @@ mod tests {
     fn defaults_parse_and_validate() {
         let settings = Settings::defaults();
         settings.validate().expect("defaults are valid");
-        assert_eq!(settings.database.sqlite_synchronous, SqliteSynchronous::Full);
+        assert_eq!(
+            settings.database.sqlite_synchronous,
+            SqliteSynchronous::Full
+        );
         assert_eq!(settings.orders.pay_within_secs, 600);
     }
 

@@ -130,7 +130,10 @@ impl ApiError {
     /// A server-side failure: logged in full, shown to the client without internals.
     pub fn internal(err: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %err, "internal error");
-        ApiError::new(ErrorCode::Internal, "the server failed to handle this request")
+        ApiError::new(
+            ErrorCode::Internal,
+            "the server failed to handle this request",
+        )
     }
 
     pub fn body(&self) -> serde_json::Value {

@@ -9,7 +9,11 @@ use surge::clock::{Clock, SystemClock};
 use surge::config::{CliOverrides, Settings};
 
 #[derive(Parser)]
-#[command(name = "surge", version, about = "Flash sales, ticket drops and promotions on durable actors")]
+#[command(
+    name = "surge",
+    version,
+    about = "Flash sales, ticket drops and promotions on durable actors"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

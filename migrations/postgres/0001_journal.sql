@@ -46,8 +46,8 @@ CREATE TABLE read_rows (
     body TEXT NOT NULL,
     PRIMARY KEY (kind, id)
 );
-CREATE INDEX read_rows_owner ON read_rows (kind, owner, created_at_ms, id);
-CREATE INDEX read_rows_kind ON read_rows (kind, created_at_ms, id);
+-- Lists are newest first by id: ids are UUIDv7, so they sort by creation time.
+CREATE INDEX read_rows_owner ON read_rows (kind, owner, id);
 
 CREATE TABLE users (
     id TEXT PRIMARY KEY,

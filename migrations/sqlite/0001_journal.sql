@@ -14,14 +14,14 @@ CREATE TABLE snapshots (
     seq INTEGER NOT NULL,
     at_ms INTEGER NOT NULL,
     payload BLOB NOT NULL
-);
+) WITHOUT ROWID;
 
 -- The next deadline of each entity that has one; written in the same transaction as the event
 -- that set it.
 CREATE TABLE deadlines (
     pid TEXT PRIMARY KEY,
     due_at_ms INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX deadlines_due ON deadlines (due_at_ms);
 
 -- Idempotency records, committed with the events they caused.
@@ -33,7 +33,7 @@ CREATE TABLE idempotency (
     body BLOB NOT NULL,
     created_at_ms INTEGER NOT NULL,
     PRIMARY KEY (scope, key)
-);
+) WITHOUT ROWID;
 CREATE INDEX idempotency_created ON idempotency (created_at_ms);
 
 -- Read rows for lists across entities (a user's orders), written with the events.
@@ -45,9 +45,9 @@ CREATE TABLE read_rows (
     status TEXT NOT NULL,
     body TEXT NOT NULL,
     PRIMARY KEY (kind, id)
-);
-CREATE INDEX read_rows_owner ON read_rows (kind, owner, created_at_ms, id);
-CREATE INDEX read_rows_kind ON read_rows (kind, created_at_ms, id);
+) WITHOUT ROWID;
+-- Lists are newest first by id: ids are UUIDv7, so they sort by creation time.
+CREATE INDEX read_rows_owner ON read_rows (kind, owner, id);
 
 CREATE TABLE users (
     id TEXT PRIMARY KEY,

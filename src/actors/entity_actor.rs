@@ -44,7 +44,9 @@ pub enum EntityMsg<E: Entity> {
     Command(CommandEnvelope<E>),
     DeadlineDue,
     /// Stop if idle (sent by the region's sweeper) or unconditionally when `force`.
-    Passivate { force: bool },
+    Passivate {
+        force: bool,
+    },
     CommitFailed(CommitError),
     Inspect(oneshot::Sender<Inspection>),
     /// Fault injection for tests and drills: the actor panics on this message.
@@ -180,7 +182,12 @@ impl<E: Entity> Actor for EntityActor<E> {
                 state.shared.inflight.fetch_sub(1, Ordering::AcqRel);
                 let now_ms = state.rt.now_ms();
                 state.shared.last_active_ms.store(now_ms, Ordering::Relaxed);
-                state.run(&myself, envelope.command, envelope.side, Some(envelope.reply));
+                state.run(
+                    &myself,
+                    envelope.command,
+                    envelope.side,
+                    Some(envelope.reply),
+                );
                 if !state.entity.exists() && state.last_seq == 0 && state.idle() {
                     // Nothing lives here: do not keep an actor for a miss.
                     state.passivate(&myself);
@@ -222,7 +229,10 @@ impl<E: Entity> EntityState<E> {
             let mut entity: E = codec::decode(E::VERSION, &snapshot.payload)?;
             entity.restore();
             entity.check_deep_invariants().map_err(|e| {
-                format!("{}: snapshot {} breaks invariants: {e}", self.pid, snapshot.seq)
+                format!(
+                    "{}: snapshot {} breaks invariants: {e}",
+                    self.pid, snapshot.seq
+                )
             })?;
             self.entity = entity;
             self.last_seq = snapshot.seq;
@@ -342,7 +352,10 @@ impl<E: Entity> EntityState<E> {
 
     fn snapshot(&mut self, now_ms: i64) -> SnapshotRecord {
         if let Err(violation) = self.entity.check_deep_invariants() {
-            panic!("{}: refusing to snapshot a broken state: {violation}", self.pid);
+            panic!(
+                "{}: refusing to snapshot a broken state: {violation}",
+                self.pid
+            );
         }
         self.snapshot_seq = self.last_seq;
         self.publish_seqs();
@@ -411,8 +424,8 @@ impl<E: Entity> EntityState<E> {
         let idle_for_ms = now_ms - self.shared.last_active_ms.load(Ordering::Relaxed);
         let passivate_after_ms = i64::try_from(settings.actors.passivate_after_secs * 1000)
             .expect("passivation delay fits i64");
-        let lookahead_ms = i64::try_from(settings.deadlines.lookahead_secs * 1000)
-            .expect("lookahead fits i64");
+        let lookahead_ms =
+            i64::try_from(settings.deadlines.lookahead_secs * 1000).expect("lookahead fits i64");
         let deadline_near = self
             .entity
             .next_deadline_ms()

@@ -233,7 +233,10 @@ impl Entity for Order {
                 )),
                 _ => Err(ApiError::new(
                     ErrorCode::Conflict,
-                    format!("an order in status {} cannot be cancelled", view.status.as_str()),
+                    format!(
+                        "an order in status {} cannot be cancelled",
+                        view.status.as_str()
+                    ),
                 )),
             },
         }
@@ -273,7 +276,11 @@ impl Entity for Order {
         if placed.items.is_empty() || placed.user_id.is_empty() {
             return Err("a placed order needs items and a user".into());
         }
-        if placed.items.iter().any(|i| i.quantity < 1 || i.unit_price < 0) {
+        if placed
+            .items
+            .iter()
+            .any(|i| i.quantity < 1 || i.unit_price < 0)
+        {
             return Err("item quantities are >= 1 and prices >= 0".into());
         }
         let amount: i64 = placed.items.iter().map(|i| i.unit_price * i.quantity).sum();

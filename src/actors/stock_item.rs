@@ -161,7 +161,7 @@ impl StockItem {
 
     fn accept(&self, events: Vec<StockEvent>) -> Result<Decision<Self>, ApiError> {
         let mut next = self.clone_counters();
-        events.iter().for_each(|e| next.apply(e));
+        events.iter().for_each(|e| next.apply_counters(e));
         Ok(Decision {
             events,
             reply: next.view(),
@@ -182,6 +182,34 @@ impl StockItem {
             version: self.version,
             reservations: HashMap::new(),
             expiry: BTreeSet::new(),
+        }
+    }
+
+    /// The counter side of `apply`, from the event alone: replies are computed with it on a
+    /// copy of the counters, without cloning the reservations.
+    fn apply_counters(&mut self, event: &StockEvent) {
+        self.version += 1;
+        match event {
+            StockEvent::Created {
+                name,
+                on_hand,
+                safety_stock,
+                price,
+            } => {
+                self.created = true;
+                self.name = name.clone();
+                self.on_hand = *on_hand;
+                self.safety_stock = *safety_stock;
+                self.price = *price;
+            }
+            StockEvent::Adjusted { delta, .. } => self.on_hand += delta,
+            StockEvent::Reserved { quantity, .. } => self.reserved += quantity,
+            StockEvent::Released { quantity, .. } => self.reserved -= quantity,
+            StockEvent::Committed { quantity, .. } => {
+                self.reserved -= quantity;
+                self.on_hand -= quantity;
+                self.sold += quantity;
+            }
         }
     }
 
@@ -301,7 +329,10 @@ impl Entity for StockItem {
             return self.decide_create(name, *on_hand, *safety_stock, *price);
         }
         if !self.created {
-            return Err(ApiError::not_found(format!("stock item {} not found", self.sku)));
+            return Err(ApiError::not_found(format!(
+                "stock item {} not found",
+                self.sku
+            )));
         }
         match command {
             StockCommand::Create { .. } => unreachable!("handled above"),
@@ -337,27 +368,13 @@ impl Entity for StockItem {
     }
 
     fn apply(&mut self, event: &StockEvent) {
-        self.version += 1;
+        self.apply_counters(event);
         match event {
-            StockEvent::Created {
-                name,
-                on_hand,
-                safety_stock,
-                price,
-            } => {
-                self.created = true;
-                self.name = name.clone();
-                self.on_hand = *on_hand;
-                self.safety_stock = *safety_stock;
-                self.price = *price;
-            }
-            StockEvent::Adjusted { delta, .. } => self.on_hand += delta,
             StockEvent::Reserved {
                 order,
                 quantity,
                 expires_at_ms,
             } => {
-                self.reserved += quantity;
                 self.reservations.insert(
                     *order,
                     Reservation {
@@ -367,20 +384,12 @@ impl Entity for StockItem {
                 );
                 self.expiry.insert((*expires_at_ms, *order));
             }
-            StockEvent::Released { order, .. } => {
+            StockEvent::Released { order, .. } | StockEvent::Committed { order, .. } => {
                 if let Some(r) = self.reservations.remove(order) {
-                    self.reserved -= r.quantity;
                     self.expiry.remove(&(r.expires_at_ms, *order));
                 }
             }
-            StockEvent::Committed { order, .. } => {
-                if let Some(r) = self.reservations.remove(order) {
-                    self.reserved -= r.quantity;
-                    self.on_hand -= r.quantity;
-                    self.sold += r.quantity;
-                    self.expiry.remove(&(r.expires_at_ms, *order));
-                }
-            }
+            StockEvent::Created { .. } | StockEvent::Adjusted { .. } => {}
         }
     }
 
@@ -399,9 +408,18 @@ impl Entity for StockItem {
         self.check_invariants()?;
         let sum: i64 = self.reservations.values().map(|r| r.quantity).sum();
         if sum != self.reserved {
-            return Err(format!("reserved {} but reservations sum to {sum}", self.reserved));
+            return Err(format!(
+                "reserved {} but reservations sum to {sum}",
+                self.reserved
+            ));
         }
-        if self.expiry.len() != self.reservations.len() {
+        let indexed = self.expiry.len() == self.reservations.len()
+            && self.expiry.iter().all(|(at, order)| {
+                self.reservations
+                    .get(order)
+                    .is_some_and(|r| r.expires_at_ms == *at)
+            });
+        if !indexed {
             return Err("expiry index out of step with reservations".into());
         }
         Ok(())

@@ -70,7 +70,12 @@ fn replay(record: &IdempotencyRecord) -> HttpResponse {
 }
 
 impl KeyedRequest {
-    pub fn record(&self, status: StatusCode, body: &impl Serialize, now_ms: i64) -> IdempotencyRecord {
+    pub fn record(
+        &self,
+        status: StatusCode,
+        body: &impl Serialize,
+        now_ms: i64,
+    ) -> IdempotencyRecord {
         IdempotencyRecord {
             scope: self.scope.clone(),
             key: self.key.clone(),

@@ -1,6 +1,7 @@
 //! The HTTP layer (actix-web). Handlers parse and check input, authorise the caller and send
 //! one message per entity to its region; they hold no business rules.
 
+pub mod admin;
 pub mod auth;
 pub mod idempotent;
 pub mod orders;
@@ -25,6 +26,7 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
         web::scope("/api/v1")
             .configure(system::routes)
             .configure(auth::routes)
+            .configure(admin::routes)
             .configure(stock::routes)
             .configure(orders::routes),
     );
@@ -38,12 +40,15 @@ pub fn configure_extractors(cfg: &mut web::ServiceConfig, body_limit_bytes: usiz
             .error_handler(|err, _| json_error(&err).into()),
     )
     .app_data(web::PayloadConfig::default().limit(body_limit_bytes))
-    .app_data(web::PathConfig::default().error_handler(|err, _| {
-        ApiError::new(ErrorCode::MalformedRequest, err.to_string()).into()
-    }))
-    .app_data(web::QueryConfig::default().error_handler(|err, _| {
-        ApiError::validation("query", err.to_string()).into()
-    }));
+    .app_data(
+        web::PathConfig::default().error_handler(|err, _| {
+            ApiError::new(ErrorCode::MalformedRequest, err.to_string()).into()
+        }),
+    )
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _| ApiError::validation("query", err.to_string()).into()),
+    );
 }
 
 fn json_error(err: &JsonPayloadError) -> ApiError {
@@ -60,7 +65,10 @@ fn serde_error(err: &serde_json::Error) -> ApiError {
     if err.is_data() {
         ApiError::validation("body", err.to_string())
     } else {
-        ApiError::new(ErrorCode::MalformedRequest, format!("malformed JSON: {err}"))
+        ApiError::new(
+            ErrorCode::MalformedRequest,
+            format!("malformed JSON: {err}"),
+        )
     }
 }
 
@@ -129,6 +137,29 @@ pub async fn no_route() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::not_found("no such route"))
 }
 
+/// Echoes the request id that tracing-actix-web gave the request as `X-Request-Id`, so a
+/// client can quote it and an operator can find the request's log lines.
+pub async fn request_id_header(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::HttpMessage;
+    let request_id = req
+        .extensions()
+        .get::<tracing_actix_web::RequestId>()
+        .map(|id| id.to_string());
+    let mut response = next.call(req).await?;
+    if let Some(id) = request_id {
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&id) {
+            response.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static("x-request-id"),
+                value,
+            );
+        }
+    }
+    Ok(response)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,27 +186,4 @@ mod tests {
         let err = body.json::<Shape>().expect_err("wrong type");
         assert_eq!(err.code, ErrorCode::ValidationFailed);
     }
-}
-
-/// Echoes the request id that tracing-actix-web gave the request as `X-Request-Id`, so a
-/// client can quote it and an operator can find the request's log lines.
-pub async fn request_id_header(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    use actix_web::HttpMessage;
-    let request_id = req
-        .extensions()
-        .get::<tracing_actix_web::RequestId>()
-        .map(|id| id.to_string());
-    let mut response = next.call(req).await?;
-    if let Some(id) = request_id {
-        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&id) {
-            response.headers_mut().insert(
-                actix_web::http::header::HeaderName::from_static("x-request-id"),
-                value,
-            );
-        }
-    }
-    Ok(response)
 }

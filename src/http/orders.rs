@@ -15,7 +15,9 @@ use serde::Deserialize;
 
 use super::idempotent::{self, KeyedRequest, Prepared};
 use super::{is_valid_ident, ListQuery, RawBody, State};
-use crate::actors::order::{birth, OrderCommand, OrderItem, OrderStatus, OrderView, Placed, Source};
+use crate::actors::order::{
+    birth, OrderCommand, OrderItem, OrderStatus, OrderView, Placed, Source,
+};
 use crate::actors::stock_item::{ReleaseReason, StockCommand, StockItem, StockView};
 use crate::actors::SideWrites;
 use crate::auth::Caller;
@@ -128,14 +130,16 @@ impl Plan {
             all_prices.push(last.price);
             let (mut batch, view) = birth(&plan.order_id.to_string(), plan.placed(&all_prices));
             if let Some((scope, key, fingerprint)) = &record {
-                batch.idempotency.push(crate::persistence::IdempotencyRecord {
-                    scope: scope.clone(),
-                    key: key.clone(),
-                    fingerprint: fingerprint.clone(),
-                    status: StatusCode::CREATED.as_u16(),
-                    body: serde_json::to_vec(&view).expect("order views serialise"),
-                    created_at_ms: now_ms,
-                });
+                batch
+                    .idempotency
+                    .push(crate::persistence::IdempotencyRecord {
+                        scope: scope.clone(),
+                        key: key.clone(),
+                        fingerprint: fingerprint.clone(),
+                        status: StatusCode::CREATED.as_u16(),
+                        body: serde_json::to_vec(&view).expect("order views serialise"),
+                        created_at_ms: now_ms,
+                    });
             }
             batch
         })
@@ -196,7 +200,13 @@ async fn reserve_lines(
 
 /// Best effort: what is not released here expires at `expires_at`.
 async fn release_lines(state: &State, plan: &Plan, lines: &[LineBody], reason: ReleaseReason) {
-    release(state, plan.order_id, lines.iter().map(|l| l.sku.as_str()), reason).await;
+    release(
+        state,
+        plan.order_id,
+        lines.iter().map(|l| l.sku.as_str()),
+        reason,
+    )
+    .await;
 }
 
 async fn release<'a>(
@@ -222,7 +232,11 @@ fn order_id(path: &web::Path<String>) -> Result<uuid::Uuid, ApiError> {
 }
 
 /// Reads the order and checks the caller may see it.
-async fn owned_order(state: &State, caller: &Caller, id: uuid::Uuid) -> Result<OrderView, ApiError> {
+async fn owned_order(
+    state: &State,
+    caller: &Caller,
+    id: uuid::Uuid,
+) -> Result<OrderView, ApiError> {
     let view = state
         .orders
         .ask(&id.to_string(), OrderCommand::Get, None)
@@ -233,7 +247,11 @@ async fn owned_order(state: &State, caller: &Caller, id: uuid::Uuid) -> Result<O
     Ok(view)
 }
 
-async fn get(state: State, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let view = owned_order(&state, &caller, order_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(view))
 }
@@ -300,5 +318,6 @@ async fn list(
         .map(|row| serde_json::from_str(&row.body))
         .collect::<Result<_, _>>()
         .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next_cursor": page.next_cursor })))
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "items": items, "next_cursor": page.next_cursor })))
 }

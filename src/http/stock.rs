@@ -45,19 +45,31 @@ impl CreateBody {
                 });
             }
         };
-        check(is_valid_ident(&self.sku), "sku", "must match [A-Za-z0-9._-]{1,64}");
+        check(
+            is_valid_ident(&self.sku),
+            "sku",
+            "must match [A-Za-z0-9._-]{1,64}",
+        );
         check(
             !self.name.trim().is_empty() && self.name.len() <= 200,
             "name",
             "must be 1-200 characters",
         );
-        check((0..=UNITS_MAX).contains(&self.on_hand), "on_hand", "must be 0..=10^12");
+        check(
+            (0..=UNITS_MAX).contains(&self.on_hand),
+            "on_hand",
+            "must be 0..=10^12",
+        );
         check(
             (0..=UNITS_MAX).contains(&self.safety_stock),
             "safety_stock",
             "must be 0..=10^12",
         );
-        check((0..=UNITS_MAX).contains(&self.price), "price", "must be 0..=10^12");
+        check(
+            (0..=UNITS_MAX).contains(&self.price),
+            "price",
+            "must be 0..=10^12",
+        );
         if errors.is_empty() {
             Ok(())
         } else {
@@ -106,8 +118,15 @@ fn sku_of(path: &web::Path<String>) -> Result<&str, ApiError> {
     }
 }
 
-async fn get(state: State, _caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let view = state.stock.ask(sku_of(&path)?, StockCommand::Get, None).await?;
+async fn get(
+    state: State,
+    _caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let view = state
+        .stock
+        .ask(sku_of(&path)?, StockCommand::Get, None)
+        .await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -128,7 +147,10 @@ async fn adjust(
     let sku = sku_of(&path)?;
     let input: AdjustBody = body.json()?;
     if input.delta == 0 || input.delta.abs() > UNITS_MAX {
-        return Err(ApiError::validation("delta", "must be non-zero and at most 10^12 in size"));
+        return Err(ApiError::validation(
+            "delta",
+            "must be non-zero and at most 10^12 in size",
+        ));
     }
     if input.reason.trim().is_empty() || input.reason.len() > 200 {
         return Err(ApiError::validation("reason", "must be 1-200 characters"));
@@ -141,8 +163,11 @@ async fn adjust(
         delta: input.delta,
         reason: input.reason.trim().to_string(),
     };
-    let side =
-        idempotent::record_side::<StockItem, _, _>(keyed.as_ref(), StatusCode::OK, StockView::clone);
+    let side = idempotent::record_side::<StockItem, _, _>(
+        keyed.as_ref(),
+        StatusCode::OK,
+        StockView::clone,
+    );
     let view = state.stock.ask(sku, command, side).await?;
     if let Some(keyed) = keyed {
         keyed.finish(&state);
@@ -163,7 +188,9 @@ fn movement(seq: u64, at_ms: i64, event: StockEvent) -> Movement {
     let (kind, quantity, reference) = match event {
         StockEvent::Created { on_hand, name, .. } => ("created", on_hand, name),
         StockEvent::Adjusted { delta, reason } => ("adjusted", delta, reason),
-        StockEvent::Reserved { order, quantity, .. } => ("reserved", quantity, order_ref(order)),
+        StockEvent::Reserved {
+            order, quantity, ..
+        } => ("reserved", quantity, order_ref(order)),
         StockEvent::Released {
             order,
             quantity,
@@ -200,7 +227,10 @@ async fn movements(
     let limit = query.limit(&state)?;
     let before_seq = match &query.cursor {
         None => None,
-        Some(c) => Some(c.parse::<u64>().map_err(|_| ApiError::validation("cursor", "invalid"))?),
+        Some(c) => Some(
+            c.parse::<u64>()
+                .map_err(|_| ApiError::validation("cursor", "invalid"))?,
+        ),
     };
     state.stock.ask(sku, StockCommand::Get, None).await?;
     let records = state

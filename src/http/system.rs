@@ -28,6 +28,8 @@ async fn readyz(state: State) -> Result<HttpResponse, ApiError> {
             "store": state.rt.store.backend(),
         }))),
         Ok(Err(error)) => Err(ApiError::unavailable(format!("journal store: {error}"))),
-        Err(_) => Err(ApiError::unavailable("journal store did not answer in time")),
+        Err(_) => Err(ApiError::unavailable(
+            "journal store did not answer in time",
+        )),
     }
 }

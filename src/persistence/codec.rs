@@ -50,7 +50,10 @@ mod tests {
     #[test]
     fn an_unknown_version_is_refused() {
         let bytes = encode(1, &5u32);
-        assert!(matches!(decode::<u32>(2, &bytes), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            decode::<u32>(2, &bytes),
+            Err(StoreError::Corrupt(_))
+        ));
         assert!(matches!(decode::<u32>(1, &[]), Err(StoreError::Corrupt(_))));
     }
 }

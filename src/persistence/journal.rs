@@ -103,7 +103,10 @@ impl JournalHandle {
                 let _ = done_tx.send(result);
             }),
         };
-        self.tx.send(append).await.map_err(|_| CommitError::Closed)?;
+        self.tx
+            .send(append)
+            .await
+            .map_err(|_| CommitError::Closed)?;
         done_rx.await.map_err(|_| CommitError::Closed)?
     }
 
@@ -204,8 +207,7 @@ impl Writer {
             other => CommitError::Failed(other.to_string()),
         };
         if let Some(writer) = &append.writer {
-            self.poisoned
-                .insert(writer.pid.clone(), writer.incarnation);
+            self.poisoned.insert(writer.pid.clone(), writer.incarnation);
         }
         tracing::error!(error = %error, "journal append failed");
         (append.done)(Err(error));
@@ -225,6 +227,8 @@ impl Writer {
         stats.events.fetch_add(events, Ordering::Relaxed);
         stats.last_batch_rows.store(rows, Ordering::Relaxed);
         stats.last_commit_micros.store(micros, Ordering::Relaxed);
-        stats.commit_micros_total.fetch_add(micros, Ordering::Relaxed);
+        stats
+            .commit_micros_total
+            .fetch_add(micros, Ordering::Relaxed);
     }
 }

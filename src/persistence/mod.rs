@@ -151,8 +151,7 @@ pub trait Store: Send + Sync + 'static {
     /// Writes the whole batch in one transaction.
     async fn commit(&self, batch: &Batch) -> StoreResult<()>;
     /// The latest snapshot and the events after it, in seq order.
-    async fn load(&self, pid: &str)
-        -> StoreResult<(Option<SnapshotRecord>, Vec<EventRecord>)>;
+    async fn load(&self, pid: &str) -> StoreResult<(Option<SnapshotRecord>, Vec<EventRecord>)>;
     /// Events of one entity, newest first, with seq below `before_seq` when given.
     async fn events_desc(
         &self,
@@ -163,8 +162,11 @@ pub trait Store: Send + Sync + 'static {
     /// Entities whose deadline is at or before `due_before_ms`, earliest first.
     async fn due_deadlines(&self, due_before_ms: i64, limit: u32) -> StoreResult<Vec<String>>;
 
-    async fn idempotency_get(&self, scope: &str, key: &str)
-        -> StoreResult<Option<IdempotencyRecord>>;
+    async fn idempotency_get(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>>;
     /// (scope, key) of records created at or after `since_ms`, at most `limit`.
     async fn idempotency_keys_since(
         &self,

@@ -13,15 +13,16 @@ use sqlx::{PgPool, QueryBuilder, SqlitePool};
 use super::*;
 use crate::config::{DatabaseSettings, SqliteSynchronous as SyncSetting};
 
-/// Rows per multi-row INSERT, well under both databases' bound-parameter limits.
-const INSERT_CHUNK_ROWS: usize = 500;
-
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The one connection commits go through: SQLite has one writer anyway, and a single
+    /// connection keeps the hot pages in its cache.
+    writer: SqlitePool,
 }
 
 pub struct PostgresStore {
     pool: PgPool,
+    writer: PgPool,
 }
 
 /// Opens the store the settings name: PostgreSQL when `database.url` is set, else SQLite at
@@ -52,13 +53,23 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // 64 MiB of page cache: the hot indexes stay in memory.
+            .pragma("cache_size", "-65536")
+            // Checkpoint every ~40 MiB of WAL instead of 4 MiB: pages rewritten by many
+            // commits are copied back once.
+            .pragma("wal_autocheckpoint", "10000");
         let pool = SqlitePoolOptions::new()
             .max_connections(db.max_connections.max(2))
             .acquire_timeout(Duration::from_secs(db.connect_timeout_secs))
+            .connect_with(options.clone())
+            .await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(db.connect_timeout_secs))
             .connect_with(options)
             .await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, writer })
     }
 }
 
@@ -73,7 +84,9 @@ impl PostgresStore {
         let mut options = PgConnectOptions::from_str(url)?;
         if let Some(schema) = schema {
             anyhow::ensure!(
-                schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                schema
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_'),
                 "schema names are [A-Za-z0-9_]"
             );
             let admin = PgPoolOptions::new()
@@ -90,9 +103,14 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(db.max_connections.max(2))
             .acquire_timeout(Duration::from_secs(db.connect_timeout_secs))
+            .connect_with(options.clone())
+            .await?;
+        let writer = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(db.connect_timeout_secs))
             .connect_with(options)
             .await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore { pool, writer })
     }
 }
 
@@ -104,13 +122,36 @@ fn to_u64(value: i64) -> StoreResult<u64> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative value {value}")))
 }
 
-fn event_from_row((pid, seq, at_ms, payload): (String, i64, i64, Vec<u8>)) -> StoreResult<EventRecord> {
+fn event_from_row(
+    (pid, seq, at_ms, payload): (String, i64, i64, Vec<u8>),
+) -> StoreResult<EventRecord> {
     Ok(EventRecord {
         pid,
         seq: to_u64(seq)?,
         at_ms,
         payload,
     })
+}
+
+/// The last item per key, in first-seen key order: one multi-row upsert may not touch a row
+/// twice (PostgreSQL refuses it), and the last write of a batch is the one that counts.
+fn last_per_key<'a, T, K, F>(items: &'a [T], key: F) -> Vec<&'a T>
+where
+    K: std::hash::Hash + Eq,
+    F: Fn(&'a T) -> K,
+{
+    let mut position: std::collections::HashMap<K, usize> = std::collections::HashMap::new();
+    let mut kept: Vec<&'a T> = Vec::new();
+    for item in items {
+        match position.entry(key(item)) {
+            std::collections::hash_map::Entry::Occupied(slot) => kept[*slot.get()] = item,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(kept.len());
+                kept.push(item);
+            }
+        }
+    }
+    kept
 }
 
 type UserRow = (String, String, String, String, String, i64);
@@ -132,19 +173,29 @@ fn user_from_row((id, email, name, password_hash, roles, created_at_ms): UserRow
 
 type ReadRowTuple = (String, String, String, i64, String, String);
 
-/// Cursor text for the row after which the next page starts.
-fn read_cursor(row: &ReadRow) -> String {
-    format!("{}_{}", row.created_at_ms, row.id)
+/// Row sizes of multi-row statements. Only these sizes are used, so the SQL texts repeat and
+/// stay prepared in the connection's statement cache instead of being parsed every batch.
+const CHUNK_SIZES: [usize; 4] = [64, 16, 4, 1];
+
+/// Splits `items` into chunks whose sizes are all in [`CHUNK_SIZES`].
+fn fixed_chunks<T>(mut items: &[T]) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    for size in CHUNK_SIZES {
+        while items.len() >= size {
+            let (chunk, rest) = items.split_at(size);
+            chunks.push(chunk);
+            items = rest;
+        }
+    }
+    chunks
 }
 
-fn parse_read_cursor(cursor: &str) -> StoreResult<(i64, String)> {
-    let (ms, id) = cursor
-        .split_once('_')
-        .ok_or_else(|| StoreError::Corrupt("bad cursor".into()))?;
-    let ms = ms
-        .parse()
-        .map_err(|_| StoreError::Corrupt("bad cursor".into()))?;
-    Ok((ms, id.to_string()))
+/// Read rows page by id (UUIDv7, so by creation time); the cursor is the last id served.
+fn check_cursor(cursor: &str) -> StoreResult<&str> {
+    if cursor.is_empty() || cursor.len() > 64 {
+        return Err(StoreError::Corrupt("bad cursor".into()));
+    }
+    Ok(cursor)
 }
 
 macro_rules! impl_store {
@@ -154,7 +205,7 @@ macro_rules! impl_store {
                 tx: &mut sqlx::Transaction<'_, $db>,
                 batch: &Batch,
             ) -> Result<(), sqlx::Error> {
-                for chunk in batch.events.chunks(INSERT_CHUNK_ROWS) {
+                for chunk in fixed_chunks(&batch.events) {
                     let mut query =
                         QueryBuilder::<$db>::new("INSERT INTO journal (pid, seq, at_ms, payload) ");
                     query.push_values(chunk, |mut row, e| {
@@ -165,7 +216,7 @@ macro_rules! impl_store {
                     });
                     query.build().execute(&mut **tx).await?;
                 }
-                for chunk in batch.idempotency.chunks(INSERT_CHUNK_ROWS) {
+                for chunk in fixed_chunks(&batch.idempotency) {
                     let mut query = QueryBuilder::<$db>::new(
                         "INSERT INTO idempotency (scope, key, fingerprint, status, body, created_at_ms) ",
                     );
@@ -180,53 +231,65 @@ macro_rules! impl_store {
                     query.push(" ON CONFLICT (scope, key) DO NOTHING");
                     query.build().execute(&mut **tx).await?;
                 }
-                for row in &batch.read_rows {
-                    sqlx::query(
-                        "INSERT INTO read_rows (kind, id, owner, created_at_ms, status, body) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind, id) DO UPDATE SET \
-                         owner = excluded.owner, status = excluded.status, body = excluded.body",
-                    )
-                    .bind(&row.kind)
-                    .bind(&row.id)
-                    .bind(&row.owner)
-                    .bind(row.created_at_ms)
-                    .bind(&row.status)
-                    .bind(&row.body)
-                    .execute(&mut **tx)
-                    .await?;
+                for chunk in fixed_chunks(&last_per_key(&batch.read_rows, |r| (&r.kind, &r.id))) {
+                    let mut query = QueryBuilder::<$db>::new(
+                        "INSERT INTO read_rows (kind, id, owner, created_at_ms, status, body) ",
+                    );
+                    query.push_values(chunk, |mut row, r| {
+                        row.push_bind(&r.kind)
+                            .push_bind(&r.id)
+                            .push_bind(&r.owner)
+                            .push_bind(r.created_at_ms)
+                            .push_bind(&r.status)
+                            .push_bind(&r.body);
+                    });
+                    query.push(
+                        " ON CONFLICT (kind, id) DO UPDATE SET owner = excluded.owner, \
+                         status = excluded.status, body = excluded.body",
+                    );
+                    query.build().execute(&mut **tx).await?;
                 }
-                for deadline in &batch.deadlines {
-                    match deadline {
-                        DeadlineWrite::Set { pid, due_at_ms } => {
-                            sqlx::query(
-                                "INSERT INTO deadlines (pid, due_at_ms) VALUES ($1, $2) \
-                                 ON CONFLICT (pid) DO UPDATE SET due_at_ms = excluded.due_at_ms",
-                            )
-                            .bind(pid)
-                            .bind(due_at_ms)
-                            .execute(&mut **tx)
-                            .await?;
+                let deadlines = last_per_key(&batch.deadlines, |d| match d {
+                    DeadlineWrite::Set { pid, .. } | DeadlineWrite::Clear { pid } => pid,
+                });
+                let (sets, clears): (Vec<_>, Vec<_>) = deadlines
+                    .into_iter()
+                    .partition(|d| matches!(d, DeadlineWrite::Set { .. }));
+                for chunk in fixed_chunks(&sets) {
+                    let mut query = QueryBuilder::<$db>::new("INSERT INTO deadlines (pid, due_at_ms) ");
+                    query.push_values(chunk, |mut row, d| {
+                        if let DeadlineWrite::Set { pid, due_at_ms } = d {
+                            row.push_bind(pid).push_bind(*due_at_ms);
                         }
-                        DeadlineWrite::Clear { pid } => {
-                            sqlx::query("DELETE FROM deadlines WHERE pid = $1")
-                                .bind(pid)
-                                .execute(&mut **tx)
-                                .await?;
+                    });
+                    query.push(" ON CONFLICT (pid) DO UPDATE SET due_at_ms = excluded.due_at_ms");
+                    query.build().execute(&mut **tx).await?;
+                }
+                for chunk in fixed_chunks(&clears) {
+                    let mut query = QueryBuilder::<$db>::new("DELETE FROM deadlines WHERE pid IN (");
+                    let mut pids = query.separated(", ");
+                    for d in chunk {
+                        if let DeadlineWrite::Clear { pid } = d {
+                            pids.push_bind(pid);
                         }
                     }
+                    query.push(")");
+                    query.build().execute(&mut **tx).await?;
                 }
-                for snap in &batch.snapshots {
-                    sqlx::query(
-                        "INSERT INTO snapshots (pid, seq, at_ms, payload) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (pid) DO UPDATE SET seq = excluded.seq, at_ms = excluded.at_ms, \
+                for chunk in fixed_chunks(&last_per_key(&batch.snapshots, |s| &s.pid)) {
+                    let mut query =
+                        QueryBuilder::<$db>::new("INSERT INTO snapshots (pid, seq, at_ms, payload) ");
+                    query.push_values(chunk, |mut row, snap| {
+                        row.push_bind(&snap.pid)
+                            .push_bind(to_i64(snap.seq))
+                            .push_bind(snap.at_ms)
+                            .push_bind(&snap.payload);
+                    });
+                    query.push(
+                        " ON CONFLICT (pid) DO UPDATE SET seq = excluded.seq, at_ms = excluded.at_ms, \
                          payload = excluded.payload WHERE excluded.seq > snapshots.seq",
-                    )
-                    .bind(&snap.pid)
-                    .bind(to_i64(snap.seq))
-                    .bind(snap.at_ms)
-                    .bind(&snap.payload)
-                    .execute(&mut **tx)
-                    .await?;
+                    );
+                    query.build().execute(&mut **tx).await?;
                 }
                 Ok(())
             }
@@ -251,7 +314,7 @@ macro_rules! impl_store {
             }
 
             async fn commit(&self, batch: &Batch) -> StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 Self::commit_in(&mut tx, batch).await?;
                 tx.commit().await?;
                 Ok(())
@@ -383,18 +446,10 @@ macro_rules! impl_store {
                     query.push(" AND owner = ").push_bind(owner);
                 }
                 if let Some(cursor) = cursor {
-                    let (ms, id) = parse_read_cursor(cursor)?;
-                    query
-                        .push(" AND (created_at_ms < ")
-                        .push_bind(ms)
-                        .push(" OR (created_at_ms = ")
-                        .push_bind(ms)
-                        .push(" AND id < ")
-                        .push_bind(id)
-                        .push("))");
+                    query.push(" AND id < ").push_bind(check_cursor(cursor)?.to_string());
                 }
                 query
-                    .push(" ORDER BY created_at_ms DESC, id DESC LIMIT ")
+                    .push(" ORDER BY id DESC LIMIT ")
                     .push_bind(i64::from(limit) + 1);
                 let rows: Vec<ReadRowTuple> =
                     query.build_query_as().fetch_all(&self.pool).await?;
@@ -412,7 +467,7 @@ macro_rules! impl_store {
                 let limit = usize::try_from(limit).expect("u32 fits usize");
                 let next_cursor = if rows.len() > limit {
                     rows.truncate(limit);
-                    rows.last().map(read_cursor)
+                    rows.last().map(|row| row.id.clone())
                 } else {
                     None
                 };

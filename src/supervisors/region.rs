@@ -185,7 +185,9 @@ impl<E: Entity> Region<E> {
 
     /// Clears a failed mark so the next message activates the entity again.
     pub fn reset(&self, id: &str) {
-        let _ = self.supervisor.cast(RegionMsg::Reset { id: id.to_string() });
+        let _ = self
+            .supervisor
+            .cast(RegionMsg::Reset { id: id.to_string() });
     }
 
     /// The running actor's id, which changes with every activation.
@@ -364,14 +366,10 @@ impl<E: Entity> SupervisorState<E> {
             shared: shared.clone(),
             live: self.live.clone(),
         };
-        let (actor, _) = Actor::spawn_linked(
-            None,
-            EntityActor::<E>::default(),
-            args,
-            myself.get_cell(),
-        )
-        .await
-        .map_err(|e| ApiError::internal(format!("{} {id} did not start: {e}", E::KIND)))?;
+        let (actor, _) =
+            Actor::spawn_linked(None, EntityActor::<E>::default(), args, myself.get_cell())
+                .await
+                .map_err(|e| ApiError::internal(format!("{} {id} did not start: {e}", E::KIND)))?;
         self.children.insert(actor.get_id(), id.to_string());
         let live = LiveEntity { actor, shared };
         self.live.insert(id.to_string(), live.clone());
@@ -388,8 +386,8 @@ impl<E: Entity> SupervisorState<E> {
 
     async fn on_failure(&mut self, myself: &ActorRef<RegionMsg<E>>, id: String, error: String) {
         let now_ms = self.rt.now_ms();
-        let window_ms = i64::try_from(self.rt.settings.actors.restart_window_secs * 1000)
-            .unwrap_or(i64::MAX);
+        let window_ms =
+            i64::try_from(self.rt.settings.actors.restart_window_secs * 1000).unwrap_or(i64::MAX);
         let recent = self.failures.entry(id.clone()).or_default();
         recent.push_back(now_ms);
         while recent.front().is_some_and(|at| now_ms - at > window_ms) {

@@ -7,7 +7,9 @@ use crate::helpers::{assert_problem, spawn_app, Backend};
 use crate::on_both_stores;
 
 async fn register_login_refresh_logout_and_roles(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     let client = &app.client;
     let registered = client
         .post(app.url("/auth/register"))
@@ -52,7 +54,12 @@ async fn register_login_refresh_logout_and_roles(backend: Backend) {
         .expect("json");
     assert_eq!(pair["token_type"], "Bearer");
     let access = pair["access_token"].as_str().expect("access");
-    let me: Value = app.get("/auth/me", access).await.json().await.expect("json");
+    let me: Value = app
+        .get("/auth/me", access)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(me["id"], user["id"]);
 
     let refresh = pair["refresh_token"].clone();
@@ -81,7 +88,12 @@ async fn register_login_refresh_logout_and_roles(backend: Backend) {
 
     let id = user["id"].as_str().expect("id");
     let as_customer = app
-        .post(&format!("/admin/users/{id}/roles"), access, json!({"roles": ["operator"]}), None)
+        .post(
+            &format!("/admin/users/{id}/roles"),
+            access,
+            json!({"roles": ["operator"]}),
+            None,
+        )
         .await;
     assert_problem(as_customer, StatusCode::FORBIDDEN, "FORBIDDEN").await;
     let admin: Value = client
@@ -98,10 +110,18 @@ async fn register_login_refresh_logout_and_roles(backend: Backend) {
         .expect("json");
     let admin_token = admin["access_token"].as_str().expect("admin token");
     let promoted = app
-        .post(&format!("/admin/users/{id}/roles"), admin_token, json!({"roles": ["operator"]}), None)
+        .post(
+            &format!("/admin/users/{id}/roles"),
+            admin_token,
+            json!({"roles": ["operator"]}),
+            None,
+        )
         .await;
     assert_eq!(promoted.status(), StatusCode::OK);
-    assert_eq!(promoted.json::<Value>().await.expect("json")["roles"], json!(["operator"]));
+    assert_eq!(
+        promoted.json::<Value>().await.expect("json")["roles"],
+        json!(["operator"])
+    );
     app.stop().await;
 }
 on_both_stores!(register_login_refresh_logout_and_roles);

@@ -43,7 +43,11 @@ impl Node {
             let schema = format!("crash_{}", uuid::Uuid::now_v7().simple());
             env.push(("SURGE_DATABASE__SCHEMA".into(), schema));
         }
-        env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         Some(Node {
             data_dir: tempfile::tempdir().expect("temp dir"),
             env,
@@ -81,7 +85,14 @@ impl Node {
         mint_access_token(&auth, user, &[role], 3600, SystemClock.now_ms()).expect("token")
     }
 
-    async fn call(&self, server: &Server, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> reqwest::Result<reqwest::Response> {
+    async fn call(
+        &self,
+        server: &Server,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> reqwest::Result<reqwest::Response> {
         let mut request = self
             .client
             .request(method, format!("{}/api/v1{path}", server.base))
@@ -106,7 +117,13 @@ impl Node {
         let op = self.token("op", Role::Operator);
         let body = json!({"sku": sku, "name": sku, "on_hand": on_hand});
         let response = self
-            .call(server, reqwest::Method::POST, "/stock-items", &op, Some(body))
+            .call(
+                server,
+                reqwest::Method::POST,
+                "/stock-items",
+                &op,
+                Some(body),
+            )
             .await
             .expect("request");
         assert_eq!(response.status(), StatusCode::CREATED);
@@ -137,7 +154,9 @@ async fn kill_9(mut server: Server) {
 }
 
 async fn acknowledged_orders_survive_kill_9(backend: Backend) {
-    let Some(node) = Node::new(backend, &[]) else { return };
+    let Some(node) = Node::new(backend, &[]) else {
+        return;
+    };
     let server = node.start().await;
     node.create_stock(&server, "CRASH", 10_000).await;
     let node = Arc::new(node);
@@ -146,8 +165,12 @@ async fn acknowledged_orders_survive_kill_9(backend: Backend) {
     let base = server.base.clone();
     let buyers: Vec<_> = (0..600)
         .map(|i| {
-            let (node, acked, acked_count, base) =
-                (node.clone(), acked.clone(), acked_count.clone(), base.clone());
+            let (node, acked, acked_count, base) = (
+                node.clone(),
+                acked.clone(),
+                acked_count.clone(),
+                base.clone(),
+            );
             tokio::spawn(async move {
                 let token = node.token(&format!("buyer-{i}"), Role::Customer);
                 let body = json!({"items": [{"sku": "CRASH", "quantity": 1}]});
@@ -189,7 +212,11 @@ async fn acknowledged_orders_survive_kill_9(backend: Backend) {
     let reserved_orders = orders.iter().filter(|o| o["status"] == "RESERVED").count();
     assert!(reserved_orders >= acked.len());
     let stock = node.json(&server, "/stock-items/CRASH").await;
-    assert_eq!(stock["reserved"], json!(reserved_orders), "stock agrees with the orders");
+    assert_eq!(
+        stock["reserved"],
+        json!(reserved_orders),
+        "stock agrees with the orders"
+    );
     assert_eq!(stock["on_hand"], 10_000);
     kill_9(server).await;
 }
@@ -206,14 +233,23 @@ async fn reservations_due_while_down_are_released_at_start_up(backend: Backend) 
         let token = node.token(&format!("late-{i}"), Role::Customer);
         let body = json!({"items": [{"sku": "SHORT", "quantity": 1}]});
         let response = node
-            .call(&server, reqwest::Method::POST, "/orders", &token, Some(body))
+            .call(
+                &server,
+                reqwest::Method::POST,
+                "/orders",
+                &token,
+                Some(body),
+            )
             .await
             .expect("request");
         assert_eq!(response.status(), StatusCode::CREATED);
         let order: Value = response.json().await.expect("json");
         ids.push(order["id"].as_str().expect("id").to_string());
     }
-    assert_eq!(node.json(&server, "/stock-items/SHORT").await["reserved"], 5);
+    assert_eq!(
+        node.json(&server, "/stock-items/SHORT").await["reserved"],
+        5
+    );
     kill_9(server).await;
     // The process is down while the reservations fall due: real time has to pass here.
     tokio::time::sleep(Duration::from_millis(2_500)).await;

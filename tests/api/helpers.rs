@@ -178,7 +178,9 @@ impl TestApp {
     }
 
     pub async fn stock(&self, sku: &str) -> Value {
-        let response = self.get(&format!("/stock-items/{sku}"), &self.operator()).await;
+        let response = self
+            .get(&format!("/stock-items/{sku}"), &self.operator())
+            .await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.expect("stock json")
     }

@@ -11,7 +11,9 @@ use crate::helpers::{assert_problem, spawn_app, spawn_app_with, Backend, Options
 use crate::on_both_stores;
 
 async fn three_hundred_buyers_race_for_one_hundred_units(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.create_stock("HOT", 100).await;
     let attempts = (0..300).map(|i| {
         let app = &app;
@@ -40,7 +42,9 @@ async fn three_hundred_buyers_race_for_one_hundred_units(backend: Backend) {
 on_both_stores!(three_hundred_buyers_race_for_one_hundred_units);
 
 async fn a_retry_with_the_same_key_replays_and_reserves_once(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.create_stock("SKU-1", 10).await;
     let first = app.order("alice", "SKU-1", 2, Some("key-1")).await;
     assert_eq!(first.status(), StatusCode::CREATED);
@@ -61,19 +65,28 @@ async fn a_retry_with_the_same_key_replays_and_reserves_once(backend: Backend) {
 on_both_stores!(a_retry_with_the_same_key_replays_and_reserves_once);
 
 async fn the_same_key_with_another_body_is_422(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.create_stock("SKU-1", 10).await;
     let first = app.order("alice", "SKU-1", 1, Some("key-9")).await;
     assert_eq!(first.status(), StatusCode::CREATED);
     let reused = app.order("alice", "SKU-1", 3, Some("key-9")).await;
-    assert_problem(reused, StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED").await;
+    assert_problem(
+        reused,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "IDEMPOTENCY_KEY_REUSED",
+    )
+    .await;
     assert_eq!(app.stock("SKU-1").await["reserved"], 1);
     app.stop().await;
 }
 on_both_stores!(the_same_key_with_another_body_is_422);
 
 async fn bad_requests_get_problem_json_and_change_nothing(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.create_stock("SKU-1", 10).await;
     let body = json!({"items": [{"sku": "SKU-1", "quantity": 1}]});
     let no_token = app
@@ -114,15 +127,22 @@ async fn bad_requests_get_problem_json_and_change_nothing(backend: Backend) {
             None,
         )
         .await;
-    let problem =
-        assert_problem(negative, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+    let problem = assert_problem(
+        negative,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
     assert_eq!(problem["errors"][0]["field"], "items[0].quantity");
     let too_big = app
         .client
         .post(app.url("/orders"))
         .bearer_auth(&customer)
         .header("content-type", "application/json")
-        .body(format!("{{\"items\": [], \"pad\": \"{}\"}}", "x".repeat(70_000)))
+        .body(format!(
+            "{{\"items\": [], \"pad\": \"{}\"}}",
+            "x".repeat(70_000)
+        ))
         .send()
         .await
         .expect("sent");
@@ -130,13 +150,18 @@ async fn bad_requests_get_problem_json_and_change_nothing(backend: Backend) {
     let unknown = app.order("carol", "NOPE", 1, None).await;
     assert_problem(unknown, StatusCode::NOT_FOUND, "NOT_FOUND").await;
     let stock = app.stock("SKU-1").await;
-    assert_eq!((stock["reserved"].clone(), stock["version"].clone()), (json!(0), json!(1)));
+    assert_eq!(
+        (stock["reserved"].clone(), stock["version"].clone()),
+        (json!(0), json!(1))
+    );
     app.stop().await;
 }
 on_both_stores!(bad_requests_get_problem_json_and_change_nothing);
 
 async fn an_order_reads_back_at_once_and_lists_for_its_owner_only(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.create_stock("A", 10).await;
     app.create_stock("B", 10).await;
     let dave = app.token("dave", Role::Customer);
@@ -176,7 +201,9 @@ async fn an_order_reads_back_at_once_and_lists_for_its_owner_only(backend: Backe
 on_both_stores!(an_order_reads_back_at_once_and_lists_for_its_owner_only);
 
 async fn a_refused_line_releases_the_lines_already_reserved(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.create_stock("A", 10).await;
     app.create_stock("B", 1).await;
     let frank = app.token("frank", Role::Customer);
@@ -198,16 +225,26 @@ async fn a_refused_line_releases_the_lines_already_reserved(backend: Backend) {
 on_both_stores!(a_refused_line_releases_the_lines_already_reserved);
 
 async fn cancelling_a_reserved_order_gives_its_units_back(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.create_stock("A", 10).await;
-    let order: Value = app.order("gina", "A", 4, None).await.json().await.expect("json");
+    let order: Value = app
+        .order("gina", "A", 4, None)
+        .await
+        .json()
+        .await
+        .expect("json");
     let id = order["id"].as_str().expect("id");
     let gina = app.token("gina", Role::Customer);
     let cancelled = app
         .post(&format!("/orders/{id}/cancel"), &gina, json!({}), None)
         .await;
     assert_eq!(cancelled.status(), StatusCode::OK);
-    assert_eq!(cancelled.json::<Value>().await.expect("json")["status"], "CANCELLED");
+    assert_eq!(
+        cancelled.json::<Value>().await.expect("json")["status"],
+        "CANCELLED"
+    );
     assert_eq!(app.stock("A").await["reserved"], 0);
     app.stop().await;
 }
@@ -233,9 +270,16 @@ async fn an_unpaid_order_expires_by_itself_and_its_units_return(backend: Backend
         manual_clock: true,
         ..Options::default()
     };
-    let Some(app) = spawn_app_with(backend, options).await else { return };
+    let Some(app) = spawn_app_with(backend, options).await else {
+        return;
+    };
     app.create_stock("A", 10).await;
-    let order: Value = app.order("hugo", "A", 3, None).await.json().await.expect("json");
+    let order: Value = app
+        .order("hugo", "A", 3, None)
+        .await
+        .json()
+        .await
+        .expect("json");
     let id = order["id"].as_str().expect("id").to_string();
     assert_eq!(app.stock("A").await["reserved"], 3);
     let clock = app.clock.clone().expect("manual clock");
@@ -246,7 +290,12 @@ async fn an_unpaid_order_expires_by_itself_and_its_units_return(backend: Backend
     eventually(|| async { app.stock("A").await["reserved"] == 0 }).await;
     let hugo = app.token("hugo", Role::Customer);
     eventually(|| async {
-        let order: Value = app.get(&format!("/orders/{id}"), &hugo).await.json().await.expect("json");
+        let order: Value = app
+            .get(&format!("/orders/{id}"), &hugo)
+            .await
+            .json()
+            .await
+            .expect("json");
         order["status"] == "EXPIRED"
     })
     .await;
@@ -257,27 +306,47 @@ async fn an_unpaid_order_expires_by_itself_and_its_units_return(backend: Backend
 on_both_stores!(an_unpaid_order_expires_by_itself_and_its_units_return);
 
 async fn adjustments_and_movements_follow_the_journal(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.create_stock("M", 5).await;
     let op = app.operator();
     let up = app
-        .post("/stock-items/M/adjustments", &op, json!({"delta": 7, "reason": "receipt"}), None)
+        .post(
+            "/stock-items/M/adjustments",
+            &op,
+            json!({"delta": 7, "reason": "receipt"}),
+            None,
+        )
         .await;
     assert_eq!(up.status(), StatusCode::OK);
     assert_eq!(up.json::<Value>().await.expect("json")["on_hand"], 12);
     app.order("ivy", "M", 10, None).await;
     let down = app
-        .post("/stock-items/M/adjustments", &op, json!({"delta": -3, "reason": "damaged"}), None)
+        .post(
+            "/stock-items/M/adjustments",
+            &op,
+            json!({"delta": -3, "reason": "damaged"}),
+            None,
+        )
         .await;
     assert_problem(down, StatusCode::CONFLICT, "INSUFFICIENT_STOCK").await;
-    let movements: Value = app.get("/stock-items/M/movements?limit=2", &op).await.json().await.expect("json");
+    let movements: Value = app
+        .get("/stock-items/M/movements?limit=2", &op)
+        .await
+        .json()
+        .await
+        .expect("json");
     let items = movements["items"].as_array().expect("items");
     assert_eq!(items.len(), 2);
     assert_eq!(items[0]["kind"], "reserved");
     assert_eq!(items[1]["kind"], "adjusted");
     let cursor = movements["next_cursor"].as_str().expect("more pages");
     let rest: Value = app
-        .get(&format!("/stock-items/M/movements?limit=2&cursor={cursor}"), &op)
+        .get(
+            &format!("/stock-items/M/movements?limit=2&cursor={cursor}"),
+            &op,
+        )
         .await
         .json()
         .await
@@ -288,7 +357,12 @@ async fn adjustments_and_movements_follow_the_journal(backend: Backend) {
     let forbidden = app.get("/stock-items/M/movements", &customer).await;
     assert_problem(forbidden, StatusCode::FORBIDDEN, "FORBIDDEN").await;
     let duplicate = app
-        .post("/stock-items", &op, json!({"sku": "M", "name": "again", "on_hand": 1}), None)
+        .post(
+            "/stock-items",
+            &op,
+            json!({"sku": "M", "name": "again", "on_hand": 1}),
+            None,
+        )
         .await;
     assert_problem(duplicate, StatusCode::CONFLICT, "CONFLICT").await;
     app.stop().await;

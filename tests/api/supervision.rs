@@ -19,7 +19,9 @@ async fn wait_until_running(app: &crate::helpers::TestApp, sku: &str) {
 }
 
 async fn a_panic_in_one_entity_is_survived(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.create_stock("VICTIM", 50).await;
     app.create_stock("BYSTANDER", 50).await;
     let orders = (0..10).map(|i| {
@@ -29,8 +31,16 @@ async fn a_panic_in_one_entity_is_survived(backend: Backend) {
             app.order(&format!("u{i}"), sku, 1, None).await.status()
         }
     });
-    assert!(join_all(orders).await.iter().all(|s| *s == StatusCode::CREATED));
-    let bystander_before = app.services.stock.inspect("BYSTANDER").await.expect("inspect");
+    assert!(join_all(orders)
+        .await
+        .iter()
+        .all(|s| *s == StatusCode::CREATED));
+    let bystander_before = app
+        .services
+        .stock
+        .inspect("BYSTANDER")
+        .await
+        .expect("inspect");
 
     assert!(app.services.stock.inject_panic("VICTIM"));
     wait_until_running(&app, "VICTIM").await;
@@ -40,7 +50,12 @@ async fn a_panic_in_one_entity_is_survived(backend: Backend) {
     assert_eq!(victim["version"], 6);
     let again = app.order("late", "VICTIM", 1, None).await;
     assert_eq!(again.status(), StatusCode::CREATED);
-    let bystander_after = app.services.stock.inspect("BYSTANDER").await.expect("inspect");
+    let bystander_after = app
+        .services
+        .stock
+        .inspect("BYSTANDER")
+        .await
+        .expect("inspect");
     assert_eq!(bystander_after.last_seq, bystander_before.last_seq);
     assert_eq!(app.stock("BYSTANDER").await["reserved"], 5);
     app.stop().await;
@@ -52,7 +67,9 @@ async fn an_entity_that_keeps_failing_is_marked_failed(backend: Backend) {
         tweak: |s| s.actors.restart_max = 2,
         ..Options::default()
     };
-    let Some(app) = spawn_app_with(backend, options).await else { return };
+    let Some(app) = spawn_app_with(backend, options).await else {
+        return;
+    };
     app.create_stock("FLAKY", 5).await;
     app.create_stock("FINE", 5).await;
     // restart_max = 2: the third failure within the window marks it failed.
@@ -84,13 +101,19 @@ async fn an_entity_that_keeps_failing_is_marked_failed(backend: Backend) {
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert_eq!(app.stock("FLAKY").await["on_hand"], 5, "back after an operator reset");
+    assert_eq!(
+        app.stock("FLAKY").await["on_hand"],
+        5,
+        "back after an operator reset"
+    );
     app.stop().await;
 }
 on_both_stores!(an_entity_that_keeps_failing_is_marked_failed);
 
 async fn passivation_stops_the_actor_and_keeps_the_state(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.create_stock("IDLE", 9).await;
     let ok = app.order("y", "IDLE", 4, None).await;
     assert_eq!(ok.status(), StatusCode::CREATED);
@@ -102,7 +125,12 @@ async fn passivation_stops_the_actor_and_keeps_the_state(backend: Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert!(!app.services.stock.is_running("IDLE"));
-    let inspected = app.services.stock.inspect("IDLE").await.expect("reactivates");
+    let inspected = app
+        .services
+        .stock
+        .inspect("IDLE")
+        .await
+        .expect("reactivates");
     assert_eq!(inspected.snapshot_seq, 2, "passivation wrote a snapshot");
     assert_eq!(inspected.state["reserved"], 4);
     assert_eq!(app.stock("IDLE").await["available"], 5);
@@ -111,7 +139,9 @@ async fn passivation_stops_the_actor_and_keeps_the_state(backend: Backend) {
 on_both_stores!(passivation_stops_the_actor_and_keeps_the_state);
 
 async fn a_miss_does_not_keep_an_actor(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     let token = app.token("z", Role::Customer);
     let response = app.get("/stock-items/NOTHING", &token).await;
     assert_problem(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
