@@ -74,12 +74,8 @@ impl Surge {
         let stock = Region::<StockItem>::start(rt.clone()).await?;
         let orders = Region::<Order>::start(rt.clone()).await?;
         let retention_ms = i64::try_from(settings.idempotency.retention_hours * 3_600_000)?;
-        let idempotency = Idempotency::load(
-            store.clone(),
-            clock.now_ms() - retention_ms,
-            settings.idempotency.memory_keys_max,
-        )
-        .await?;
+        let idempotency = Idempotency::new(store.clone(), settings.idempotency.memory_keys_max);
+        let warm_up = idempotency.warm_up(clock.now_ms() - retention_ms);
         let auth = AuthService::new(store.clone(), clock.clone(), settings.auth.clone());
         auth.ensure_bootstrap_admin().await?;
         let regions: Vec<Arc<dyn RegionControl>> =
@@ -96,7 +92,7 @@ impl Surge {
         Ok(Surge {
             services,
             auth: web::Data::new(auth),
-            background: vec![scheduler, purge],
+            background: vec![scheduler, purge, warm_up],
         })
     }
 

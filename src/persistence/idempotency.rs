@@ -4,7 +4,7 @@
 //! transaction as the events the request caused, so a crash never leaves one without the other.
 //! In memory we keep the hashes of recent keys: a key whose hash is unknown is new and needs no
 //! database look-up while the memory index is complete (it holds every key of the retention
-//! window). A running request holds its key, so a concurrent retry gets 409 in flight.
+//! window; it is loaded in the background at start-up). A running request holds its key, so a concurrent retry gets 409 in flight.
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -30,16 +30,48 @@ pub enum Begin {
 pub struct Idempotency {
     store: SharedStore,
     in_flight: Arc<DashSet<u64>>,
-    memory: Mutex<MemoryIndex>,
-    /// False once the memory index may miss keys (it overflowed): then misses are looked up.
+    index: Arc<MemoryIndex>,
+}
+
+/// Hashes of recent keys. It starts incomplete (every miss is looked up in the store) and
+/// becomes complete once the keys of the retention window are loaded, unless it overflowed.
+struct MemoryIndex {
+    keys: Mutex<RecentKeys>,
     complete: AtomicBool,
+    overflowed: AtomicBool,
     keys_max: usize,
 }
 
 #[derive(Default)]
-struct MemoryIndex {
+struct RecentKeys {
     hashes: HashSet<u64>,
     order: VecDeque<u64>,
+}
+
+impl MemoryIndex {
+    fn insert(&self, hash: u64) {
+        let mut keys = self.keys.lock().expect("idempotency index lock");
+        if keys.hashes.insert(hash) {
+            keys.order.push_back(hash);
+        }
+        while keys.order.len() > self.keys_max {
+            if let Some(old) = keys.order.pop_front() {
+                keys.hashes.remove(&old);
+            }
+            self.overflowed.store(true, Ordering::Relaxed);
+            self.complete.store(false, Ordering::Relaxed);
+        }
+    }
+
+    fn may_exist(&self, hash: u64) -> bool {
+        !self.complete.load(Ordering::Acquire)
+            || self
+                .keys
+                .lock()
+                .expect("idempotency index lock")
+                .hashes
+                .contains(&hash)
+    }
 }
 
 /// Releases the key when the request ends, whatever its outcome.
@@ -87,28 +119,40 @@ pub fn validate_key(key: &str) -> Result<(), ApiError> {
 }
 
 impl Idempotency {
-    /// Loads the keys of the retention window into memory.
-    pub async fn load(
-        store: SharedStore,
-        since_ms: i64,
-        keys_max: usize,
-    ) -> anyhow::Result<Idempotency> {
-        let limit = u32::try_from(keys_max.saturating_add(1)).unwrap_or(u32::MAX);
-        let keys = store.idempotency_keys_since(since_ms, limit).await?;
-        let complete = keys.len() <= keys_max;
-        let mut memory = MemoryIndex::default();
-        for (scope, key) in keys.iter().take(keys_max) {
-            let hash = key_hash(scope, key);
-            if memory.hashes.insert(hash) {
-                memory.order.push_back(hash);
-            }
-        }
-        Ok(Idempotency {
+    /// Ready at once; call [`Idempotency::warm_up`] to make new keys skip the store look-up.
+    pub fn new(store: SharedStore, keys_max: usize) -> Idempotency {
+        Idempotency {
             store,
             in_flight: Arc::new(DashSet::new()),
-            memory: Mutex::new(memory),
-            complete: AtomicBool::new(complete),
-            keys_max,
+            index: Arc::new(MemoryIndex {
+                keys: Mutex::new(RecentKeys::default()),
+                complete: AtomicBool::new(false),
+                overflowed: AtomicBool::new(false),
+                keys_max,
+            }),
+        }
+    }
+
+    /// Loads the keys created since `since_ms` in the background, so start-up does not wait
+    /// for them; until it is done, unknown keys are looked up in the store.
+    pub fn warm_up(&self, since_ms: i64) -> tokio::task::JoinHandle<()> {
+        let (store, index) = (self.store.clone(), self.index.clone());
+        tokio::spawn(async move {
+            let limit = u32::try_from(index.keys_max.saturating_add(1)).unwrap_or(u32::MAX);
+            match store.idempotency_keys_since(since_ms, limit).await {
+                Ok(keys) => {
+                    let fits = keys.len() <= index.keys_max;
+                    for (scope, key) in keys.iter().take(index.keys_max) {
+                        index.insert(key_hash(scope, key));
+                    }
+                    if fits && !index.overflowed.load(Ordering::Relaxed) {
+                        index.complete.store(true, Ordering::Release);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "idempotency keys not loaded; look-ups go to the store")
+                }
+            }
         })
     }
 
@@ -148,23 +192,12 @@ impl Idempotency {
     }
 
     fn may_exist(&self, hash: u64) -> bool {
-        let memory = self.memory.lock().expect("idempotency index lock");
-        memory.hashes.contains(&hash) || !self.complete.load(Ordering::Relaxed)
+        self.index.may_exist(hash)
     }
 
     /// Call once the record has been committed, before the guard drops.
     pub fn remember(&self, scope: &str, key: &str) {
-        let hash = key_hash(scope, key);
-        let mut memory = self.memory.lock().expect("idempotency index lock");
-        if memory.hashes.insert(hash) {
-            memory.order.push_back(hash);
-        }
-        while memory.order.len() > self.keys_max {
-            if let Some(old) = memory.order.pop_front() {
-                memory.hashes.remove(&old);
-            }
-            self.complete.store(false, Ordering::Relaxed);
-        }
+        self.index.insert(key_hash(scope, key));
     }
 
     /// Deletes records older than the retention window.

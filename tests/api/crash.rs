@@ -27,6 +27,7 @@ struct Server {
 
 struct Node {
     data_dir: tempfile::TempDir,
+    schema: Option<String>,
     env: Vec<(String, String)>,
     client: reqwest::Client,
 }
@@ -38,10 +39,12 @@ impl Node {
             ("SURGE_AUTH__JWT_SECRET".into(), SECRET.into()),
             ("RUST_LOG".into(), "warn".into()),
         ];
+        let mut schema = None;
         if backend == Backend::Postgres {
             env.push(("SURGE_DATABASE__URL".into(), postgres_url()?));
-            let schema = format!("crash_{}", uuid::Uuid::now_v7().simple());
-            env.push(("SURGE_DATABASE__SCHEMA".into(), schema));
+            let name = format!("crash_{}", uuid::Uuid::now_v7().simple());
+            env.push(("SURGE_DATABASE__SCHEMA".into(), name.clone()));
+            schema = Some(name);
         }
         env.extend(
             extra_env
@@ -50,9 +53,16 @@ impl Node {
         );
         Some(Node {
             data_dir: tempfile::tempdir().expect("temp dir"),
+            schema,
             env,
             client: reqwest::Client::new(),
         })
+    }
+
+    async fn clean_up(&self) {
+        if let Some(schema) = &self.schema {
+            crate::helpers::drop_schema(schema).await;
+        }
     }
 
     async fn start(&self) -> Server {
@@ -129,6 +139,18 @@ impl Node {
         assert_eq!(response.status(), StatusCode::CREATED);
     }
 
+    async fn keyed_order(&self, server: &Server, user: &str, key: &str) -> reqwest::Response {
+        let token = self.token(user, Role::Customer);
+        self.client
+            .post(format!("{}/api/v1/orders", server.base))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&json!({"items": [{"sku": "CRASH", "quantity": 1}]}))
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// Every order of every user, via the operator's list.
     async fn all_orders(&self, server: &Server) -> Vec<Value> {
         let mut orders = Vec::new();
@@ -159,6 +181,9 @@ async fn acknowledged_orders_survive_kill_9(backend: Backend) {
     };
     let server = node.start().await;
     node.create_stock(&server, "CRASH", 10_000).await;
+    let keyed = node.keyed_order(&server, "keyed-buyer", "crash-key").await;
+    assert_eq!(keyed.status(), StatusCode::CREATED);
+    let keyed: Value = keyed.json().await.expect("json");
     let node = Arc::new(node);
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let acked_count = Arc::new(AtomicUsize::new(0));
@@ -208,6 +233,16 @@ async fn acknowledged_orders_survive_kill_9(backend: Backend) {
         let order = node.json(&server, &format!("/orders/{id}")).await;
         assert_eq!(order["status"], "RESERVED", "acknowledged order {id} lost");
     }
+    let replay = node.keyed_order(&server, "keyed-buyer", "crash-key").await;
+    assert_eq!(
+        replay.headers()["Idempotent-Replayed"],
+        "true",
+        "the key survived the crash"
+    );
+    assert_eq!(
+        replay.json::<Value>().await.expect("json")["id"],
+        keyed["id"]
+    );
     let orders = node.all_orders(&server).await;
     let reserved_orders = orders.iter().filter(|o| o["status"] == "RESERVED").count();
     assert!(reserved_orders >= acked.len());
@@ -219,6 +254,7 @@ async fn acknowledged_orders_survive_kill_9(backend: Backend) {
     );
     assert_eq!(stock["on_hand"], 10_000);
     kill_9(server).await;
+    node.clean_up().await;
 }
 on_both_stores!(acknowledged_orders_survive_kill_9);
 
@@ -268,5 +304,6 @@ async fn reservations_due_while_down_are_released_at_start_up(backend: Backend) 
         assert_eq!(order["status"], "EXPIRED");
     }
     kill_9(server).await;
+    node.clean_up().await;
 }
 on_both_stores!(reservations_due_while_down_are_released_at_start_up);

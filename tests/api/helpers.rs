@@ -26,6 +26,7 @@ pub struct TestApp {
     pub services: web::Data<Services>,
     pub clock: Option<ManualClock>,
     server: actix_web::dev::ServerHandle,
+    schema: Option<String>,
     _data_dir: tempfile::TempDir,
 }
 
@@ -79,7 +80,9 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestAp
         Some(manual) => Arc::new(manual.clone()),
         None => Arc::new(SystemClock),
     };
-    let store = open_store(backend, &settings, data_dir.path()).await?;
+    let schema =
+        (backend == Backend::Postgres).then(|| format!("t_{}", uuid::Uuid::now_v7().simple()));
+    let store = open_store(schema.as_deref(), &settings, data_dir.path()).await?;
     let surge = Surge::build_on(store, settings.clone(), clock)
         .await
         .expect("surge builds");
@@ -95,26 +98,27 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestAp
         services: surge.services.clone(),
         clock: manual,
         server: handle,
+        schema,
         _data_dir: data_dir,
     })
 }
 
+/// SQLite in `data_dir`, or PostgreSQL in `schema` when one is given.
 async fn open_store(
-    backend: Backend,
+    schema: Option<&str>,
     settings: &Settings,
     data_dir: &std::path::Path,
 ) -> Option<SharedStore> {
-    let store: SharedStore = match backend {
-        Backend::Sqlite => Arc::new(
+    let store: SharedStore = match schema {
+        None => Arc::new(
             surge::persistence::SqliteStore::open(&data_dir.join("surge.db"), &settings.database)
                 .await
                 .expect("sqlite opens"),
         ),
-        Backend::Postgres => {
+        Some(schema) => {
             let url = postgres_url()?;
-            let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
             Arc::new(
-                PostgresStore::open(&url, Some(&schema), &settings.database)
+                PostgresStore::open(&url, Some(schema), &settings.database)
                     .await
                     .unwrap_or_else(|e| {
                         panic!("SURGE_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}")
@@ -204,7 +208,23 @@ impl TestApp {
             .barrier()
             .await
             .expect("journal flushes");
+        if let Some(schema) = &self.schema {
+            drop_schema(schema).await;
+        }
     }
+}
+
+/// Tests leave no schema behind in the shared test database.
+pub async fn drop_schema(schema: &str) {
+    let Some(url) = postgres_url() else { return };
+    let pool = sqlx::PgPool::connect(&url)
+        .await
+        .expect("postgres reachable");
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .execute(&pool)
+        .await
+        .expect("schema dropped");
+    pool.close().await;
 }
 
 /// Asserts a problem+json error with this status and code.
