@@ -4,9 +4,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use mimalloc::MiMalloc;
 use surge::auth::{mint_access_token, Role};
 use surge::clock::{Clock, SystemClock};
 use surge::config::{CliOverrides, Settings};
+
+/// mimalloc: the hot path allocates many small short-lived values, and passivated actors'
+/// memory goes back to the OS instead of staying in glibc's arenas.
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
 
 #[derive(Parser)]
 #[command(
