@@ -155,3 +155,49 @@ async fn a_miss_does_not_keep_an_actor(backend: Backend) {
     app.stop().await;
 }
 on_both_stores!(a_miss_does_not_keep_an_actor);
+
+async fn a_second_writer_of_an_entity_is_fenced(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    app.create_stock("FENCED", 10).await;
+    // Another writer appends seq 2 behind the running actor's back.
+    let foreign = surge::actors::stock_item::StockEvent::Adjusted {
+        delta: 5,
+        reason: "other node".into(),
+    };
+    let batch = surge::persistence::Batch {
+        events: vec![surge::persistence::EventRecord {
+            pid: "stock_item:FENCED".into(),
+            seq: 2,
+            at_ms: 0,
+            payload: surge::persistence::codec::encode(1, &foreign),
+        }],
+        ..Default::default()
+    };
+    app.services
+        .rt
+        .store
+        .commit(&batch)
+        .await
+        .expect("foreign append");
+    let before = app.services.stock.actor_id("FENCED");
+    // The actor's own seq 2 clashes: the caller gets 503 and the actor stops.
+    let clashed = app.order("w", "FENCED", 1, None).await;
+    assert_problem(clashed, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE").await;
+    for _ in 0..200 {
+        let now = app.services.stock.actor_id("FENCED");
+        if now.is_some() && now != before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Restarted from the journal, it sees the other writer's event and nothing of its own.
+    let stock = app.stock("FENCED").await;
+    assert_eq!(stock["on_hand"], 15);
+    assert_eq!(stock["reserved"], 0);
+    let after = app.order("w", "FENCED", 1, None).await;
+    assert_eq!(after.status(), StatusCode::CREATED);
+    app.stop().await;
+}
+on_both_stores!(a_second_writer_of_an_entity_is_fenced);
