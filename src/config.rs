@@ -61,6 +61,7 @@ pub struct JournalSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ActorSettings {
     pub inflight_max: usize,
+    pub park_after_secs: u64,
     pub passivate_after_secs: u64,
     pub idle_check_interval_secs: u64,
     pub restart_max: u32,

@@ -101,8 +101,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // ractor opens a span per actor for its whole life; at INFO that is memory held by
+        // every activated entity, so its spans are only kept when asked for via RUST_LOG.
+        let directives = format!("{},ractor=warn", settings.log.level);
+        tracing_subscriber::EnvFilter::new(directives)
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if settings.log.format == "json" {
         builder.json().init();

@@ -170,30 +170,41 @@ impl Writer {
     }
 
     async fn commit_group(&mut self, group: Vec<Append>) {
+        // Barriers (appends with nothing to write) are answered once the whole group,
+        // snapshots included, has been dealt with.
+        let (barriers, group): (Vec<Append>, Vec<Append>) =
+            group.into_iter().partition(|a| a.batch.is_empty());
         let mut combined = Batch::default();
         for append in &group {
             combined.extend(append.batch.clone());
         }
-        if combined.is_empty() {
-            group.into_iter().for_each(|a| (a.done)(Ok(())));
-            return;
-        }
         // Snapshots are committed after the callers have their replies: the journal is the
         // truth, a snapshot only shortens recovery, and a large one must not delay a group.
         let snapshots = std::mem::take(&mut combined.snapshots);
-        let started = Instant::now();
-        let result = self.store.commit(&combined).await;
-        self.record(&combined, started, result.is_ok());
-        match result {
-            Ok(()) => {
-                group.into_iter().for_each(|a| (a.done)(Ok(())));
-                self.commit_snapshots(snapshots).await;
+        if !combined.is_empty() {
+            let started = Instant::now();
+            let result = self.store.commit(&combined).await;
+            self.record(&combined, started, result.is_ok());
+            match result {
+                Ok(()) => group.into_iter().for_each(|a| (a.done)(Ok(()))),
+                // One by one, each append's snapshot goes in with its own events.
+                Err(StoreError::Conflict(_)) if group.len() > 1 => {
+                    self.commit_one_by_one(group).await;
+                    barriers.into_iter().for_each(|a| (a.done)(Ok(())));
+                    return;
+                }
+                // A snapshot of a state whose events did not commit must never be written.
+                Err(err) => {
+                    group.into_iter().for_each(|a| self.fail(a, &err));
+                    barriers.into_iter().for_each(|a| (a.done)(Ok(())));
+                    return;
+                }
             }
-            // One by one, each append's snapshot goes in with its own events.
-            Err(StoreError::Conflict(_)) if group.len() > 1 => self.commit_one_by_one(group).await,
-            // A snapshot of a state whose events did not commit must never be written.
-            Err(err) => group.into_iter().for_each(|a| self.fail(a, &err)),
+        } else {
+            group.into_iter().for_each(|a| (a.done)(Ok(())));
         }
+        self.commit_snapshots(snapshots).await;
+        barriers.into_iter().for_each(|a| (a.done)(Ok(())));
     }
 
     async fn commit_snapshots(&self, snapshots: Vec<super::SnapshotRecord>) {

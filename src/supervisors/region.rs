@@ -3,8 +3,11 @@
 //! - Activation: the first message for an id starts its actor (virtual actors: nobody creates
 //!   a wallet actor). The registry is a dashmap, so a message to a running entity does not pass
 //!   through the supervisor.
-//! - Passivation: a sweeper asks entities idle for `actors.passivate_after_secs` to snapshot and
-//!   stop.
+//! - Parking: a sweeper asks entities idle for `actors.park_after_secs` to stop their actor and
+//!   leave their state in the registry (an actor costs ~8 KB; a parked stock item a few hundred
+//!   bytes). The next message starts an actor from that state, with no database read.
+//! - Passivation: parked entities idle for `actors.passivate_after_secs` are snapshotted (if
+//!   behind) and dropped from memory.
 //! - Restarts: a failed entity is restarted at once from durable state. More than
 //!   `actors.restart_max` failures within `actors.restart_window_secs` mark it failed: callers
 //!   get 503 `UNAVAILABLE` until an operator restarts it or the process restarts.
@@ -25,14 +28,18 @@ use tokio::sync::oneshot;
 
 use crate::actors::entity_actor::{
     CommandEnvelope, EntityActor, EntityArgs, EntityMsg, EntityShared, Inspection, LiveEntity,
-    LiveMap,
+    LiveMap, Parked, Slot,
 };
 use crate::actors::{Entity, SideWrites};
 use crate::error::ApiError;
-use crate::runtime::SharedRuntime;
+use crate::persistence::journal::Append;
+use crate::persistence::{codec, Batch, SnapshotRecord};
+use crate::runtime::{Runtime, SharedRuntime};
 
-/// A caller whose message was dropped by a stopping actor tries again this often.
-const ASK_ATTEMPTS: usize = 4;
+/// A caller whose message was dropped by a stopping actor tries again this often, waiting
+/// 1, 2, 4, ... ms (at most [`ASK_BACKOFF_MAX_MS`]) so its supervisor can restart it.
+const ASK_ATTEMPTS: u32 = 8;
+const ASK_BACKOFF_MAX_MS: u64 = 50;
 
 pub enum RegionMsg<E: Entity> {
     Activate {
@@ -65,7 +72,10 @@ impl<E: Entity> Clone for Region<E> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RegionCounts {
     pub kind: &'static str,
+    /// Entities with a running actor.
     pub running: usize,
+    /// Activated entities whose actor is stopped (state in memory).
+    pub parked: usize,
     pub failed: usize,
 }
 
@@ -101,7 +111,11 @@ impl<E: Entity> Region<E> {
         side: Option<SideWrites<E>>,
     ) -> Result<E::Reply, ApiError> {
         let timeout = Duration::from_millis(self.rt.settings.server.request_timeout_ms);
-        for _ in 0..ASK_ATTEMPTS {
+        for attempt in 0..ASK_ATTEMPTS {
+            if attempt > 0 {
+                let backoff_ms = (1u64 << (attempt - 1)).min(ASK_BACKOFF_MAX_MS);
+                tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+            }
             let live = self.activate(id).await?;
             self.admit(&live)?;
             let (reply, answer) = oneshot::channel();
@@ -135,8 +149,8 @@ impl<E: Entity> Region<E> {
 
     /// The running actor of `id`, started if needed.
     pub async fn activate(&self, id: &str) -> Result<LiveEntity<E>, ApiError> {
-        if let Some(live) = self.live.get(id) {
-            return Ok(live.clone());
+        if let Some(live) = self.live.get(id).and_then(|slot| slot.live().cloned()) {
+            return Ok(live);
         }
         if self.failed.contains_key(id) {
             return Err(ApiError::unavailable(format!(
@@ -169,18 +183,32 @@ impl<E: Entity> Region<E> {
 
     /// Fault injection: the entity's actor panics (tests and drills).
     pub fn inject_panic(&self, id: &str) -> bool {
-        self.live
-            .get(id)
+        self.live_actor(id)
             .is_some_and(|live| live.actor.cast(EntityMsg::InjectPanic).is_ok())
     }
 
-    /// Asks a running entity to snapshot and stop now.
+    fn live_actor(&self, id: &str) -> Option<LiveEntity<E>> {
+        self.live.get(id).and_then(|slot| slot.live().cloned())
+    }
+
+    /// Snapshots the entity if behind and drops it from memory now.
     pub fn passivate(&self, id: &str) -> bool {
-        self.live.get(id).is_some_and(|live| {
-            live.actor
+        if let Some(live) = self.live_actor(id) {
+            return live
+                .actor
                 .cast(EntityMsg::Passivate { force: true })
-                .is_ok()
-        })
+                .is_ok();
+        }
+        let removed = self
+            .live
+            .remove_if(id, |_, slot| matches!(slot, Slot::Parked(_)));
+        match removed {
+            Some((id, Slot::Parked(parked))) => {
+                write_snapshot(&self.rt, &id, &parked);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Clears a failed mark so the next message activates the entity again.
@@ -192,10 +220,16 @@ impl<E: Entity> Region<E> {
 
     /// The running actor's id, which changes with every activation.
     pub fn actor_id(&self, id: &str) -> Option<ActorId> {
-        self.live.get(id).map(|live| live.actor.get_id())
+        self.live_actor(id).map(|live| live.actor.get_id())
     }
 
+    /// True while the entity has a running actor.
     pub fn is_running(&self, id: &str) -> bool {
+        self.live_actor(id).is_some()
+    }
+
+    /// True while the entity is in memory, with or without an actor.
+    pub fn is_activated(&self, id: &str) -> bool {
         self.live.contains_key(id)
     }
 
@@ -204,36 +238,102 @@ impl<E: Entity> Region<E> {
     }
 
     pub fn counts(&self) -> RegionCounts {
+        let (mut running, mut parked) = (0, 0);
+        for slot in self.live.iter() {
+            match &*slot {
+                Slot::Live(_) => running += 1,
+                Slot::Parked(_) => parked += 1,
+            }
+        }
         RegionCounts {
             kind: E::KIND,
-            running: self.live.len(),
+            running,
+            parked,
             failed: self.failed.len(),
         }
     }
 
-    /// Runs for the life of the process: every `idle_check_interval_secs`, asks idle entities
-    /// to passivate (each decides for itself whether it is idle).
+    /// One sweep now (the sweeper does this every `idle_check_interval_secs`).
+    pub fn sweep_now(&self) {
+        sweep::<E>(&self.rt, &self.live);
+    }
+
+    /// Runs for the life of the process: every `idle_check_interval_secs`, parks running
+    /// entities idle for `park_after_secs` (each actor decides for itself whether it is idle)
+    /// and passivates parked ones idle for `passivate_after_secs`.
     fn spawn_sweeper(&self) {
-        let live = Arc::downgrade(&self.live);
-        let every = Duration::from_secs(self.rt.settings.actors.idle_check_interval_secs.max(1));
-        let passivate_after_ms =
-            i64::try_from(self.rt.settings.actors.passivate_after_secs * 1000).unwrap_or(i64::MAX);
-        let clock = self.rt.clock.clone();
+        let region = Arc::downgrade(&self.live);
+        let rt = self.rt.clone();
+        let every = Duration::from_secs(rt.settings.actors.idle_check_interval_secs.max(1));
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             loop {
                 ticks.tick().await;
-                let Some(live) = live.upgrade() else { return };
-                let now_ms = clock.now_ms();
-                for entry in live.iter() {
-                    let last = entry.shared.last_active_ms.load(Ordering::Relaxed);
-                    if now_ms - last >= passivate_after_ms {
-                        let _ = entry.actor.cast(EntityMsg::Passivate { force: false });
-                    }
-                }
+                let Some(live) = region.upgrade() else { return };
+                sweep::<E>(&rt, &live);
             }
         });
     }
+}
+
+fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+fn sweep<E: Entity>(rt: &Runtime, live: &LiveMap<E>) {
+    let now_ms = rt.now_ms();
+    let park_after_ms = secs_to_ms(rt.settings.actors.park_after_secs);
+    let passivate_after_ms = secs_to_ms(rt.settings.actors.passivate_after_secs);
+    let mut to_passivate = Vec::new();
+    for entry in live.iter() {
+        match entry.value() {
+            Slot::Live(actor) => {
+                let last = actor.shared.last_active_ms.load(Ordering::Relaxed);
+                if now_ms - last >= park_after_ms {
+                    let _ = actor.actor.cast(EntityMsg::Park);
+                }
+            }
+            Slot::Parked(parked) if now_ms - parked.last_active_ms >= passivate_after_ms => {
+                to_passivate.push(entry.key().clone());
+            }
+            Slot::Parked(_) => {}
+        }
+    }
+    // Removed after the iteration: a dashmap shard cannot be written while it is read.
+    for id in to_passivate {
+        if let Some((id, Slot::Parked(parked))) =
+            live.remove_if(&id, |_, slot| matches!(slot, Slot::Parked(_)))
+        {
+            write_snapshot(rt, &id, &parked);
+        }
+    }
+}
+
+/// Queues a snapshot of a parked entity that is behind its journal (best effort: without it,
+/// recovery replays a longer tail).
+fn write_snapshot<E: Entity>(rt: &Runtime, id: &str, parked: &Parked<E>) {
+    if parked.last_seq <= parked.snapshot_seq || !parked.entity.exists() {
+        return;
+    }
+    if let Err(violation) = parked.entity.check_deep_invariants() {
+        tracing::error!(kind = E::KIND, %id, %violation, "not snapshotting a broken state");
+        return;
+    }
+    let Some(permit) = rt.journal.try_reserve() else {
+        return;
+    };
+    let mut batch = Batch::default();
+    batch.snapshots.push(SnapshotRecord {
+        pid: crate::actors::pid::<E>(id),
+        seq: parked.last_seq,
+        at_ms: rt.now_ms(),
+        payload: codec::encode(E::VERSION, &parked.entity),
+    });
+    permit.send(Append {
+        batch,
+        writer: None,
+        done: Box::new(|_| {}),
+    });
 }
 
 /// Wakes an entity of any kind by id (the deadline scheduler uses this).
@@ -350,8 +450,8 @@ impl<E: Entity> SupervisorState<E> {
         myself: &ActorRef<RegionMsg<E>>,
         id: &str,
     ) -> Result<LiveEntity<E>, ApiError> {
-        if let Some(live) = self.live.get(id) {
-            return Ok(live.clone());
+        if let Some(live) = self.live.get(id).and_then(|slot| slot.live().cloned()) {
+            return Ok(live);
         }
         if self.failed.contains_key(id) {
             return Err(ApiError::unavailable(format!(
@@ -359,12 +459,20 @@ impl<E: Entity> SupervisorState<E> {
                 E::KIND
             )));
         }
+        let parked = match self
+            .live
+            .remove_if(id, |_, slot| matches!(slot, Slot::Parked(_)))
+        {
+            Some((_, Slot::Parked(parked))) => Some(parked),
+            _ => None,
+        };
         let shared = Arc::new(EntityShared::new(self.rt.now_ms()));
         let args = EntityArgs {
             id: id.to_string(),
             rt: self.rt.clone(),
             shared: shared.clone(),
             live: self.live.clone(),
+            parked,
         };
         let (actor, _) =
             Actor::spawn_linked(None, EntityActor::<E>::default(), args, myself.get_cell())
@@ -372,15 +480,17 @@ impl<E: Entity> SupervisorState<E> {
                 .map_err(|e| ApiError::internal(format!("{} {id} did not start: {e}", E::KIND)))?;
         self.children.insert(actor.get_id(), id.to_string());
         let live = LiveEntity { actor, shared };
-        self.live.insert(id.to_string(), live.clone());
+        self.live.insert(id.to_string(), Slot::Live(live.clone()));
         Ok(live)
     }
 
     /// Drops a stopped child from the books; returns its entity id.
     fn forget(&mut self, actor_id: ActorId) -> Option<String> {
         let id = self.children.remove(&actor_id)?;
-        self.live
-            .remove_if(&id, |_, live| live.actor.get_id() == actor_id);
+        self.live.remove_if(&id, |_, slot| {
+            slot.live()
+                .is_some_and(|live| live.actor.get_id() == actor_id)
+        });
         Some(id)
     }
 

@@ -201,3 +201,59 @@ async fn a_second_writer_of_an_entity_is_fenced(backend: Backend) {
     app.stop().await;
 }
 on_both_stores!(a_second_writer_of_an_entity_is_fenced);
+
+async fn wait_for(check: impl Fn() -> bool, what: &str) {
+    for _ in 0..300 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{what} did not happen");
+}
+
+async fn an_idle_entity_parks_then_passivates_and_keeps_its_state(backend: Backend) {
+    let options = Options {
+        manual_clock: true,
+        ..Options::default()
+    };
+    let Some(app) = spawn_app_with(backend, options).await else {
+        return;
+    };
+    let clock = app.clock.clone().expect("manual clock");
+    let stock = &app.services.stock;
+    app.create_stock("NAP", 9).await;
+    assert_eq!(
+        app.order("n", "NAP", 2, None).await.status(),
+        StatusCode::CREATED
+    );
+    let park_after_ms = app.settings.actors.park_after_secs as i64 * 1000;
+    clock.advance_ms(park_after_ms);
+    stock.sweep_now();
+    wait_for(|| !stock.is_running("NAP"), "parking").await;
+    assert!(stock.is_activated("NAP"), "parked, still in memory");
+    assert_eq!(stock.counts().parked, 1);
+    // The next message starts an actor from the parked state.
+    assert_eq!(app.stock("NAP").await["reserved"], 2);
+    assert!(stock.is_running("NAP"));
+    assert_eq!(
+        app.order("n", "NAP", 1, None).await.status(),
+        StatusCode::CREATED
+    );
+
+    let passivate_after_ms = app.settings.actors.passivate_after_secs as i64 * 1000;
+    clock.advance_ms(park_after_ms);
+    stock.sweep_now();
+    wait_for(|| !stock.is_running("NAP"), "parking again").await;
+    clock.advance_ms(passivate_after_ms);
+    stock.sweep_now();
+    assert!(!stock.is_activated("NAP"), "passivated: gone from memory");
+    let inspected = stock.inspect("NAP").await.expect("recovers");
+    assert_eq!(inspected.state["reserved"], 3);
+    assert_eq!(
+        inspected.snapshot_seq, inspected.last_seq,
+        "passivation wrote a snapshot"
+    );
+    app.stop().await;
+}
+on_both_stores!(an_idle_entity_parks_then_passivates_and_keeps_its_state);
