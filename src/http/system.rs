@@ -1,4 +1,4 @@
-//! `/healthz` (the process runs) and `/readyz` (the journal store answers).
+//! `/healthz` (the process runs) and `/readyz` (the journal writer runs and its store answers).
 
 use std::time::Duration;
 
@@ -22,6 +22,9 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: State) -> Result<HttpResponse, ApiError> {
+    if !state.rt.journal.is_running() {
+        return Err(ApiError::unavailable("the journal writer has stopped"));
+    }
     match tokio::time::timeout(READY_TIMEOUT, state.rt.store.ping()).await {
         Ok(Ok(())) => Ok(HttpResponse::Ok().json(serde_json::json!({
             "status": "ready",

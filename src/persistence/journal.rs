@@ -88,6 +88,11 @@ impl JournalHandle {
         (JournalHandle { tx, stats }, task)
     }
 
+    /// False once the writer task has ended (then nothing can be made durable).
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
     /// A slot in the queue, or `None` when it is full (the caller answers 503).
     pub fn try_reserve(&self) -> Option<Permit<'_>> {
         self.tx.try_reserve().ok()
