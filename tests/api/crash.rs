@@ -307,3 +307,40 @@ async fn reservations_due_while_down_are_released_at_start_up(backend: Backend) 
     node.clean_up().await;
 }
 on_both_stores!(reservations_due_while_down_are_released_at_start_up);
+
+async fn sigterm_drains_flushes_and_exits_zero(backend: Backend) {
+    let Some(node) = Node::new(backend, &[]) else {
+        return;
+    };
+    let mut server = node.start().await;
+    node.create_stock(&server, "TERM", 100).await;
+    let token = node.token("t", Role::Customer);
+    let body = json!({"items": [{"sku": "TERM", "quantity": 3}]});
+    let response = node
+        .call(
+            &server,
+            reqwest::Method::POST,
+            "/orders",
+            &token,
+            Some(body),
+        )
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let pid = server.child.id().expect("running");
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(signalled.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), server.child.wait())
+        .await
+        .expect("exits within 30 s")
+        .expect("reaped");
+    assert_eq!(status.code(), Some(0), "a clean stop exits 0");
+    let server = node.start().await;
+    assert_eq!(node.json(&server, "/stock-items/TERM").await["reserved"], 3);
+    kill_9(server).await;
+    node.clean_up().await;
+}
+on_both_stores!(sigterm_drains_flushes_and_exits_zero);
