@@ -58,6 +58,9 @@ pub enum EntityMsg<E: Entity> {
     Inspect(oneshot::Sender<Inspection>),
     /// Fault injection for tests and drills: the actor panics on this message.
     InjectPanic,
+    /// Fault injection for tests and drills: the actor stops taking messages until the sender
+    /// is used or dropped (a stalled entity, to exercise admission bounds).
+    Stall(oneshot::Receiver<()>),
 }
 
 /// Counters shared between an actor and the callers that address it.
@@ -261,6 +264,9 @@ impl<E: Entity> Actor for EntityActor<E> {
                 let _ = reply.send(state.inspection());
             }
             EntityMsg::InjectPanic => panic!("{}: injected panic", state.pid),
+            EntityMsg::Stall(resume) => {
+                let _ = resume.await;
+            }
         }
         Ok(())
     }

@@ -187,6 +187,15 @@ impl<E: Entity> Region<E> {
             .is_some_and(|live| live.actor.cast(EntityMsg::InjectPanic).is_ok())
     }
 
+    /// Fault injection: the running entity stops taking messages until the returned sender is
+    /// used or dropped.
+    pub fn stall(&self, id: &str) -> Option<oneshot::Sender<()>> {
+        let live = self.live_actor(id)?;
+        let (resume, stalled) = oneshot::channel();
+        live.actor.cast(EntityMsg::Stall(stalled)).ok()?;
+        Some(resume)
+    }
+
     fn live_actor(&self, id: &str) -> Option<LiveEntity<E>> {
         self.live.get(id).and_then(|slot| slot.live().cloned())
     }
@@ -221,6 +230,12 @@ impl<E: Entity> Region<E> {
     /// The running actor's id, which changes with every activation.
     pub fn actor_id(&self, id: &str) -> Option<ActorId> {
         self.live_actor(id).map(|live| live.actor.get_id())
+    }
+
+    /// Commands waiting in the running entity's mailbox.
+    pub fn inflight(&self, id: &str) -> Option<usize> {
+        self.live_actor(id)
+            .map(|live| live.shared.inflight.load(Ordering::Acquire))
     }
 
     /// True while the entity has a running actor.

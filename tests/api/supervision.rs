@@ -257,3 +257,44 @@ async fn an_idle_entity_parks_then_passivates_and_keeps_its_state(backend: Backe
     app.stop().await;
 }
 on_both_stores!(an_idle_entity_parks_then_passivates_and_keeps_its_state);
+
+async fn past_the_in_flight_bound_callers_get_503(backend: Backend) {
+    let options = Options {
+        tweak: |s| s.actors.inflight_max = 3,
+        ..Options::default()
+    };
+    let Some(app) = spawn_app_with(backend, options).await else {
+        return;
+    };
+    app.create_stock("BUSY", 100).await;
+    let resume = app.services.stock.stall("BUSY").expect("running");
+    // Three commands wait in the stalled entity's mailbox; the fourth is turned away at once.
+    let waiting: Vec<_> = (0..3)
+        .map(|i| {
+            let stock = app.services.stock.clone();
+            tokio::spawn(async move {
+                let command = surge::actors::stock_item::StockCommand::Reserve {
+                    order: i,
+                    quantity: 1,
+                    expires_at_ms: i64::MAX,
+                };
+                stock.ask("BUSY", command, None).await
+            })
+        })
+        .collect();
+    wait_for(
+        || app.services.stock.inflight("BUSY").is_some_and(|n| n >= 3),
+        "three commands queued",
+    )
+    .await;
+    let refused = app.order("late", "BUSY", 1, None).await;
+    assert!(refused.headers().contains_key("Retry-After"));
+    assert_problem(refused, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE").await;
+    resume.send(()).expect("resumed");
+    for handle in waiting {
+        handle.await.expect("task").expect("reserved once resumed");
+    }
+    assert_eq!(app.stock("BUSY").await["reserved"], 3);
+    app.stop().await;
+}
+on_both_stores!(past_the_in_flight_bound_callers_get_503);
