@@ -54,8 +54,6 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(10))
-            // 64 MiB of page cache: the hot indexes stay in memory.
-            .pragma("cache_size", "-65536")
             // Checkpoint every ~40 MiB of WAL (default 4 MiB): pages rewritten by many commits
             // are copied back once. The writer checkpoints itself, which keeps the WAL bounded
             // under constant load (a concurrent PASSIVE checkpointer never caught up: the WAL
@@ -66,10 +64,12 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(db.connect_timeout_secs))
             .connect_with(options.clone())
             .await?;
+        // The writer alone gets 64 MiB of page cache, so the hot index pages stay in memory;
+        // readers keep SQLite's default (2 MiB each).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(db.connect_timeout_secs))
-            .connect_with(options)
+            .connect_with(options.pragma("cache_size", "-65536"))
             .await?;
         Ok(SqliteStore { pool, writer })
     }
