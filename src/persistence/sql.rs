@@ -18,6 +18,36 @@ pub struct SqliteStore {
     /// The one connection commits go through: SQLite has one writer anyway, and a single
     /// connection keeps the hot pages in its cache.
     writer: SqlitePool,
+    checkpointer: tokio::task::AbortHandle,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.checkpointer.abort();
+    }
+}
+
+/// How often a PASSIVE checkpoint copies the WAL back beside the writer.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Runs until the store is dropped. PASSIVE checkpoints never block the writer; they do most
+/// of the copying in the background, so the writer's own checkpoint (every ~40 MiB of WAL,
+/// which is what lets the WAL restart from the beginning) finds little left to copy and
+/// stalls its group commit only briefly.
+fn spawn_checkpointer(pool: SqlitePool) -> tokio::task::AbortHandle {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::warn!(%error, "background WAL checkpoint failed; retrying");
+            }
+        }
+    })
+    .abort_handle()
 }
 
 pub struct PostgresStore {
@@ -71,7 +101,12 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(db.connect_timeout_secs))
             .connect_with(options.pragma("cache_size", "-65536"))
             .await?;
-        Ok(SqliteStore { pool, writer })
+        let checkpointer = spawn_checkpointer(pool.clone());
+        Ok(SqliteStore {
+            pool,
+            writer,
+            checkpointer,
+        })
     }
 }
 
