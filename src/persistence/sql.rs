@@ -31,7 +31,7 @@ impl Drop for SqliteStore {
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 /// Runs until the store is dropped. PASSIVE checkpoints never block the writer; they do most
-/// of the copying in the background, so the writer's own checkpoint (every ~40 MiB of WAL,
+/// of the copying in the background, so the writer's own checkpoint (every 1000 pages of WAL,
 /// which is what lets the WAL restart from the beginning) finds little left to copy and
 /// stalls its group commit only briefly.
 fn spawn_checkpointer(pool: SqlitePool) -> tokio::task::AbortHandle {
@@ -84,11 +84,12 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(10))
-            // Checkpoint every ~40 MiB of WAL (default 4 MiB): pages rewritten by many commits
-            // are copied back once. The writer checkpoints itself, which keeps the WAL bounded
-            // under constant load (a concurrent PASSIVE checkpointer never caught up: the WAL
-            // grew to 7 GB over 1M events and every start-up had to read it).
-            .pragma("wal_autocheckpoint", "10000");
+            // The writer checkpoints every 1000 pages of WAL (SQLite's default, ~4 MiB), which
+            // is what restarts the WAL; the background checkpointer has done most of the
+            // copying by then. Measured on the hot-SKU bench (15 s, FULL): 1000 pages gave p99
+            // 18 ms at 7.8k orders/s, 2000 pages 24 ms at 8.7k/s, 10000 pages 31 ms at 10k/s,
+            // 65536 pages 96 ms; a background checkpointer alone let the WAL grow to 7 GB.
+            .pragma("wal_autocheckpoint", "1000");
         let pool = SqlitePoolOptions::new()
             .max_connections(db.max_connections.max(2))
             .acquire_timeout(Duration::from_secs(db.connect_timeout_secs))
