@@ -17,11 +17,35 @@ use crate::persistence::{Batch, IdempotencyRecord};
 pub const HEADER: &str = "Idempotency-Key";
 pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
 
-/// A request that carries a key and runs for the first time.
-pub struct KeyedRequest {
+/// Who used which key for which request: everything its record needs but the response.
+#[derive(Debug, Clone)]
+pub struct IdemKey {
     pub scope: String,
     pub key: String,
     pub fingerprint: String,
+}
+
+impl IdemKey {
+    pub fn record(
+        &self,
+        status: StatusCode,
+        body: &impl Serialize,
+        now_ms: i64,
+    ) -> IdempotencyRecord {
+        IdempotencyRecord {
+            scope: self.scope.clone(),
+            key: self.key.clone(),
+            fingerprint: self.fingerprint.clone(),
+            status: status.as_u16(),
+            body: serde_json::to_vec(body).expect("responses serialise"),
+            created_at_ms: now_ms,
+        }
+    }
+}
+
+/// A request that carries a key and runs for the first time; it holds the key until done.
+pub struct KeyedRequest {
+    pub id: IdemKey,
     _guard: InFlightGuard,
 }
 
@@ -53,9 +77,11 @@ pub async fn prepare(
     {
         Begin::Replay(record) => Ok(Prepared::Replay(replay(&record))),
         Begin::Fresh(guard) => Ok(Prepared::Run(Some(KeyedRequest {
-            scope: caller.user_id.clone(),
-            key: key.to_string(),
-            fingerprint,
+            id: IdemKey {
+                scope: caller.user_id.clone(),
+                key: key.to_string(),
+                fingerprint,
+            },
             _guard: guard,
         }))),
     }
@@ -70,25 +96,9 @@ fn replay(record: &IdempotencyRecord) -> HttpResponse {
 }
 
 impl KeyedRequest {
-    pub fn record(
-        &self,
-        status: StatusCode,
-        body: &impl Serialize,
-        now_ms: i64,
-    ) -> IdempotencyRecord {
-        IdempotencyRecord {
-            scope: self.scope.clone(),
-            key: self.key.clone(),
-            fingerprint: self.fingerprint.clone(),
-            status: status.as_u16(),
-            body: serde_json::to_vec(body).expect("responses serialise"),
-            created_at_ms: now_ms,
-        }
-    }
-
     /// After the record has committed: later look-ups find it in memory.
     pub fn finish(self, state: &State) {
-        state.idempotency.remember(&self.scope, &self.key);
+        state.idempotency.remember(&self.id.scope, &self.id.key);
     }
 }
 
@@ -103,22 +113,12 @@ where
     F: Fn(&E::Reply) -> T + Send + Sync + 'static,
     T: Serialize,
 {
-    let keyed = keyed?;
-    let (scope, key, fingerprint) = (
-        keyed.scope.clone(),
-        keyed.key.clone(),
-        keyed.fingerprint.clone(),
-    );
+    let id = keyed?.id.clone();
     Some(Arc::new(move |reply: &E::Reply, now_ms: i64| {
         let mut batch = Batch::default();
-        batch.idempotency.push(IdempotencyRecord {
-            scope: scope.clone(),
-            key: key.clone(),
-            fingerprint: fingerprint.clone(),
-            status: status.as_u16(),
-            body: serde_json::to_vec(&render(reply)).expect("responses serialise"),
-            created_at_ms: now_ms,
-        });
+        batch
+            .idempotency
+            .push(id.record(status, &render(reply), now_ms));
         batch
     }))
 }

@@ -124,22 +124,15 @@ impl Plan {
     fn birth_side(&self, prices: &[i64], keyed: Option<&KeyedRequest>) -> SideWrites<StockItem> {
         let plan = self.clone();
         let prices = prices.to_vec();
-        let record = keyed.map(|k| (k.scope.clone(), k.key.clone(), k.fingerprint.clone()));
+        let id = keyed.map(|k| k.id.clone());
         Arc::new(move |last: &StockView, now_ms: i64| {
             let mut all_prices = prices.clone();
             all_prices.push(last.price);
             let (mut batch, view) = birth(&plan.order_id.to_string(), plan.placed(&all_prices));
-            if let Some((scope, key, fingerprint)) = &record {
+            if let Some(id) = &id {
                 batch
                     .idempotency
-                    .push(crate::persistence::IdempotencyRecord {
-                        scope: scope.clone(),
-                        key: key.clone(),
-                        fingerprint: fingerprint.clone(),
-                        status: StatusCode::CREATED.as_u16(),
-                        body: serde_json::to_vec(&view).expect("order views serialise"),
-                        created_at_ms: now_ms,
-                    });
+                    .push(id.record(StatusCode::CREATED, &view, now_ms));
             }
             batch
         })
