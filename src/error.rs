@@ -81,6 +81,10 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub detail: String,
     pub errors: Vec<FieldError>,
+    /// The change may or may not have been made (a timeout or a failed commit after the
+    /// events were handed to the journal): callers must not compensate, and the client
+    /// should retry with the same Idempotency-Key.
+    pub outcome_unknown: bool,
 }
 
 /// Seconds a client should wait before retrying a 429 or 503.
@@ -92,6 +96,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             errors: Vec::new(),
+            outcome_unknown: false,
         }
     }
 
@@ -112,11 +117,20 @@ impl ApiError {
             code: ErrorCode::ValidationFailed,
             detail,
             errors,
+            outcome_unknown: false,
         }
     }
 
     pub fn unavailable(detail: impl Into<String>) -> ApiError {
         ApiError::new(ErrorCode::Unavailable, detail)
+    }
+
+    /// 503 for a change whose outcome is not known yet.
+    pub fn outcome_unknown(detail: impl Into<String>) -> ApiError {
+        ApiError {
+            outcome_unknown: true,
+            ..ApiError::unavailable(detail)
+        }
     }
 
     pub fn not_found(what: impl Into<String>) -> ApiError {

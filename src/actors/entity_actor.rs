@@ -451,8 +451,8 @@ impl<E: Entity> EntityState<E> {
                 }
                 Err(error) => {
                     if let Some(reply) = reply {
-                        let _ = reply.send(Err(ApiError::unavailable(
-                            "the change could not be made durable; retry with the same Idempotency-Key",
+                        let _ = reply.send(Err(ApiError::outcome_unknown(
+                            "the change could not be confirmed durable; retry with the same Idempotency-Key",
                         )));
                     }
                     let _ = myself.cast(EntityMsg::CommitFailed(error));

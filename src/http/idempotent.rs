@@ -11,8 +11,9 @@ use super::State;
 use crate::actors::{Entity, SideWrites};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
-use crate::persistence::idempotency::{fingerprint, validate_key, Begin, InFlightGuard};
+use crate::persistence::idempotency::{fingerprint, validate_key, Begin};
 use crate::persistence::{Batch, IdempotencyRecord};
+use crate::supervisors::region::Hold;
 
 pub const HEADER: &str = "Idempotency-Key";
 pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
@@ -43,10 +44,22 @@ impl IdemKey {
     }
 }
 
-/// A request that carries a key and runs for the first time; it holds the key until done.
+/// A request that carries a key and runs for the first time; it holds the key until its
+/// outcome is known (past a timeout, the region keeps holding it).
 pub struct KeyedRequest {
     pub id: IdemKey,
-    _guard: InFlightGuard,
+    pub hold: Option<Hold>,
+}
+
+/// The hold of an optional keyed request, for [`crate::supervisors::region::Region::ask_holding`].
+pub fn hold_of<'a>(
+    keyed: &'a mut Option<KeyedRequest>,
+    none: &'a mut Option<Hold>,
+) -> &'a mut Option<Hold> {
+    match keyed {
+        Some(keyed) => &mut keyed.hold,
+        None => none,
+    }
 }
 
 pub enum Prepared {
@@ -82,7 +95,7 @@ pub async fn prepare(
                 key: key.to_string(),
                 fingerprint,
             },
-            _guard: guard,
+            hold: Some(Box::new(guard)),
         }))),
     }
 }

@@ -147,7 +147,7 @@ async fn place(
 ) -> Result<HttpResponse, ApiError> {
     let mut input: PlaceBody = body.json()?;
     validate_lines(&input.items, state.rt.settings.orders.lines_max)?;
-    let keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
+    let mut keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
         Prepared::Replay(response) => return Ok(response),
         Prepared::Run(keyed) => keyed,
     };
@@ -162,7 +162,7 @@ async fn place(
         expires_at_ms: now_ms + pay_within_ms,
         created_at_ms: now_ms,
     };
-    let prices = reserve_lines(&state, &plan, keyed.as_ref()).await?;
+    let prices = reserve_lines(&state, &plan, &mut keyed).await?;
     let (_, view) = birth(&plan.order_id.to_string(), plan.placed(&prices));
     if let Some(keyed) = keyed {
         keyed.finish(&state);
@@ -170,18 +170,27 @@ async fn place(
     Ok(HttpResponse::Created().json(view))
 }
 
-/// Reserves every line or none; returns the unit prices in line order.
+/// Reserves every line or none; returns the unit prices in line order. A definite refusal
+/// releases the lines already reserved; an unknown outcome (a timeout, a failed commit) leaves
+/// them to expire, since the line in doubt may yet have been reserved with the order's birth.
 async fn reserve_lines(
     state: &State,
     plan: &Plan,
-    keyed: Option<&KeyedRequest>,
+    keyed: &mut Option<KeyedRequest>,
 ) -> Result<Vec<i64>, ApiError> {
     let mut prices = Vec::with_capacity(plan.lines.len());
     for (i, line) in plan.lines.iter().enumerate() {
         let last = i + 1 == plan.lines.len();
-        let side = last.then(|| plan.birth_side(&prices, keyed));
-        match state.stock.ask(&line.sku, plan.reserve(line), side).await {
+        let side = last.then(|| plan.birth_side(&prices, keyed.as_ref()));
+        let mut none = None;
+        let hold = idempotent::hold_of(keyed, &mut none);
+        match state
+            .stock
+            .ask_holding(&line.sku, plan.reserve(line), side, hold)
+            .await
+        {
             Ok(view) => prices.push(view.price),
+            Err(error) if error.outcome_unknown => return Err(error),
             Err(error) => {
                 release_lines(state, plan, &plan.lines[..i], ReleaseReason::Compensated).await;
                 return Err(error);
@@ -258,7 +267,7 @@ async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     let id = order_id(&path)?;
     owned_order(&state, &caller, id).await?;
-    let keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
+    let mut keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
         Prepared::Replay(response) => return Ok(response),
         Prepared::Run(keyed) => keyed,
     };
@@ -267,9 +276,11 @@ async fn cancel(
         StatusCode::OK,
         OrderView::clone,
     );
+    let mut none = None;
+    let hold = idempotent::hold_of(&mut keyed, &mut none);
     let view = state
         .orders
-        .ask(&id.to_string(), OrderCommand::Cancel, side)
+        .ask_holding(&id.to_string(), OrderCommand::Cancel, side, hold)
         .await?;
     if view.status == OrderStatus::Cancelled && view.source.kind == "stock" {
         let skus = view.items.iter().map(|i| i.reference.as_str());

@@ -174,6 +174,7 @@ impl Idempotency {
             in_flight: self.in_flight.clone(),
         };
         if !self.may_exist(hash) {
+            self.index.insert(hash);
             return Ok(Begin::Fresh(guard));
         }
         let stored = self
@@ -182,7 +183,12 @@ impl Idempotency {
             .await
             .map_err(|e| ApiError::unavailable(format!("idempotency look-up failed: {e}")))?;
         match stored {
-            None => Ok(Begin::Fresh(guard)),
+            None => {
+                // Known from now on: once this request's guard is gone, a retry looks the key
+                // up in the store instead of trusting the index to say it is new.
+                self.index.insert(hash);
+                Ok(Begin::Fresh(guard))
+            }
             Some(record) if record.fingerprint == fingerprint => Ok(Begin::Replay(record)),
             Some(_) => Err(ApiError::new(
                 ErrorCode::IdempotencyKeyReused,

@@ -225,9 +225,13 @@ impl Writer {
         }
     }
 
-    /// After a clash in a group: find the clashing append(s) and let the others through.
+    /// After a clash in a group: find the clashing append(s) and let the others through. An
+    /// append behind a failed one of the same incarnation is refused, as in any group.
     async fn commit_one_by_one(&mut self, group: Vec<Append>) {
         for append in group {
+            let Some(append) = self.refuse_poisoned(vec![append]).pop() else {
+                continue;
+            };
             let started = Instant::now();
             let result = self.store.commit(&append.batch).await;
             self.record(&append.batch, started, result.is_ok());
@@ -360,6 +364,31 @@ mod tests {
         assert_eq!(fresh.await.expect("answered"), Ok(()));
         let (_, events) = store.load("x:1").await.expect("loads");
         assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn after_a_clash_the_same_incarnations_later_appends_in_the_group_are_refused() {
+        let (_dir, store) = store().await;
+        store
+            .commit(&event("p:1", 1))
+            .await
+            .expect("the other writer");
+        let (handle, _task) = JournalHandle::start(store.clone(), 64, 4096);
+        // One group: the stale incarnation's seq 1 (clash) and seq 2, and a neighbour.
+        let clash = queue(&handle, event("p:1", 1), Some(("p:1", 3)));
+        let behind = queue(&handle, event("p:1", 2), Some(("p:1", 3)));
+        let neighbour = queue(&handle, event("q:1", 1), Some(("q:1", 4)));
+        assert!(matches!(
+            clash.await.expect("answered"),
+            Err(CommitError::Fenced(_))
+        ));
+        assert!(matches!(
+            behind.await.expect("answered"),
+            Err(CommitError::Failed(_))
+        ));
+        assert_eq!(neighbour.await.expect("answered"), Ok(()));
+        let (_, events) = store.load("p:1").await.expect("loads");
+        assert_eq!(events.len(), 1, "only the other writer's event");
     }
 
     #[tokio::test]

@@ -41,6 +41,9 @@ use crate::runtime::{Runtime, SharedRuntime};
 const ASK_ATTEMPTS: u32 = 8;
 const ASK_BACKOFF_MAX_MS: u64 = 50;
 
+/// Something to keep alive until a command's outcome is known.
+pub type Hold = Box<dyn Send>;
+
 pub enum RegionMsg<E: Entity> {
     Activate {
         id: String,
@@ -110,6 +113,19 @@ impl<E: Entity> Region<E> {
         command: E::Command,
         side: Option<SideWrites<E>>,
     ) -> Result<E::Reply, ApiError> {
+        self.ask_holding(id, command, side, &mut None).await
+    }
+
+    /// Like [`Region::ask`]; if the reply does not come in time, `hold` (an idempotency key's
+    /// in-flight guard) is kept until the command's outcome is known, so a retry with the same
+    /// key cannot run the command a second time meanwhile.
+    pub async fn ask_holding(
+        &self,
+        id: &str,
+        command: E::Command,
+        side: Option<SideWrites<E>>,
+        hold: &mut Option<Hold>,
+    ) -> Result<E::Reply, ApiError> {
         let timeout = Duration::from_millis(self.rt.settings.server.request_timeout_ms);
         for attempt in 0..ASK_ATTEMPTS {
             if attempt > 0 {
@@ -118,7 +134,7 @@ impl<E: Entity> Region<E> {
             }
             let live = self.activate(id).await?;
             self.admit(&live)?;
-            let (reply, answer) = oneshot::channel();
+            let (reply, mut answer) = oneshot::channel();
             let envelope = CommandEnvelope {
                 command: command.clone(),
                 side: side.clone(),
@@ -128,11 +144,22 @@ impl<E: Entity> Region<E> {
                 live.shared.inflight.fetch_sub(1, Ordering::AcqRel);
                 continue;
             }
-            match tokio::time::timeout(timeout, answer).await {
+            match tokio::time::timeout(timeout, &mut answer).await {
                 Ok(Ok(result)) => return result,
                 // The actor stopped before taking the message: nothing was persisted.
                 Ok(Err(_)) => continue,
-                Err(_) => return Err(ApiError::unavailable("the entity did not answer in time")),
+                Err(_) => {
+                    if let Some(kept) = hold.take() {
+                        // Bounded: the actor answers or drops the reply port.
+                        tokio::spawn(async move {
+                            let _ = answer.await;
+                            drop(kept);
+                        });
+                    }
+                    return Err(ApiError::outcome_unknown(
+                        "the entity did not answer in time; retry with the same Idempotency-Key",
+                    ));
+                }
             }
         }
         Err(ApiError::unavailable("the entity is restarting"))

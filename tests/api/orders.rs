@@ -368,3 +368,45 @@ async fn adjustments_and_movements_follow_the_journal(backend: Backend) {
     app.stop().await;
 }
 on_both_stores!(adjustments_and_movements_follow_the_journal);
+
+async fn a_keyed_retry_after_a_timeout_never_runs_twice(backend: Backend) {
+    let options = Options {
+        tweak: |s| s.server.request_timeout_ms = 300,
+        ..Options::default()
+    };
+    let Some(app) = spawn_app_with(backend, options).await else {
+        return;
+    };
+    app.create_stock("SLOW", 10).await;
+    let resume = app.services.stock.stall("SLOW").expect("running");
+    let first = app.order("kim", "SLOW", 1, Some("slow-key")).await;
+    let problem = assert_problem(first, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE").await;
+    assert!(problem["detail"]
+        .as_str()
+        .expect("detail")
+        .contains("Idempotency-Key"));
+    // The first attempt's outcome is still unknown: the key stays taken.
+    let early = app.order("kim", "SLOW", 1, Some("slow-key")).await;
+    assert_problem(early, StatusCode::CONFLICT, "IDEMPOTENCY_IN_FLIGHT").await;
+    resume.send(()).expect("resumed");
+    eventually(|| async { app.stock("SLOW").await["reserved"] == 1 }).await;
+    let mut replayed = None;
+    for _ in 0..200 {
+        let retry = app.order("kim", "SLOW", 1, Some("slow-key")).await;
+        if retry.status() == StatusCode::CREATED {
+            replayed = Some(retry);
+            break;
+        }
+        assert_eq!(
+            retry.status(),
+            StatusCode::CONFLICT,
+            "only in-flight while resolving"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let replayed = replayed.expect("the retry is answered");
+    assert_eq!(replayed.headers()["Idempotent-Replayed"], "true");
+    assert_eq!(app.stock("SLOW").await["reserved"], 1, "reserved once");
+    app.stop().await;
+}
+on_both_stores!(a_keyed_retry_after_a_timeout_never_runs_twice);
