@@ -34,6 +34,8 @@ pub struct CommandEnvelope<E: Entity> {
     pub command: E::Command,
     pub side: Option<SideWrites<E>>,
     pub reply: ReplyTx<E>,
+    /// Set when the actor takes the command: a reply dropped after that is not safe to retry.
+    pub taken: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What the admin console and tests see of a running entity.
@@ -223,6 +225,7 @@ impl<E: Entity> Actor for EntityActor<E> {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             EntityMsg::Command(envelope) => {
+                envelope.taken.store(true, Ordering::Release);
                 state.shared.inflight.fetch_sub(1, Ordering::AcqRel);
                 let now_ms = state.rt.now_ms();
                 state.shared.last_active_ms.store(now_ms, Ordering::Relaxed);

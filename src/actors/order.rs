@@ -245,7 +245,7 @@ impl Entity for Order {
     fn apply(&mut self, event: &OrderEvent) {
         match event {
             OrderEvent::Placed(placed) => {
-                self.amount = placed.items.iter().map(|i| i.unit_price * i.quantity).sum();
+                self.amount = amount_of(&placed.items);
                 self.status = Some(OrderStatus::Reserved);
                 self.updated_at_ms = placed.created_at_ms;
                 self.steps.push(Step {
@@ -283,7 +283,7 @@ impl Entity for Order {
         {
             return Err("item quantities are >= 1 and prices >= 0".into());
         }
-        let amount: i64 = placed.items.iter().map(|i| i.unit_price * i.quantity).sum();
+        let amount = amount_of(&placed.items);
         if amount != self.amount {
             return Err(format!("amount {} but items sum to {amount}", self.amount));
         }
@@ -321,6 +321,14 @@ impl Entity for Order {
     fn state_json(&self) -> serde_json::Value {
         serde_json::to_value(self.view()).expect("order view serialises")
     }
+}
+
+/// `sum(unit_price * quantity)`, saturating: reservations cap each line far below overflow,
+/// and a saturated total is refused by no one but can never panic an actor.
+pub fn amount_of(items: &[OrderItem]) -> i64 {
+    items.iter().fold(0i64, |total, item| {
+        total.saturating_add(item.unit_price.saturating_mul(item.quantity))
+    })
 }
 
 /// The rows that create order `id` in the same transaction as the step that reserved its

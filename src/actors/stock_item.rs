@@ -23,6 +23,10 @@ use crate::error::{ApiError, ErrorCode};
 /// Most reservations one expiry step releases; the rest follow in the next step at once.
 const EXPIRE_BATCH_MAX: usize = 1000;
 
+/// Largest amount (price × quantity) one reservation may carry, so that order totals over many
+/// lines stay far from overflowing.
+pub const LINE_AMOUNT_MAX: i64 = 1_000_000_000_000_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
     pub quantity: i64,
@@ -251,6 +255,13 @@ impl StockItem {
         }
         if quantity < 1 {
             return Err(ApiError::validation("quantity", "must be at least 1"));
+        }
+        let amount = self.price.checked_mul(quantity);
+        if amount.is_none_or(|amount| amount > LINE_AMOUNT_MAX) {
+            return Err(ApiError::validation(
+                "quantity",
+                format!("price × quantity must not exceed {LINE_AMOUNT_MAX}"),
+            ));
         }
         if quantity > self.reservable() {
             return Err(ApiError::new(

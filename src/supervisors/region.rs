@@ -135,10 +135,12 @@ impl<E: Entity> Region<E> {
             let live = self.activate(id).await?;
             self.admit(&live)?;
             let (reply, mut answer) = oneshot::channel();
+            let taken = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let envelope = CommandEnvelope {
                 command: command.clone(),
                 side: side.clone(),
                 reply,
+                taken: taken.clone(),
             };
             if live.actor.cast(EntityMsg::Command(envelope)).is_err() {
                 live.shared.inflight.fetch_sub(1, Ordering::AcqRel);
@@ -146,6 +148,13 @@ impl<E: Entity> Region<E> {
             }
             match tokio::time::timeout(timeout, &mut answer).await {
                 Ok(Ok(result)) => return result,
+                // The actor failed while handling it: running it again could fail again (or
+                // twice succeed), so the caller hears of it instead.
+                Ok(Err(_)) if taken.load(Ordering::Acquire) => {
+                    return Err(ApiError::outcome_unknown(
+                        "the entity failed while handling this request; retry with the same Idempotency-Key",
+                    ))
+                }
                 // The actor stopped before taking the message: nothing was persisted.
                 Ok(Err(_)) => continue,
                 Err(_) => {

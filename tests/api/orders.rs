@@ -410,3 +410,26 @@ async fn a_keyed_retry_after_a_timeout_never_runs_twice(backend: Backend) {
     app.stop().await;
 }
 on_both_stores!(a_keyed_retry_after_a_timeout_never_runs_twice);
+
+async fn an_order_too_large_to_total_is_refused_and_harms_nothing(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let op = app.operator();
+    let created = app
+        .post(
+            "/stock-items",
+            &op,
+            json!({"sku": "GOLD", "name": "gold", "on_hand": 1_000_000, "price": 1_000_000_000_000i64}),
+            None,
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let huge = app.order("midas", "GOLD", 100_000, None).await;
+    assert_problem(huge, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+    let fine = app.order("midas", "GOLD", 1, None).await;
+    assert_eq!(fine.status(), StatusCode::CREATED);
+    assert_eq!(app.stock("GOLD").await["reserved"], 1);
+    app.stop().await;
+}
+on_both_stores!(an_order_too_large_to_total_is_refused_and_harms_nothing);
