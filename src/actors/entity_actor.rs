@@ -28,6 +28,9 @@ use crate::persistence::journal::{Append, CommitError, WriterId};
 use crate::persistence::{codec, Batch, DeadlineWrite, EventRecord, SnapshotRecord};
 use crate::runtime::SharedRuntime;
 
+/// How soon a deadline step that found the journal full is tried again.
+const DEADLINE_RETRY_MS: i64 = 100;
+
 pub type ReplyTx<E> = oneshot::Sender<Result<<E as Entity>::Reply, ApiError>>;
 
 pub struct CommandEnvelope<E: Entity> {
@@ -73,6 +76,9 @@ pub struct EntityShared {
     pub last_active_ms: AtomicI64,
     pub last_seq: AtomicU64,
     pub snapshot_seq: AtomicU64,
+    /// Set by a failed commit before anything else can see the state it failed to persist;
+    /// from then on this incarnation answers nothing and writes nothing.
+    pub commit_failed: std::sync::atomic::AtomicBool,
 }
 
 impl EntityShared {
@@ -82,6 +88,7 @@ impl EntityShared {
             last_active_ms: AtomicI64::new(now_ms),
             last_seq: AtomicU64::new(0),
             snapshot_seq: AtomicU64::new(0),
+            commit_failed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -245,10 +252,16 @@ impl<E: Entity> Actor for EntityActor<E> {
                 let ctx = Ctx {
                     now_ms: state.rt.now_ms(),
                 };
-                if let Some(command) = state.entity.deadline_command(&ctx) {
-                    state.run(&myself, command, None, None);
+                let ran = match state.entity.deadline_command(&ctx) {
+                    Some(command) => state.run(&myself, command, None, None),
+                    None => true,
+                };
+                if ran {
+                    state.arm_deadline(&myself);
+                } else {
+                    // The journal is full: try again shortly instead of spinning on a due timer.
+                    state.arm_at(&myself, Some(ctx.now_ms + DEADLINE_RETRY_MS));
                 }
-                state.arm_deadline(&myself);
             }
             EntityMsg::Passivate { force } => {
                 if force || state.may_passivate() {
@@ -323,19 +336,27 @@ impl<E: Entity> EntityState<E> {
     }
 
     /// Decide, apply, append; the reply leaves once the append has committed.
+    /// Returns false when the command could not be taken (journal queue full, or this
+    /// incarnation's state is no longer trusted).
     fn run(
         &mut self,
         myself: &ActorRef<EntityMsg<E>>,
         command: E::Command,
         side: Option<SideWrites<E>>,
         reply: Option<ReplyTx<E>>,
-    ) {
+    ) -> bool {
+        if self.failed() {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(ApiError::unavailable("the entity is restarting")));
+            }
+            return false;
+        }
         let rt = self.rt.clone();
         let Some(permit) = rt.journal.try_reserve() else {
             if let Some(reply) = reply {
                 let _ = reply.send(Err(ApiError::unavailable("the journal queue is full")));
             }
-            return;
+            return false;
         };
         let now_ms = self.rt.now_ms();
         let decision = match self.entity.decide(&command, &Ctx { now_ms }) {
@@ -344,7 +365,7 @@ impl<E: Entity> EntityState<E> {
                 if let Some(reply) = reply {
                     let _ = reply.send(Err(rejection));
                 }
-                return;
+                return true;
             }
         };
         let nothing_to_write = decision.events.is_empty() && side.is_none();
@@ -352,7 +373,7 @@ impl<E: Entity> EntityState<E> {
             if let Some(reply) = reply {
                 let _ = reply.send(Ok(decision.reply));
             }
-            return;
+            return true;
         }
         let mut batch = self.apply_all(decision.events, now_ms);
         if let Some(side) = side {
@@ -369,6 +390,7 @@ impl<E: Entity> EntityState<E> {
             done: self.completion(myself.clone(), decision.reply, reply),
         });
         self.arm_deadline(myself);
+        true
     }
 
     fn apply_all(&mut self, events: Vec<E::Event>, now_ms: i64) -> Batch {
@@ -444,7 +466,12 @@ impl<E: Entity> EntityState<E> {
         reply: Option<ReplyTx<E>>,
     ) -> Box<dyn FnOnce(Result<(), CommitError>) + Send> {
         let pending = self.pending.clone();
+        let shared = self.shared.clone();
         Box::new(move |result| {
+            if result.is_err() {
+                // Before `pending` drops: nothing may read or park the unpersisted state.
+                shared.commit_failed.store(true, Ordering::Release);
+            }
             pending.fetch_sub(1, Ordering::AcqRel);
             match result {
                 Ok(()) => {
@@ -467,6 +494,10 @@ impl<E: Entity> EntityState<E> {
     /// Keeps exactly one timer, for the entity's next deadline.
     fn arm_deadline(&mut self, myself: &ActorRef<EntityMsg<E>>) {
         let wanted = self.entity.next_deadline_ms();
+        self.arm_at(myself, wanted);
+    }
+
+    fn arm_at(&mut self, myself: &ActorRef<EntityMsg<E>>, wanted: Option<i64>) {
         if self.timer.as_ref().map(|(at, _)| *at) == wanted {
             return;
         }
@@ -485,7 +516,11 @@ impl<E: Entity> EntityState<E> {
     }
 
     fn idle(&self) -> bool {
-        self.pending.load(Ordering::Acquire) == 0
+        self.pending.load(Ordering::Acquire) == 0 && !self.failed()
+    }
+
+    fn failed(&self) -> bool {
+        self.shared.commit_failed.load(Ordering::Acquire)
     }
 
     fn may_passivate(&self) -> bool {
@@ -545,7 +580,8 @@ impl<E: Entity> EntityState<E> {
     /// Snapshot if behind, leave the registry, stop. Messages still queued are dropped, and
     /// their callers retry on a fresh activation (nothing of theirs was persisted).
     fn passivate(&mut self, myself: &ActorRef<EntityMsg<E>>) {
-        if self.entity.exists() && self.last_seq > self.snapshot_seq {
+        // Only a state whose every event has committed may be snapshotted.
+        if self.idle() && self.entity.exists() && self.last_seq > self.snapshot_seq {
             let mut batch = Batch::default();
             batch.snapshots.push(self.snapshot(self.rt.now_ms()));
             if let Some(permit) = self.rt.journal.try_reserve() {

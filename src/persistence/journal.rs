@@ -195,13 +195,13 @@ impl Writer {
                 // One by one, each append's snapshot goes in with its own events.
                 Err(StoreError::Conflict(_)) if group.len() > 1 => {
                     self.commit_one_by_one(group).await;
-                    barriers.into_iter().for_each(|a| (a.done)(Ok(())));
+                    self.answer_barriers(barriers);
                     return;
                 }
                 // A snapshot of a state whose events did not commit must never be written.
                 Err(err) => {
                     group.into_iter().for_each(|a| self.fail(a, &err));
-                    barriers.into_iter().for_each(|a| (a.done)(Ok(())));
+                    self.answer_barriers(barriers);
                     return;
                 }
             }
@@ -209,7 +209,25 @@ impl Writer {
             group.into_iter().for_each(|a| (a.done)(Ok(())));
         }
         self.commit_snapshots(snapshots).await;
-        barriers.into_iter().for_each(|a| (a.done)(Ok(())));
+        self.answer_barriers(barriers);
+    }
+
+    /// A barrier from an actor whose earlier append failed fails too: the read waiting behind
+    /// it would otherwise see a state that was never persisted.
+    fn answer_barriers(&mut self, barriers: Vec<Append>) {
+        for barrier in barriers {
+            let poisoned = barrier
+                .writer
+                .as_ref()
+                .is_some_and(|w| self.poisoned.get(&w.pid) == Some(&w.incarnation));
+            if poisoned {
+                (barrier.done)(Err(CommitError::Failed(
+                    "an earlier append of this entity failed".into(),
+                )));
+            } else {
+                (barrier.done)(Ok(()));
+            }
+        }
     }
 
     async fn commit_snapshots(&self, snapshots: Vec<super::SnapshotRecord>) {
@@ -389,6 +407,28 @@ mod tests {
         assert_eq!(neighbour.await.expect("answered"), Ok(()));
         let (_, events) = store.load("p:1").await.expect("loads");
         assert_eq!(events.len(), 1, "only the other writer's event");
+    }
+
+    #[tokio::test]
+    async fn a_read_barrier_behind_a_failed_append_of_its_actor_fails_too() {
+        let (_dir, store) = store().await;
+        store
+            .commit(&event("r:1", 1))
+            .await
+            .expect("the other writer");
+        let (handle, _task) = JournalHandle::start(store.clone(), 64, 4096);
+        let clash = queue(&handle, event("r:1", 1), Some(("r:1", 6)));
+        let read = queue(&handle, Batch::default(), Some(("r:1", 6)));
+        let unrelated = queue(&handle, Batch::default(), None);
+        assert!(matches!(
+            clash.await.expect("answered"),
+            Err(CommitError::Fenced(_))
+        ));
+        assert!(matches!(
+            read.await.expect("answered"),
+            Err(CommitError::Failed(_))
+        ));
+        assert_eq!(unrelated.await.expect("answered"), Ok(()));
     }
 
     #[tokio::test]
