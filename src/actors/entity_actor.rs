@@ -270,7 +270,12 @@ impl<E: Entity> Actor for EntityActor<E> {
             }
             EntityMsg::Park => {
                 if state.may_park() {
-                    state.park(&myself);
+                    if state.entity.exists() {
+                        state.park(&myself);
+                    } else {
+                        // Woken for nothing (an inspection, a stale deadline row): just go.
+                        state.passivate(&myself);
+                    }
                 }
             }
             EntityMsg::CommitFailed(error) => {
@@ -550,7 +555,7 @@ impl<E: Entity> EntityState<E> {
             .entity
             .next_deadline_ms()
             .is_some_and(|at| at <= now_ms + lookahead_ms);
-        self.idle() && idle_for_ms >= park_after_ms && !deadline_near && self.entity.exists()
+        self.idle() && idle_for_ms >= park_after_ms && !deadline_near
     }
 
     /// Leaves the state in the registry and stops. Messages still queued are dropped and

@@ -549,6 +549,9 @@ impl<E: Entity> SupervisorState<E> {
         let now_ms = self.rt.now_ms();
         let window_ms =
             i64::try_from(self.rt.settings.actors.restart_window_secs * 1000).unwrap_or(i64::MAX);
+        // Forget entities whose failures have all left the window, so the map stays bounded.
+        self.failures
+            .retain(|_, at| at.back().is_some_and(|last| now_ms - last <= window_ms));
         let recent = self.failures.entry(id.clone()).or_default();
         recent.push_back(now_ms);
         while recent.front().is_some_and(|at| now_ms - at > window_ms) {
