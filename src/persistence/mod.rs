@@ -159,8 +159,14 @@ pub trait Store: Send + Sync + 'static {
         before_seq: Option<u64>,
         limit: u32,
     ) -> StoreResult<Vec<EventRecord>>;
-    /// Entities whose deadline is at or before `due_before_ms`, earliest first.
-    async fn due_deadlines(&self, due_before_ms: i64, limit: u32) -> StoreResult<Vec<String>>;
+    /// Entities whose deadline is at or before `due_before_ms`, as (pid, due_at_ms), in
+    /// (due_at_ms, pid) order, after the row `after` when given (paging).
+    async fn due_deadlines(
+        &self,
+        due_before_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, i64)>>;
 
     async fn idempotency_get(
         &self,

@@ -411,16 +411,22 @@ macro_rules! impl_store {
             async fn due_deadlines(
                 &self,
                 due_before_ms: i64,
+                after: Option<(i64, &str)>,
                 limit: u32,
-            ) -> StoreResult<Vec<String>> {
-                let rows: Vec<(String,)> = sqlx::query_as(
-                    "SELECT pid FROM deadlines WHERE due_at_ms <= $1 ORDER BY due_at_ms LIMIT $2",
+            ) -> StoreResult<Vec<(String, i64)>> {
+                let (after_ms, after_pid) = after.unwrap_or((i64::MIN, ""));
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT pid, due_at_ms FROM deadlines WHERE due_at_ms <= $1 \
+                     AND (due_at_ms > $2 OR (due_at_ms = $2 AND pid > $3)) \
+                     ORDER BY due_at_ms, pid LIMIT $4",
                 )
                 .bind(due_before_ms)
+                .bind(after_ms)
+                .bind(after_pid)
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows.into_iter().map(|(pid,)| pid).collect())
+                Ok(rows)
             }
 
             async fn idempotency_get(

@@ -11,6 +11,9 @@ use std::time::Duration;
 use super::region::RegionControl;
 use crate::runtime::SharedRuntime;
 
+/// Pages of due rows one tick reads at most (each `deadlines.scan_batch_max` rows).
+const SCAN_PAGES_MAX: usize = 20;
+
 pub struct DeadlineScheduler {
     rt: SharedRuntime,
     regions: HashMap<&'static str, Arc<dyn RegionControl>>,
@@ -22,39 +25,61 @@ impl DeadlineScheduler {
         DeadlineScheduler { rt, regions }
     }
 
-    /// Activates the entities with a deadline before now + lookahead; returns how many.
+    /// Activates the entities with a deadline before now + lookahead that have no running
+    /// actor; returns how many. Pages through the due rows (at most [`SCAN_PAGES_MAX`] pages
+    /// a tick), so running entities at the head never hide the ones behind them.
     pub async fn scan_once(&self) -> usize {
         let settings = &self.rt.settings.deadlines;
         let lookahead_ms = i64::try_from(settings.lookahead_secs * 1000).unwrap_or(i64::MAX);
         let horizon_ms = self.rt.now_ms().saturating_add(lookahead_ms);
-        let due = match self
-            .rt
-            .store
-            .due_deadlines(horizon_ms, settings.scan_batch_max)
-            .await
-        {
-            Ok(due) => due,
-            Err(error) => {
-                tracing::warn!(%error, "deadline scan failed; retrying next tick");
-                return 0;
-            }
-        };
+        let mut after: Option<(String, i64)> = None;
         let mut woken = 0;
-        for pid in &due {
-            let Some((kind, id)) = pid.split_once(':') else {
-                tracing::warn!(%pid, "deadline row with a malformed pid");
-                continue;
+        for _ in 0..SCAN_PAGES_MAX {
+            let cursor = after.as_ref().map(|(pid, due)| (*due, pid.as_str()));
+            let page = match self
+                .rt
+                .store
+                .due_deadlines(horizon_ms, cursor, settings.scan_batch_max)
+                .await
+            {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(%error, "deadline scan failed; retrying next tick");
+                    return woken;
+                }
             };
-            let Some(region) = self.regions.get(kind) else {
-                tracing::warn!(%pid, "deadline row for an unknown kind");
-                continue;
-            };
-            match region.wake(id).await {
-                Ok(()) => woken += 1,
-                Err(error) => tracing::warn!(%pid, error = %error.detail, "could not wake entity"),
+            for (pid, _) in &page {
+                woken += usize::from(self.wake(pid).await);
+            }
+            let full = u32::try_from(page.len()).unwrap_or(u32::MAX) >= settings.scan_batch_max;
+            match page.into_iter().last() {
+                Some(last) if full => after = Some(last),
+                _ => break,
             }
         }
         woken
+    }
+
+    /// Activates one entity unless it is running already; true if it was woken.
+    async fn wake(&self, pid: &str) -> bool {
+        let Some((kind, id)) = pid.split_once(':') else {
+            tracing::warn!(%pid, "deadline row with a malformed pid");
+            return false;
+        };
+        let Some(region) = self.regions.get(kind) else {
+            tracing::warn!(%pid, "deadline row for an unknown kind");
+            return false;
+        };
+        if region.is_running(id) {
+            return false;
+        }
+        match region.wake(id).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%pid, error = %error.detail, "could not wake entity");
+                false
+            }
+        }
     }
 
     /// Runs for the life of the process; the first scan happens at once.

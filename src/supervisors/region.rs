@@ -390,6 +390,8 @@ fn write_snapshot<E: Entity>(rt: &Runtime, id: &str, parked: &Parked<E>) {
 /// Wakes an entity of any kind by id (the deadline scheduler uses this).
 pub trait RegionControl: Send + Sync {
     fn kind(&self) -> &'static str;
+    /// True while the entity has a running actor (which keeps its own deadline timer).
+    fn is_running(&self, id: &str) -> bool;
     fn wake<'a>(
         &'a self,
         id: &'a str,
@@ -400,6 +402,10 @@ pub trait RegionControl: Send + Sync {
 impl<E: Entity> RegionControl for Region<E> {
     fn kind(&self) -> &'static str {
         E::KIND
+    }
+
+    fn is_running(&self, id: &str) -> bool {
+        Region::is_running(self, id)
     }
 
     fn wake<'a>(

@@ -6,6 +6,7 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use surge::auth::Role;
+use surge::clock::Clock;
 
 use crate::helpers::{assert_problem, spawn_app, spawn_app_with, Backend, Options};
 use crate::on_both_stores;
@@ -433,3 +434,50 @@ async fn an_order_too_large_to_total_is_refused_and_harms_nothing(backend: Backe
     app.stop().await;
 }
 on_both_stores!(an_order_too_large_to_total_is_refused_and_harms_nothing);
+
+async fn due_rows_of_running_entities_never_hide_later_deadlines(backend: Backend) {
+    let options = Options {
+        manual_clock: true,
+        tweak: |s| s.deadlines.scan_batch_max = 2,
+    };
+    let Some(app) = spawn_app_with(backend, options).await else {
+        return;
+    };
+    let clock = app.clock.clone().expect("manual clock");
+    // Five running entities whose (stale) deadline rows sit at the head of every scan.
+    let mut stale = surge::persistence::Batch::default();
+    for i in 0..5 {
+        app.create_stock(&format!("RUN-{i}"), 1).await;
+        stale
+            .deadlines
+            .push(surge::persistence::DeadlineWrite::Set {
+                pid: format!("stock_item:RUN-{i}"),
+                due_at_ms: clock.now_ms() - 60_000,
+            });
+    }
+    app.services
+        .rt
+        .store
+        .commit(&stale)
+        .await
+        .expect("stale rows");
+    app.create_stock("LATE", 5).await;
+    let order: Value = app
+        .order("lou", "LATE", 1, None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let pay_within_ms = i64::try_from(app.settings.orders.pay_within_secs * 1000).expect("fits");
+    clock.advance_ms(pay_within_ms + 1);
+    let lou = app.token("lou", Role::Customer);
+    // The list comes from read rows: it shows EXPIRED only once the scan woke the order.
+    eventually(|| async {
+        let listed: Value = app.get("/orders", &lou).await.json().await.expect("json");
+        listed["items"][0]["status"] == "EXPIRED"
+    })
+    .await;
+    assert_eq!(order["status"], "RESERVED");
+    app.stop().await;
+}
+on_both_stores!(due_rows_of_running_entities_never_hide_later_deadlines);
