@@ -372,7 +372,7 @@ on_both_stores!(adjustments_and_movements_follow_the_journal);
 
 async fn a_keyed_retry_after_a_timeout_never_runs_twice(backend: Backend) {
     let options = Options {
-        tweak: |s| s.server.request_timeout_ms = 300,
+        tweak: |s| s.server.request_timeout_ms = 1_000,
         ..Options::default()
     };
     let Some(app) = spawn_app_with(backend, options).await else {
