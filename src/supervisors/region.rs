@@ -28,13 +28,11 @@ use tokio::sync::oneshot;
 
 use crate::actors::entity_actor::{
     CommandEnvelope, EntityActor, EntityArgs, EntityMsg, EntityShared, Inspection, LiveEntity,
-    LiveMap, Parked, Slot,
+    LiveMap, Slot,
 };
 use crate::actors::{Entity, SideWrites};
 use crate::error::ApiError;
-use crate::persistence::journal::Append;
-use crate::persistence::{codec, Batch, SnapshotRecord};
-use crate::runtime::{Runtime, SharedRuntime};
+use crate::runtime::SharedRuntime;
 
 /// A caller whose message was dropped by a stopping actor tries again this often, waiting
 /// 1, 2, 4, ... ms (at most [`ASK_BACKOFF_MAX_MS`]) so its supervisor can restart it.
@@ -249,7 +247,7 @@ impl<E: Entity> Region<E> {
             .remove_if(id, |_, slot| matches!(slot, Slot::Parked(_)));
         match removed {
             Some((id, Slot::Parked(parked))) => {
-                write_snapshot(&self.rt, &id, &parked);
+                super::sweeper::write_snapshot(&self.rt, &id, &parked);
                 true
             }
             _ => false,
@@ -306,7 +304,7 @@ impl<E: Entity> Region<E> {
 
     /// One sweep now (the sweeper does this every `idle_check_interval_secs`).
     pub fn sweep_now(&self) {
-        sweep::<E>(&self.rt, &self.live);
+        super::sweeper::sweep::<E>(&self.rt, &self.live);
     }
 
     /// Runs for the life of the process: every `idle_check_interval_secs`, parks running
@@ -321,70 +319,10 @@ impl<E: Entity> Region<E> {
             loop {
                 ticks.tick().await;
                 let Some(live) = region.upgrade() else { return };
-                sweep::<E>(&rt, &live);
+                super::sweeper::sweep::<E>(&rt, &live);
             }
         });
     }
-}
-
-fn secs_to_ms(secs: u64) -> i64 {
-    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
-}
-
-fn sweep<E: Entity>(rt: &Runtime, live: &LiveMap<E>) {
-    let now_ms = rt.now_ms();
-    let park_after_ms = secs_to_ms(rt.settings.actors.park_after_secs);
-    let passivate_after_ms = secs_to_ms(rt.settings.actors.passivate_after_secs);
-    let mut to_passivate = Vec::new();
-    for entry in live.iter() {
-        match entry.value() {
-            Slot::Live(actor) => {
-                let last = actor.shared.last_active_ms.load(Ordering::Relaxed);
-                if now_ms - last >= park_after_ms {
-                    let _ = actor.actor.cast(EntityMsg::Park);
-                }
-            }
-            Slot::Parked(parked) if now_ms - parked.last_active_ms >= passivate_after_ms => {
-                to_passivate.push(entry.key().clone());
-            }
-            Slot::Parked(_) => {}
-        }
-    }
-    // Removed after the iteration: a dashmap shard cannot be written while it is read.
-    for id in to_passivate {
-        if let Some((id, Slot::Parked(parked))) =
-            live.remove_if(&id, |_, slot| matches!(slot, Slot::Parked(_)))
-        {
-            write_snapshot(rt, &id, &parked);
-        }
-    }
-}
-
-/// Queues a snapshot of a parked entity that is behind its journal (best effort: without it,
-/// recovery replays a longer tail).
-fn write_snapshot<E: Entity>(rt: &Runtime, id: &str, parked: &Parked<E>) {
-    if parked.last_seq <= parked.snapshot_seq || !parked.entity.exists() {
-        return;
-    }
-    if let Err(violation) = parked.entity.check_deep_invariants() {
-        tracing::error!(kind = E::KIND, %id, %violation, "not snapshotting a broken state");
-        return;
-    }
-    let Some(permit) = rt.journal.try_reserve() else {
-        return;
-    };
-    let mut batch = Batch::default();
-    batch.snapshots.push(SnapshotRecord {
-        pid: crate::actors::pid::<E>(id),
-        seq: parked.last_seq,
-        at_ms: rt.now_ms(),
-        payload: codec::encode(E::VERSION, &parked.entity),
-    });
-    permit.send(Append {
-        batch,
-        writer: None,
-        done: Box::new(|_| {}),
-    });
 }
 
 /// Wakes an entity of any kind by id (the deadline scheduler uses this).
