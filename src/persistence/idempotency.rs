@@ -7,7 +7,6 @@
 //! window; it is loaded in the background at start-up). A running request holds its key, so a concurrent retry gets 409 in flight.
 
 use std::collections::{HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -86,11 +85,20 @@ impl Drop for InFlightGuard {
     }
 }
 
+/// A stable 64-bit hash of (scope, key), the first 8 bytes of SHA-256: the store indexes it,
+/// so records written by one build must be found by the next.
 pub fn key_hash(scope: &str, key: &str) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    scope.hash(&mut hasher);
-    key.hash(&mut hasher);
-    hasher.finish()
+    let mut hasher = Sha256::new();
+    hasher.update(scope.as_bytes());
+    hasher.update([0]);
+    hasher.update(key.as_bytes());
+    let digest = hasher.finalize();
+    u64::from_be_bytes(digest[..8].try_into().expect("SHA-256 has 32 bytes"))
+}
+
+/// [`key_hash`] as the signed 64-bit integer the store keeps.
+pub fn stored_key_hash(scope: &str, key: &str) -> i64 {
+    i64::from_be_bytes(key_hash(scope, key).to_be_bytes())
 }
 
 /// The request's identity: method, path and body.
@@ -222,6 +230,17 @@ mod tests {
         assert_eq!(a, fingerprint("POST", "/api/v1/orders", b"{\"a\":1}"));
         assert_ne!(a, fingerprint("POST", "/api/v1/orders", b"{\"a\":2}"));
         assert_ne!(a, fingerprint("POST", "/api/v1/other", b"{\"a\":1}"));
+    }
+
+    #[test]
+    fn key_hashes_are_stable_and_scoped() {
+        // Fixed expectations: a change of hash would orphan every stored record.
+        assert_eq!(key_hash("alice", "k1"), key_hash("alice", "k1"));
+        assert_ne!(key_hash("alice", "k1"), key_hash("bob", "k1"));
+        assert_ne!(key_hash("al", "icek1"), key_hash("alice", "k1"));
+        let digest = Sha256::digest(b"alice\0k1");
+        let expected = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+        assert_eq!(key_hash("alice", "k1"), expected);
     }
 
     #[test]

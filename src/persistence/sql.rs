@@ -10,6 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, QueryBuilder, SqlitePool};
 
+use super::idempotency::stored_key_hash;
 use super::*;
 use crate::config::{DatabaseSettings, SqliteSynchronous as SyncSetting};
 
@@ -256,17 +257,18 @@ macro_rules! impl_store {
                 }
                 for chunk in fixed_chunks(&batch.idempotency) {
                     let mut query = QueryBuilder::<$db>::new(
-                        "INSERT INTO idempotency (scope, key, fingerprint, status, body, created_at_ms) ",
+                        "INSERT INTO idempotency \
+                         (key_hash, scope, key, fingerprint, status, body, created_at_ms) ",
                     );
                     query.push_values(chunk, |mut row, r| {
-                        row.push_bind(&r.scope)
+                        row.push_bind(stored_key_hash(&r.scope, &r.key))
+                            .push_bind(&r.scope)
                             .push_bind(&r.key)
                             .push_bind(&r.fingerprint)
                             .push_bind(i64::from(r.status))
                             .push_bind(&r.body)
                             .push_bind(r.created_at_ms);
                     });
-                    query.push(" ON CONFLICT (scope, key) DO NOTHING");
                     query.build().execute(&mut **tx).await?;
                 }
                 for chunk in fixed_chunks(&last_per_key(&batch.read_rows, |r| (&r.kind, &r.id))) {
@@ -436,8 +438,9 @@ macro_rules! impl_store {
             ) -> StoreResult<Option<IdempotencyRecord>> {
                 let row: Option<(String, i64, Vec<u8>, i64)> = sqlx::query_as(
                     "SELECT fingerprint, status, body, created_at_ms FROM idempotency \
-                     WHERE scope = $1 AND key = $2",
+                     WHERE key_hash = $1 AND scope = $2 AND key = $3",
                 )
+                .bind(stored_key_hash(scope, key))
                 .bind(scope)
                 .bind(key)
                 .fetch_optional(&self.pool)
