@@ -334,12 +334,8 @@ pub fn amount_of(items: &[OrderItem]) -> i64 {
 /// The rows that create order `id` in the same transaction as the step that reserved its
 /// units: its first event, its expiry deadline and its read row. Returns them with the view.
 pub fn birth(id: &str, placed: Placed) -> (Batch, OrderView) {
-    let mut order = Order::blank(id);
     let event = OrderEvent::Placed(placed);
-    order.apply(&event);
-    order
-        .check_invariants()
-        .expect("orders are born from validated lines");
+    let order = born(id, &event);
     let pid = pid::<Order>(id);
     let mut batch = Batch::default();
     batch.events.push(EventRecord {
@@ -355,6 +351,23 @@ pub fn birth(id: &str, placed: Placed) -> (Batch, OrderView) {
     batch.read_rows.extend(order.read_row());
     let view = order.view().expect("a placed order has a view");
     (batch, view)
+}
+
+/// The view an order has right after its birth: what the request that placed it answers,
+/// without building the rows [`birth`] commits.
+pub fn born_view(id: &str, placed: Placed) -> OrderView {
+    born(id, &OrderEvent::Placed(placed))
+        .view()
+        .expect("a placed order has a view")
+}
+
+fn born(id: &str, placed: &OrderEvent) -> Order {
+    let mut order = Order::blank(id);
+    order.apply(placed);
+    order
+        .check_invariants()
+        .expect("orders are born from validated lines");
+    order
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 use crate::persistence::idempotency::{fingerprint, validate_key, Begin};
 use crate::persistence::{Batch, IdempotencyRecord};
-use crate::supervisors::region::Hold;
+use crate::supervisors::region::{Hold, Region};
 
 pub const HEADER: &str = "Idempotency-Key";
 pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
@@ -134,4 +134,23 @@ where
             .push(id.record(status, &render(reply), now_ms));
         batch
     }))
+}
+
+/// Asks entity `id` of `region`, keeping the key's guard until the outcome is known, and
+/// remembers the key once the change (and its record) has committed.
+pub async fn ask_keyed<E: Entity>(
+    state: &State,
+    region: &Region<E>,
+    id: &str,
+    command: E::Command,
+    side: Option<SideWrites<E>>,
+    mut keyed: Option<KeyedRequest>,
+) -> Result<E::Reply, ApiError> {
+    let mut none = None;
+    let hold = hold_of(&mut keyed, &mut none);
+    let reply = region.ask_holding(id, command, side, hold).await?;
+    if let Some(keyed) = keyed {
+        keyed.finish(state);
+    }
+    Ok(reply)
 }

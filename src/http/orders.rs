@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::idempotent::{self, KeyedRequest, Prepared};
 use super::{is_valid_ident, ListQuery, RawBody, State};
 use crate::actors::order::{
-    birth, OrderCommand, OrderItem, OrderStatus, OrderView, Placed, Source,
+    birth, born_view, OrderCommand, OrderItem, OrderStatus, OrderView, Placed, Source,
 };
 use crate::actors::stock_item::{ReleaseReason, StockCommand, StockItem, StockView};
 use crate::actors::SideWrites;
@@ -163,7 +163,7 @@ async fn place(
         created_at_ms: now_ms,
     };
     let prices = reserve_lines(&state, &plan, &mut keyed).await?;
-    let (_, view) = birth(&plan.order_id.to_string(), plan.placed(&prices));
+    let view = born_view(&plan.order_id.to_string(), plan.placed(&prices));
     if let Some(keyed) = keyed {
         keyed.finish(&state);
     }
@@ -267,7 +267,7 @@ async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     let id = order_id(&path)?;
     owned_order(&state, &caller, id).await?;
-    let mut keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
+    let keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
         Prepared::Replay(response) => return Ok(response),
         Prepared::Run(keyed) => keyed,
     };
@@ -276,18 +276,18 @@ async fn cancel(
         StatusCode::OK,
         OrderView::clone,
     );
-    let mut none = None;
-    let hold = idempotent::hold_of(&mut keyed, &mut none);
-    let view = state
-        .orders
-        .ask_holding(&id.to_string(), OrderCommand::Cancel, side, hold)
-        .await?;
+    let view = idempotent::ask_keyed(
+        &state,
+        &state.orders,
+        &id.to_string(),
+        OrderCommand::Cancel,
+        side,
+        keyed,
+    )
+    .await?;
     if view.status == OrderStatus::Cancelled && view.source.kind == "stock" {
         let skus = view.items.iter().map(|i| i.reference.as_str());
         release(&state, id, skus, ReleaseReason::Cancelled).await;
-    }
-    if let Some(keyed) = keyed {
-        keyed.finish(&state);
     }
     Ok(HttpResponse::Ok().json(view))
 }

@@ -87,7 +87,7 @@ async fn create(
     caller.require_operator()?;
     let input: CreateBody = body.json()?;
     input.validate()?;
-    let mut keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
+    let keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
         Prepared::Replay(response) => return Ok(response),
         Prepared::Run(keyed) => keyed,
     };
@@ -102,18 +102,8 @@ async fn create(
         StatusCode::CREATED,
         StockView::clone,
     );
-    let view = state
-        .stock
-        .ask_holding(
-            &input.sku,
-            command,
-            side,
-            idempotent::hold_of(&mut keyed, &mut None),
-        )
-        .await?;
-    if let Some(keyed) = keyed {
-        keyed.finish(&state);
-    }
+    let view =
+        idempotent::ask_keyed(&state, &state.stock, &input.sku, command, side, keyed).await?;
     Ok(HttpResponse::Created().json(view))
 }
 
@@ -163,7 +153,7 @@ async fn adjust(
     if input.reason.trim().is_empty() || input.reason.len() > 200 {
         return Err(ApiError::validation("reason", "must be 1-200 characters"));
     }
-    let mut keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
+    let keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
         Prepared::Replay(response) => return Ok(response),
         Prepared::Run(keyed) => keyed,
     };
@@ -176,18 +166,7 @@ async fn adjust(
         StatusCode::OK,
         StockView::clone,
     );
-    let view = state
-        .stock
-        .ask_holding(
-            sku,
-            command,
-            side,
-            idempotent::hold_of(&mut keyed, &mut None),
-        )
-        .await?;
-    if let Some(keyed) = keyed {
-        keyed.finish(&state);
-    }
+    let view = idempotent::ask_keyed(&state, &state.stock, sku, command, side, keyed).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
