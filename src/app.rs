@@ -60,11 +60,8 @@ impl Surge {
         clock: SharedClock,
     ) -> anyhow::Result<Surge> {
         let settings = Arc::new(settings);
-        let (journal, _writer) = JournalHandle::start(
-            store.clone(),
-            settings.journal.queue_len_max,
-            settings.journal.batch_events_max,
-        );
+        persistence::catch_up_deferred_indexes(store.as_ref()).await?;
+        let (journal, _writer) = JournalHandle::start(store.clone(), &settings.journal);
         let rt = Arc::new(Runtime::new(
             store.clone(),
             journal,

@@ -42,6 +42,8 @@ async fn overview(state: State, caller: Caller) -> Result<HttpResponse, ApiError
             "avg_commit_micros": per_batch(commit_micros),
             "last_batch_rows": stats.last_batch_rows.load(Ordering::Relaxed),
             "last_commit_micros": stats.last_commit_micros.load(Ordering::Relaxed),
+            "indexed_rows": stats.indexed_rows.load(Ordering::Relaxed),
+            "index_micros_total": stats.index_micros_total.load(Ordering::Relaxed),
         },
     })))
 }

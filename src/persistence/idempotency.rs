@@ -4,7 +4,16 @@
 //! transaction as the events the request caused, so a crash never leaves one without the other.
 //! In memory we keep the hashes of recent keys: a key whose hash is unknown is new and needs no
 //! database look-up while the memory index is complete (it holds every key of the retention
-//! window; it is loaded in the background at start-up). A running request holds its key, so a concurrent retry gets 409 in flight.
+//! window; it is loaded in the background at start-up). A running request holds its key, so a
+//! concurrent retry gets 409 in flight.
+//!
+//! The store's hash index over the records is filled behind a watermark by the journal writer
+//! (`Store::index_deferred`), so the newest records sit in an unindexed tail. Every key this
+//! process has seen is in memory, and everything written before it started was indexed before
+//! it served (`catch_up_deferred_indexes`). So a key memory does not know is either new or old
+//! enough to be indexed, and its look-up skips the tail scan ([`Lookup::IndexedOnly`]); this
+//! holds as long as the writer indexes faster than `memory_keys_max` keys arrive, which it
+//! does by orders of magnitude (`journal.index_every_ms`, `journal.index_rows_max`).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use dashmap::DashSet;
 use sha2::{Digest, Sha256};
 
-use super::{IdempotencyRecord, SharedStore};
+use super::{IdempotencyRecord, Lookup, SharedStore};
 use crate::error::{ApiError, ErrorCode};
 
 pub const KEY_LEN_MAX: usize = 255;
@@ -62,14 +71,22 @@ impl MemoryIndex {
         }
     }
 
-    fn may_exist(&self, hash: u64) -> bool {
-        !self.complete.load(Ordering::Acquire)
-            || self
-                .keys
-                .lock()
-                .expect("idempotency index lock")
-                .hashes
-                .contains(&hash)
+    /// Where a key may be: memory holds every key this process has seen (bar evictions of the
+    /// oldest), and a key it has not seen cannot be in the store's unindexed tail.
+    fn lookup_for(&self, hash: u64) -> Option<Lookup> {
+        let known = self
+            .keys
+            .lock()
+            .expect("idempotency index lock")
+            .hashes
+            .contains(&hash);
+        if known {
+            Some(Lookup::Everywhere)
+        } else if self.complete.load(Ordering::Acquire) {
+            None
+        } else {
+            Some(Lookup::IndexedOnly)
+        }
     }
 }
 
@@ -181,13 +198,13 @@ impl Idempotency {
             hash,
             in_flight: self.in_flight.clone(),
         };
-        if !self.may_exist(hash) {
+        let Some(lookup) = self.index.lookup_for(hash) else {
             self.index.insert(hash);
             return Ok(Begin::Fresh(guard));
-        }
+        };
         let stored = self
             .store
-            .idempotency_get(scope, key)
+            .idempotency_get(scope, key, lookup)
             .await
             .map_err(|e| ApiError::unavailable(format!("idempotency look-up failed: {e}")))?;
         match stored {
@@ -203,10 +220,6 @@ impl Idempotency {
                 "this Idempotency-Key was used with a different request",
             )),
         }
-    }
-
-    fn may_exist(&self, hash: u64) -> bool {
-        self.index.may_exist(hash)
     }
 
     /// Call once the record has been committed, before the guard drops.
@@ -241,6 +254,43 @@ mod tests {
         let digest = Sha256::digest(b"alice\0k1");
         let expected = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
         assert_eq!(key_hash("alice", "k1"), expected);
+    }
+
+    fn memory(keys_max: usize) -> MemoryIndex {
+        MemoryIndex {
+            keys: Mutex::new(RecentKeys::default()),
+            complete: AtomicBool::new(false),
+            overflowed: AtomicBool::new(false),
+            keys_max,
+        }
+    }
+
+    #[test]
+    fn a_key_memory_knows_is_looked_up_everywhere_and_an_unknown_one_only_in_the_index() {
+        let index = memory(4);
+        index.insert(1);
+        assert_eq!(index.lookup_for(1), Some(Lookup::Everywhere));
+        // Incomplete (still loading): an unknown key may be old, never in the tail.
+        assert_eq!(index.lookup_for(2), Some(Lookup::IndexedOnly));
+        index.complete.store(true, Ordering::Release);
+        assert_eq!(index.lookup_for(2), None, "complete: unknown means new");
+        assert_eq!(index.lookup_for(1), Some(Lookup::Everywhere));
+    }
+
+    #[test]
+    fn overflowing_evicts_the_oldest_keys_and_makes_the_index_incomplete() {
+        let index = memory(2);
+        index.complete.store(true, Ordering::Release);
+        for hash in [1, 2, 3] {
+            index.insert(hash);
+        }
+        assert_eq!(
+            index.lookup_for(1),
+            Some(Lookup::IndexedOnly),
+            "evicted: old"
+        );
+        assert_eq!(index.lookup_for(3), Some(Lookup::Everywhere));
+        assert_eq!(index.lookup_for(9), Some(Lookup::IndexedOnly));
     }
 
     #[test]

@@ -16,11 +16,12 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Batch, SharedStore, StoreError};
+use crate::config::JournalSettings;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommitError {
@@ -58,6 +59,9 @@ pub struct JournalStats {
     pub last_commit_micros: AtomicU64,
     pub commit_micros_total: AtomicU64,
     pub failures: AtomicU64,
+    /// Rows the deferred indexes took in, and the time spent on it.
+    pub indexed_rows: AtomicU64,
+    pub index_micros_total: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -72,15 +76,16 @@ impl JournalHandle {
     /// Starts the writer task; it ends when every handle is dropped and the queue is empty.
     pub fn start(
         store: SharedStore,
-        queue_len_max: usize,
-        batch_rows_max: usize,
+        settings: &JournalSettings,
     ) -> (JournalHandle, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(queue_len_max);
+        let (tx, rx) = mpsc::channel(settings.queue_len_max);
         let stats = Arc::new(JournalStats::default());
         let writer = Writer {
             store,
             rx,
-            batch_rows_max,
+            batch_rows_max: settings.batch_events_max,
+            index_every: Duration::from_millis(settings.index_every_ms.max(1)),
+            index_rows_max: settings.index_rows_max.max(1),
             stats: stats.clone(),
             poisoned: HashMap::new(),
         };
@@ -125,28 +130,68 @@ struct Writer {
     store: SharedStore,
     rx: mpsc::Receiver<Append>,
     batch_rows_max: usize,
+    index_every: Duration,
+    index_rows_max: u32,
     stats: Arc<JournalStats>,
     poisoned: HashMap<String, u64>,
 }
 
 impl Writer {
-    /// Runs until every sender is gone (the process is shutting down).
+    /// Runs until every sender is gone (the process is shutting down). Between groups, and
+    /// when idle, it fills the deferred indexes every `index_every`: on the writer, because
+    /// SQLite has one writer and the index step must not make the commits wait for a lock.
     async fn run(mut self) {
-        while let Some(first) = self.rx.recv().await {
-            let mut group = vec![first];
-            let mut rows = group[0].batch.rows();
-            while rows < self.batch_rows_max {
-                match self.rx.try_recv() {
-                    Ok(next) => {
-                        rows += next.batch.rows();
-                        group.push(next);
-                    }
-                    Err(_) => break,
+        let mut index_due = tokio::time::Instant::now() + self.index_every;
+        loop {
+            let first = match tokio::time::timeout_at(index_due, self.rx.recv()).await {
+                Ok(Some(first)) => first,
+                Ok(None) => break,
+                Err(_elapsed) => {
+                    index_due = self.index_deferred().await;
+                    continue;
                 }
+            };
+            self.commit_gathered(first).await;
+            if tokio::time::Instant::now() >= index_due {
+                index_due = self.index_deferred().await;
             }
-            let group = self.refuse_poisoned(group);
-            self.commit_group(group).await;
         }
+        // The last appends are committed; leave nothing for the next start to catch up on.
+        self.index_deferred().await;
+    }
+
+    /// One step of the deferred indexes; returns when the next one is due.
+    async fn index_deferred(&self) -> tokio::time::Instant {
+        let started = Instant::now();
+        match self.store.index_deferred(self.index_rows_max).await {
+            Ok(rows) => {
+                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.stats.indexed_rows.fetch_add(rows, Ordering::Relaxed);
+                self.stats
+                    .index_micros_total
+                    .fetch_add(micros, Ordering::Relaxed);
+            }
+            // Look-ups scan the unindexed tail, so a failed step costs time, not correctness.
+            Err(error) => tracing::warn!(%error, "deferred index step failed; retrying"),
+        }
+        tokio::time::Instant::now() + self.index_every
+    }
+
+    /// Commits `first` with whatever queued behind it, up to the group bound.
+    async fn commit_gathered(&mut self, first: Append) {
+        let mut group = vec![first];
+        let mut rows = group[0].batch.rows();
+        while rows < self.batch_rows_max {
+            match self.rx.try_recv() {
+                Ok(next) => {
+                    rows += next.batch.rows();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let group = self.refuse_poisoned(group);
+        self.commit_group(group).await;
     }
 
     fn refuse_poisoned(&mut self, group: Vec<Append>) -> Vec<Append> {
@@ -310,6 +355,13 @@ mod tests {
         (dir, Arc::new(store))
     }
 
+    fn settings() -> JournalSettings {
+        JournalSettings {
+            queue_len_max: 64,
+            ..Settings::defaults().journal
+        }
+    }
+
     fn event(pid: &str, seq: u64) -> Batch {
         Batch {
             events: vec![EventRecord {
@@ -346,7 +398,7 @@ mod tests {
     #[tokio::test]
     async fn appends_queued_together_share_one_commit() {
         let (_dir, store) = store().await;
-        let (handle, _task) = JournalHandle::start(store.clone(), 64, 4096);
+        let (handle, _task) = JournalHandle::start(store.clone(), &settings());
         let outcomes: Vec<_> = (1..=20)
             .map(|i| queue(&handle, event(&format!("e:{i}"), 1), None))
             .collect();
@@ -363,7 +415,7 @@ mod tests {
     async fn a_clashing_append_is_fenced_and_its_neighbours_commit() {
         let (_dir, store) = store().await;
         store.commit(&event("x:1", 1)).await.expect("first writer");
-        let (handle, _task) = JournalHandle::start(store.clone(), 64, 4096);
+        let (handle, _task) = JournalHandle::start(store.clone(), &settings());
         let clash = queue(&handle, event("x:1", 1), Some(("x:1", 7)));
         let neighbour = queue(&handle, event("y:1", 1), Some(("y:1", 8)));
         assert!(matches!(
@@ -391,7 +443,7 @@ mod tests {
             .commit(&event("p:1", 1))
             .await
             .expect("the other writer");
-        let (handle, _task) = JournalHandle::start(store.clone(), 64, 4096);
+        let (handle, _task) = JournalHandle::start(store.clone(), &settings());
         // One group: the stale incarnation's seq 1 (clash) and seq 2, and a neighbour.
         let clash = queue(&handle, event("p:1", 1), Some(("p:1", 3)));
         let behind = queue(&handle, event("p:1", 2), Some(("p:1", 3)));
@@ -416,7 +468,7 @@ mod tests {
             .commit(&event("r:1", 1))
             .await
             .expect("the other writer");
-        let (handle, _task) = JournalHandle::start(store.clone(), 64, 4096);
+        let (handle, _task) = JournalHandle::start(store.clone(), &settings());
         let clash = queue(&handle, event("r:1", 1), Some(("r:1", 6)));
         let read = queue(&handle, Batch::default(), Some(("r:1", 6)));
         let unrelated = queue(&handle, Batch::default(), None);
@@ -434,7 +486,7 @@ mod tests {
     #[tokio::test]
     async fn a_barrier_waits_for_everything_queued_before_it() {
         let (_dir, store) = store().await;
-        let (handle, _task) = JournalHandle::start(store.clone(), 64, 4096);
+        let (handle, _task) = JournalHandle::start(store.clone(), &settings());
         let _first = queue(&handle, event("b:1", 1), None);
         handle.barrier().await.expect("barrier");
         let (_, events) = store.load("b:1").await.expect("loads");

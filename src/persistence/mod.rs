@@ -50,6 +50,15 @@ pub struct IdempotencyRecord {
     pub created_at_ms: i64,
 }
 
+/// Where an idempotency look-up searches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// The indexed records and the unindexed tail of recent ones: always complete.
+    Everywhere,
+    /// The indexed records only: enough for a key known not to be recent.
+    IndexedOnly,
+}
+
 /// A row of a read table: lists across entities (a user's orders) are served from these.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadRow {
@@ -172,6 +181,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         scope: &str,
         key: &str,
+        lookup: Lookup,
     ) -> StoreResult<Option<IdempotencyRecord>>;
     /// (scope, key) of records created at or after `since_ms`, at most `limit`.
     async fn idempotency_keys_since(
@@ -180,6 +190,12 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<(String, String)>>;
     async fn idempotency_purge(&self, before_ms: i64) -> StoreResult<u64>;
+
+    /// Fills the deferred look-up indexes (idempotency key hashes, read rows by owner) with at
+    /// most `rows_max` rows each past their watermarks, in one transaction on the writer's
+    /// connection; returns the rows indexed. Look-ups are correct whether or not this has run
+    /// (they scan the unindexed tail); running it keeps that tail short.
+    async fn index_deferred(&self, rows_max: u32) -> StoreResult<u64>;
 
     /// Read rows of one kind, newest first, optionally of one owner.
     async fn read_rows(
@@ -206,3 +222,20 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub type SharedStore = Arc<dyn Store>;
+
+/// Rows per deferred-index transaction while catching up at start-up.
+const CATCH_UP_ROWS_MAX: u32 = 100_000;
+
+/// Indexes everything committed before this process started, before anyone looks: from then
+/// on the unindexed tail only holds keys this process wrote, which its memory index knows
+/// (the guarantee [`Lookup::IndexedOnly`] rests on).
+pub async fn catch_up_deferred_indexes(store: &dyn Store) -> StoreResult<u64> {
+    let mut total = 0;
+    loop {
+        let indexed = store.index_deferred(CATCH_UP_ROWS_MAX).await?;
+        if indexed == 0 {
+            return Ok(total);
+        }
+        total += indexed;
+    }
+}

@@ -216,6 +216,9 @@ type ReadRowTuple = (String, String, String, i64, String, String);
 /// stay prepared in the connection's statement cache instead of being parsed every batch.
 const CHUNK_SIZES: [usize; 4] = [64, 16, 4, 1];
 
+/// Rows of one statement in a SQLite commit script.
+const SCRIPT_ROWS_MAX: usize = 1024;
+
 /// Splits `items` into chunks whose sizes are all in [`CHUNK_SIZES`].
 fn fixed_chunks<T>(mut items: &[T]) -> Vec<&[T]> {
     let mut chunks = Vec::new();
@@ -229,6 +232,82 @@ fn fixed_chunks<T>(mut items: &[T]) -> Vec<&[T]> {
     chunks
 }
 
+const READ_ROW_COLUMNS: &str = "SELECT kind, id, owner, created_at_ms, status, body FROM read_rows";
+
+fn push_before<'q, DB: sqlx::Database>(query: &mut QueryBuilder<'q, DB>, cursor: Option<&'q str>)
+where
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    if let Some(cursor) = cursor {
+        query.push(" AND id < ").push_bind(cursor);
+    }
+}
+
+/// A key's record through the hash index (rows up to the watermark) or in the unindexed tail.
+const IDEMPOTENCY_GET_EVERYWHERE: &str = "\
+    SELECT i.fingerprint, i.status, i.body, i.created_at_ms \
+    FROM idempotency_by_hash h JOIN idempotency i ON i.pos = h.pos \
+    WHERE h.key_hash = $1 AND i.scope = $2 AND i.key = $3 \
+    UNION ALL \
+    SELECT fingerprint, status, body, created_at_ms FROM idempotency \
+    WHERE pos > (SELECT upto_pos FROM deferred_indexes WHERE name = 'idempotency') \
+        AND key_hash = $1 AND scope = $2 AND key = $3 \
+    LIMIT 1";
+
+/// A key's record through the hash index only: for keys the memory index proves are not in
+/// the tail (see `idempotency::Idempotency::begin`).
+const IDEMPOTENCY_GET_INDEXED: &str = "\
+    SELECT i.fingerprint, i.status, i.body, i.created_at_ms \
+    FROM idempotency_by_hash h JOIN idempotency i ON i.pos = h.pos \
+    WHERE h.key_hash = $1 AND i.scope = $2 AND i.key = $3 LIMIT 1";
+
+/// A look-up index filled behind a watermark by [`Store::index_deferred`].
+struct DeferredIndex {
+    name: &'static str,
+    last_pos_sql: &'static str,
+    /// Indexes the rows with `$1 < pos <= $2`, sorted so that neighbours share index pages.
+    fill_sql: &'static str,
+}
+
+const DEFERRED_INDEXES: [DeferredIndex; 2] = [
+    DeferredIndex {
+        name: "idempotency",
+        last_pos_sql: "SELECT MAX(pos) FROM idempotency",
+        fill_sql: "INSERT INTO idempotency_by_hash (key_hash, pos) \
+            SELECT key_hash, pos FROM idempotency WHERE pos > $1 AND pos <= $2 \
+            ORDER BY key_hash, pos ON CONFLICT DO NOTHING",
+    },
+    DeferredIndex {
+        name: "read_rows",
+        last_pos_sql: "SELECT MAX(pos) FROM read_rows",
+        fill_sql: "INSERT INTO read_rows_by_owner (kind, owner, id) \
+            SELECT kind, owner, id FROM read_rows WHERE pos > $1 AND pos <= $2 \
+            ORDER BY kind, owner, id ON CONFLICT DO NOTHING",
+    },
+];
+
+fn read_page(rows: Vec<ReadRowTuple>, limit: u32) -> ReadPage {
+    let mut rows: Vec<ReadRow> = rows
+        .into_iter()
+        .map(|(kind, id, owner, created_at_ms, status, body)| ReadRow {
+            kind,
+            id,
+            owner,
+            created_at_ms,
+            status,
+            body,
+        })
+        .collect();
+    let limit = usize::try_from(limit).expect("u32 fits usize");
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|row| row.id.clone())
+    } else {
+        None
+    };
+    ReadPage { rows, next_cursor }
+}
+
 /// Read rows page by id (UUIDv7, so by creation time); the cursor is the last id served.
 fn check_cursor(cursor: &str) -> StoreResult<&str> {
     if cursor.is_empty() || cursor.len() > 64 {
@@ -238,25 +317,63 @@ fn check_cursor(cursor: &str) -> StoreResult<&str> {
 }
 
 macro_rules! impl_store {
-    ($store:ty, $db:ty, $backend:literal, $migrator:expr) => {
+    ($store:ty, $db:ty, $backend:literal, $migrator:expr, $one_script:literal) => {
         impl $store {
+            /// Ends one statement of a commit: SQLite gathers the whole batch into one script
+            /// (one round trip to its worker thread instead of one per statement, which under
+            /// load cost more than the statements); PostgreSQL's extended protocol takes one
+            /// statement per round trip, so it runs each at once.
+            async fn end_statement(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                query: &mut QueryBuilder<'_, $db>,
+            ) -> Result<(), sqlx::Error> {
+                if $one_script {
+                    query.push("; ");
+                    Ok(())
+                } else {
+                    Self::flush(tx, query).await
+                }
+            }
+
+            async fn flush(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                query: &mut QueryBuilder<'_, $db>,
+            ) -> Result<(), sqlx::Error> {
+                if !query.sql().is_empty() {
+                    query.build().execute(&mut **tx).await?;
+                    query.reset();
+                }
+                Ok(())
+            }
+
+            /// SQLite parses the script anyway, so it takes each table's rows in one statement
+            /// (at most [`SCRIPT_ROWS_MAX`], well inside its 32,766 bind parameters);
+            /// PostgreSQL keeps a few fixed statement sizes that stay prepared.
+            fn chunks<T>(items: &[T]) -> Vec<&[T]> {
+                if $one_script {
+                    items.chunks(SCRIPT_ROWS_MAX).collect()
+                } else {
+                    fixed_chunks(items)
+                }
+            }
+
             async fn commit_in(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 batch: &Batch,
             ) -> Result<(), sqlx::Error> {
-                for chunk in fixed_chunks(&batch.events) {
-                    let mut query =
-                        QueryBuilder::<$db>::new("INSERT INTO journal (pid, seq, at_ms, payload) ");
+                let mut query = QueryBuilder::<$db>::new("");
+                for chunk in Self::chunks(&batch.events) {
+                    query.push("INSERT INTO journal (pid, seq, at_ms, payload) ");
                     query.push_values(chunk, |mut row, e| {
                         row.push_bind(&e.pid)
                             .push_bind(to_i64(e.seq))
                             .push_bind(e.at_ms)
                             .push_bind(&e.payload);
                     });
-                    query.build().execute(&mut **tx).await?;
+                    Self::end_statement(tx, &mut query).await?;
                 }
-                for chunk in fixed_chunks(&batch.idempotency) {
-                    let mut query = QueryBuilder::<$db>::new(
+                for chunk in Self::chunks(&batch.idempotency) {
+                    query.push(
                         "INSERT INTO idempotency \
                          (key_hash, scope, key, fingerprint, status, body, created_at_ms) ",
                     );
@@ -269,12 +386,10 @@ macro_rules! impl_store {
                             .push_bind(&r.body)
                             .push_bind(r.created_at_ms);
                     });
-                    query.build().execute(&mut **tx).await?;
+                    Self::end_statement(tx, &mut query).await?;
                 }
-                for chunk in fixed_chunks(&last_per_key(&batch.read_rows, |r| (&r.kind, &r.id))) {
-                    let mut query = QueryBuilder::<$db>::new(
-                        "INSERT INTO read_rows (kind, id, owner, created_at_ms, status, body) ",
-                    );
+                for chunk in Self::chunks(&last_per_key(&batch.read_rows, |r| (&r.kind, &r.id))) {
+                    query.push("INSERT INTO read_rows (kind, id, owner, created_at_ms, status, body) ");
                     query.push_values(chunk, |mut row, r| {
                         row.push_bind(&r.kind)
                             .push_bind(&r.id)
@@ -283,11 +398,12 @@ macro_rules! impl_store {
                             .push_bind(&r.status)
                             .push_bind(&r.body);
                     });
+                    // The owner is fixed at creation: the deferred owner index never revisits a row.
                     query.push(
-                        " ON CONFLICT (kind, id) DO UPDATE SET owner = excluded.owner, \
+                        " ON CONFLICT (kind, id) DO UPDATE SET \
                          status = excluded.status, body = excluded.body",
                     );
-                    query.build().execute(&mut **tx).await?;
+                    Self::end_statement(tx, &mut query).await?;
                 }
                 let deadlines = last_per_key(&batch.deadlines, |d| match d {
                     DeadlineWrite::Set { pid, .. } | DeadlineWrite::Clear { pid } => pid,
@@ -295,18 +411,18 @@ macro_rules! impl_store {
                 let (sets, clears): (Vec<_>, Vec<_>) = deadlines
                     .into_iter()
                     .partition(|d| matches!(d, DeadlineWrite::Set { .. }));
-                for chunk in fixed_chunks(&sets) {
-                    let mut query = QueryBuilder::<$db>::new("INSERT INTO deadlines (pid, due_at_ms) ");
+                for chunk in Self::chunks(&sets) {
+                    query.push("INSERT INTO deadlines (pid, due_at_ms) ");
                     query.push_values(chunk, |mut row, d| {
                         if let DeadlineWrite::Set { pid, due_at_ms } = d {
                             row.push_bind(pid).push_bind(*due_at_ms);
                         }
                     });
                     query.push(" ON CONFLICT (pid) DO UPDATE SET due_at_ms = excluded.due_at_ms");
-                    query.build().execute(&mut **tx).await?;
+                    Self::end_statement(tx, &mut query).await?;
                 }
-                for chunk in fixed_chunks(&clears) {
-                    let mut query = QueryBuilder::<$db>::new("DELETE FROM deadlines WHERE pid IN (");
+                for chunk in Self::chunks(&clears) {
+                    query.push("DELETE FROM deadlines WHERE pid IN (");
                     let mut pids = query.separated(", ");
                     for d in chunk {
                         if let DeadlineWrite::Clear { pid } = d {
@@ -314,11 +430,10 @@ macro_rules! impl_store {
                         }
                     }
                     query.push(")");
-                    query.build().execute(&mut **tx).await?;
+                    Self::end_statement(tx, &mut query).await?;
                 }
-                for chunk in fixed_chunks(&last_per_key(&batch.snapshots, |s| &s.pid)) {
-                    let mut query =
-                        QueryBuilder::<$db>::new("INSERT INTO snapshots (pid, seq, at_ms, payload) ");
+                for chunk in Self::chunks(&last_per_key(&batch.snapshots, |s| &s.pid)) {
+                    query.push("INSERT INTO snapshots (pid, seq, at_ms, payload) ");
                     query.push_values(chunk, |mut row, snap| {
                         row.push_bind(&snap.pid)
                             .push_bind(to_i64(snap.seq))
@@ -329,9 +444,9 @@ macro_rules! impl_store {
                         " ON CONFLICT (pid) DO UPDATE SET seq = excluded.seq, at_ms = excluded.at_ms, \
                          payload = excluded.payload WHERE excluded.seq > snapshots.seq",
                     );
-                    query.build().execute(&mut **tx).await?;
+                    Self::end_statement(tx, &mut query).await?;
                 }
-                Ok(())
+                Self::flush(tx, &mut query).await
             }
         }
 
@@ -435,16 +550,18 @@ macro_rules! impl_store {
                 &self,
                 scope: &str,
                 key: &str,
+                lookup: Lookup,
             ) -> StoreResult<Option<IdempotencyRecord>> {
-                let row: Option<(String, i64, Vec<u8>, i64)> = sqlx::query_as(
-                    "SELECT fingerprint, status, body, created_at_ms FROM idempotency \
-                     WHERE key_hash = $1 AND scope = $2 AND key = $3",
-                )
-                .bind(stored_key_hash(scope, key))
-                .bind(scope)
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
+                let sql = match lookup {
+                    Lookup::Everywhere => IDEMPOTENCY_GET_EVERYWHERE,
+                    Lookup::IndexedOnly => IDEMPOTENCY_GET_INDEXED,
+                };
+                let row: Option<(String, i64, Vec<u8>, i64)> = sqlx::query_as(sql)
+                    .bind(stored_key_hash(scope, key))
+                    .bind(scope)
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?;
                 Ok(row.map(|(fingerprint, status, body, created_at_ms)| IdempotencyRecord {
                     scope: scope.to_string(),
                     key: key.to_string(),
@@ -453,6 +570,33 @@ macro_rules! impl_store {
                     body,
                     created_at_ms,
                 }))
+            }
+
+            async fn index_deferred(&self, rows_max: u32) -> StoreResult<u64> {
+                let mut tx = self.writer.begin().await?;
+                let mut indexed = 0;
+                for index in &DEFERRED_INDEXES {
+                    let (upto,): (i64,) =
+                        sqlx::query_as("SELECT upto_pos FROM deferred_indexes WHERE name = $1")
+                            .bind(index.name)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    let (last,): (Option<i64>,) =
+                        sqlx::query_as(index.last_pos_sql).fetch_one(&mut *tx).await?;
+                    let end = last.unwrap_or(0).min(upto.saturating_add(i64::from(rows_max)));
+                    if end <= upto {
+                        continue;
+                    }
+                    sqlx::query(index.fill_sql).bind(upto).bind(end).execute(&mut *tx).await?;
+                    sqlx::query("UPDATE deferred_indexes SET upto_pos = $1 WHERE name = $2")
+                        .bind(end)
+                        .bind(index.name)
+                        .execute(&mut *tx)
+                        .await?;
+                    indexed += to_u64(end - upto)?;
+                }
+                tx.commit().await?;
+                Ok(indexed)
             }
 
             async fn idempotency_keys_since(
@@ -471,10 +615,19 @@ macro_rules! impl_store {
             }
 
             async fn idempotency_purge(&self, before_ms: i64) -> StoreResult<u64> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "DELETE FROM idempotency_by_hash WHERE (key_hash, pos) IN \
+                     (SELECT key_hash, pos FROM idempotency WHERE created_at_ms < $1)",
+                )
+                .bind(before_ms)
+                .execute(&mut *tx)
+                .await?;
                 let done = sqlx::query("DELETE FROM idempotency WHERE created_at_ms < $1")
                     .bind(before_ms)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
+                tx.commit().await?;
                 Ok(done.rows_affected())
             }
 
@@ -485,40 +638,37 @@ macro_rules! impl_store {
                 cursor: Option<&str>,
                 limit: u32,
             ) -> StoreResult<ReadPage> {
-                let mut query = QueryBuilder::<$db>::new(
-                    "SELECT kind, id, owner, created_at_ms, status, body FROM read_rows WHERE kind = ",
-                );
-                query.push_bind(kind);
-                if let Some(owner) = owner {
-                    query.push(" AND owner = ").push_bind(owner);
+                let cursor = cursor.map(check_cursor).transpose()?;
+                let mut query = QueryBuilder::<$db>::new("");
+                match owner {
+                    // The owner index up to its watermark, then the unindexed tail after it (a
+                    // short scan by `pos`): one statement, so both parts come from one snapshot
+                    // and are disjoint. The index part is limited first, so a long history
+                    // costs one page.
+                    Some(owner) => {
+                        query.push(READ_ROW_COLUMNS).push(" WHERE kind = ").push_bind(kind);
+                        query.push(" AND id IN (SELECT id FROM read_rows_by_owner WHERE kind = ");
+                        query.push_bind(kind).push(" AND owner = ").push_bind(owner);
+                        push_before(&mut query, cursor);
+                        query.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+                        query.push(") UNION ALL ").push(READ_ROW_COLUMNS);
+                        // `kind || ''` keeps SQLite off the (kind, id) index, which would
+                        // walk every row of the kind instead of the tail.
+                        query.push(
+                            " WHERE pos > (SELECT upto_pos FROM deferred_indexes \
+                             WHERE name = 'read_rows') AND kind || '' = ",
+                        );
+                        query.push_bind(kind).push(" AND owner = ").push_bind(owner);
+                    }
+                    None => {
+                        query.push(READ_ROW_COLUMNS).push(" WHERE kind = ").push_bind(kind);
+                    }
                 }
-                if let Some(cursor) = cursor {
-                    query.push(" AND id < ").push_bind(check_cursor(cursor)?.to_string());
-                }
-                query
-                    .push(" ORDER BY id DESC LIMIT ")
-                    .push_bind(i64::from(limit) + 1);
+                push_before(&mut query, cursor);
+                query.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit) + 1);
                 let rows: Vec<ReadRowTuple> =
                     query.build_query_as().fetch_all(&self.pool).await?;
-                let mut rows: Vec<ReadRow> = rows
-                    .into_iter()
-                    .map(|(kind, id, owner, created_at_ms, status, body)| ReadRow {
-                        kind,
-                        id,
-                        owner,
-                        created_at_ms,
-                        status,
-                        body,
-                    })
-                    .collect();
-                let limit = usize::try_from(limit).expect("u32 fits usize");
-                let next_cursor = if rows.len() > limit {
-                    rows.truncate(limit);
-                    rows.last().map(|row| row.id.clone())
-                } else {
-                    None
-                };
-                Ok(ReadPage { rows, next_cursor })
+                Ok(read_page(rows, limit))
             }
 
             async fn user_insert(&self, user: &User) -> StoreResult<()> {
@@ -604,11 +754,13 @@ impl_store!(
     SqliteStore,
     sqlx::Sqlite,
     "sqlite",
-    sqlx::migrate!("migrations/sqlite")
+    sqlx::migrate!("migrations/sqlite"),
+    true
 );
 impl_store!(
     PostgresStore,
     sqlx::Postgres,
     "postgres",
-    sqlx::migrate!("migrations/postgres")
+    sqlx::migrate!("migrations/postgres"),
+    false
 );

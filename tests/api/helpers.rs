@@ -112,6 +112,35 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestAp
     })
 }
 
+/// A migrated store on its own (no server), for tests of the store itself.
+pub struct TestStore {
+    pub store: SharedStore,
+    schema: Option<String>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl TestStore {
+    /// `None` when the backend is PostgreSQL and no URL is configured.
+    pub async fn open(backend: Backend) -> Option<TestStore> {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let settings = test_settings(data_dir.path());
+        let schema =
+            (backend == Backend::Postgres).then(|| format!("t_{}", uuid::Uuid::now_v7().simple()));
+        let store = open_store(schema.as_deref(), &settings, data_dir.path()).await?;
+        Some(TestStore {
+            store,
+            schema,
+            _data_dir: data_dir,
+        })
+    }
+
+    pub async fn close(self) {
+        if let Some(schema) = &self.schema {
+            drop_schema(schema).await;
+        }
+    }
+}
+
 /// SQLite in `data_dir`, or PostgreSQL in `schema` when one is given.
 async fn open_store(
     schema: Option<&str>,

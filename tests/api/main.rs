@@ -4,4 +4,5 @@ mod auth;
 mod crash;
 mod helpers;
 mod orders;
+mod store;
 mod supervision;

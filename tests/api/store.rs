@@ -1,0 +1,195 @@
+//! The store itself, on both backends: the deferred look-up indexes (idempotency key hashes,
+//! read rows by owner) never make a committed row invisible, before or after the writer has
+//! indexed it, and purging takes index entries with the records.
+
+use surge::persistence::{
+    catch_up_deferred_indexes, Batch, IdempotencyRecord, Lookup, ReadRow, Store,
+};
+
+use crate::helpers::{Backend, TestStore};
+use crate::on_both_stores;
+
+fn record(scope: &str, key: &str, created_at_ms: i64) -> IdempotencyRecord {
+    IdempotencyRecord {
+        scope: scope.into(),
+        key: key.into(),
+        fingerprint: format!("fp-{scope}-{key}"),
+        status: 201,
+        body: format!("{{\"key\":\"{key}\"}}").into_bytes(),
+        created_at_ms,
+    }
+}
+
+fn row(id: &str, owner: &str, status: &str) -> ReadRow {
+    ReadRow {
+        kind: "order".into(),
+        id: id.into(),
+        owner: owner.into(),
+        created_at_ms: 0,
+        status: status.into(),
+        body: format!("{{\"id\":\"{id}\",\"status\":\"{status}\"}}"),
+    }
+}
+
+async fn commit(store: &dyn Store, batch: Batch) {
+    store.commit(&batch).await.expect("commits");
+}
+
+async fn found(store: &dyn Store, scope: &str, key: &str, lookup: Lookup) -> bool {
+    let got = store
+        .idempotency_get(scope, key, lookup)
+        .await
+        .expect("looks up");
+    if let Some(got) = &got {
+        assert_eq!(
+            got,
+            &record(scope, key, got.created_at_ms),
+            "the record as written"
+        );
+    }
+    got.is_some()
+}
+
+async fn idempotency_records_are_found_before_and_after_indexing(backend: Backend) {
+    let Some(test) = TestStore::open(backend).await else {
+        return;
+    };
+    let store = test.store.as_ref();
+    let batch = Batch {
+        idempotency: vec![record("alice", "k1", 1), record("bob", "k1", 2)],
+        ..Batch::default()
+    };
+    commit(store, batch).await;
+    // Not indexed yet: only the look-up that scans the tail sees them.
+    assert!(found(store, "alice", "k1", Lookup::Everywhere).await);
+    assert!(!found(store, "alice", "k1", Lookup::IndexedOnly).await);
+    assert!(!found(store, "carol", "k1", Lookup::Everywhere).await);
+    // One row per step: the watermark moves by exactly that much.
+    assert_eq!(store.index_deferred(1).await.expect("indexes"), 1);
+    assert!(found(store, "alice", "k1", Lookup::IndexedOnly).await);
+    assert!(!found(store, "bob", "k1", Lookup::IndexedOnly).await);
+    assert!(found(store, "bob", "k1", Lookup::Everywhere).await);
+    assert_eq!(
+        catch_up_deferred_indexes(store).await.expect("catches up"),
+        1
+    );
+    for lookup in [Lookup::Everywhere, Lookup::IndexedOnly] {
+        assert!(found(store, "alice", "k1", lookup).await);
+        assert!(found(store, "bob", "k1", lookup).await);
+        assert!(!found(store, "alice", "k2", lookup).await);
+    }
+    assert_eq!(store.index_deferred(100).await.expect("indexes"), 0);
+    test.close().await;
+}
+on_both_stores!(idempotency_records_are_found_before_and_after_indexing);
+
+async fn purged_records_leave_neither_row_nor_index_entry(backend: Backend) {
+    let Some(test) = TestStore::open(backend).await else {
+        return;
+    };
+    let store = test.store.as_ref();
+    let batch = Batch {
+        idempotency: vec![record("alice", "old", 10), record("alice", "new", 20)],
+        ..Batch::default()
+    };
+    commit(store, batch).await;
+    catch_up_deferred_indexes(store).await.expect("catches up");
+    assert_eq!(store.idempotency_purge(15).await.expect("purges"), 1);
+    assert!(!found(store, "alice", "old", Lookup::Everywhere).await);
+    assert!(found(store, "alice", "new", Lookup::IndexedOnly).await);
+    test.close().await;
+}
+on_both_stores!(purged_records_leave_neither_row_nor_index_entry);
+
+/// Every page of `owner`'s rows, following cursors, as ids.
+async fn list_all(store: &dyn Store, owner: Option<&str>, limit: u32) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store
+            .read_rows("order", owner, cursor.as_deref(), limit)
+            .await
+            .expect("lists");
+        assert!(page.rows.len() <= limit as usize);
+        ids.extend(page.rows.into_iter().map(|r| r.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return ids,
+        }
+    }
+}
+
+async fn owner_lists_span_the_indexed_part_and_the_tail(backend: Backend) {
+    let Some(test) = TestStore::open(backend).await else {
+        return;
+    };
+    let store = test.store.as_ref();
+    // Ids sort like UUIDv7s: by creation. Alice owns the even ones, Bob the odd ones.
+    let owner = |i: usize| if i.is_multiple_of(2) { "alice" } else { "bob" };
+    let ids: Vec<String> = (0..12).map(|i| format!("o-{i:03}")).collect();
+    for (i, id) in ids.iter().enumerate().take(6) {
+        let batch = Batch {
+            read_rows: vec![row(id, owner(i), "RESERVED")],
+            ..Batch::default()
+        };
+        commit(store, batch).await;
+    }
+    catch_up_deferred_indexes(store).await.expect("catches up");
+    // Six more stay in the unindexed tail; one indexed row changes status (same row).
+    let mut tail: Vec<ReadRow> = (6..12)
+        .map(|i| row(&ids[i], owner(i), "RESERVED"))
+        .collect();
+    tail.push(row(&ids[2], "alice", "EXPIRED"));
+    commit(
+        store,
+        Batch {
+            read_rows: tail,
+            ..Batch::default()
+        },
+    )
+    .await;
+
+    let alice: Vec<String> = (0..12)
+        .rev()
+        .filter(|i: &usize| i.is_multiple_of(2))
+        .map(|i| ids[i].clone())
+        .collect();
+    let everyone: Vec<String> = ids.iter().rev().cloned().collect();
+    for limit in [1, 2, 5, 50] {
+        assert_eq!(
+            list_all(store, Some("alice"), limit).await,
+            alice,
+            "limit {limit}"
+        );
+        assert_eq!(
+            list_all(store, None, limit).await,
+            everyone,
+            "limit {limit}"
+        );
+    }
+    let page = store
+        .read_rows("order", Some("alice"), None, 50)
+        .await
+        .expect("lists");
+    let updated = page
+        .rows
+        .iter()
+        .find(|r| r.id == ids[2])
+        .expect("row 2 listed");
+    assert_eq!(updated.status, "EXPIRED");
+    // Indexing the tail changes nothing a reader sees.
+    assert_eq!(
+        catch_up_deferred_indexes(store).await.expect("catches up"),
+        6
+    );
+    for limit in [1, 3, 50] {
+        assert_eq!(
+            list_all(store, Some("alice"), limit).await,
+            alice,
+            "limit {limit}"
+        );
+    }
+    assert!(list_all(store, Some("carol"), 10).await.is_empty());
+    test.close().await;
+}
+on_both_stores!(owner_lists_span_the_indexed_part_and_the_tail);
