@@ -78,6 +78,8 @@ impl Surge {
         let regions: Vec<Arc<dyn RegionControl>> =
             vec![Arc::new(stock.clone()), Arc::new(orders.clone())];
         let scheduler = DeadlineScheduler::new(rt.clone(), regions).spawn();
+        let indexer =
+            persistence::spawn_indexer(store.clone(), &settings.journal, rt.journal.stats.clone());
         let services = web::Data::new(Services {
             started_at_ms: clock.now_ms(),
             rt,
@@ -89,7 +91,7 @@ impl Surge {
         Ok(Surge {
             services,
             auth: web::Data::new(auth),
-            background: vec![scheduler, purge, warm_up],
+            background: vec![scheduler, purge, warm_up, indexer],
         })
     }
 

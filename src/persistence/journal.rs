@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -59,7 +59,8 @@ pub struct JournalStats {
     pub last_commit_micros: AtomicU64,
     pub commit_micros_total: AtomicU64,
     pub failures: AtomicU64,
-    /// Rows the deferred indexes took in, and the time spent on it.
+    /// Rows the deferred indexes took in, and the time spent on it (see
+    /// [`super::spawn_indexer`]).
     pub indexed_rows: AtomicU64,
     pub index_micros_total: AtomicU64,
 }
@@ -84,8 +85,6 @@ impl JournalHandle {
             store,
             rx,
             batch_rows_max: settings.batch_events_max,
-            index_every: Duration::from_millis(settings.index_every_ms.max(1)),
-            index_rows_max: settings.index_rows_max.max(1),
             stats: stats.clone(),
             poisoned: HashMap::new(),
         };
@@ -130,51 +129,16 @@ struct Writer {
     store: SharedStore,
     rx: mpsc::Receiver<Append>,
     batch_rows_max: usize,
-    index_every: Duration,
-    index_rows_max: u32,
     stats: Arc<JournalStats>,
     poisoned: HashMap<String, u64>,
 }
 
 impl Writer {
-    /// Runs until every sender is gone (the process is shutting down). Between groups, and
-    /// when idle, it fills the deferred indexes every `index_every`: on the writer, because
-    /// SQLite has one writer and the index step must not make the commits wait for a lock.
+    /// Runs until every sender is gone (the process is shutting down).
     async fn run(mut self) {
-        let mut index_due = tokio::time::Instant::now() + self.index_every;
-        loop {
-            let first = match tokio::time::timeout_at(index_due, self.rx.recv()).await {
-                Ok(Some(first)) => first,
-                Ok(None) => break,
-                Err(_elapsed) => {
-                    index_due = self.index_deferred().await;
-                    continue;
-                }
-            };
+        while let Some(first) = self.rx.recv().await {
             self.commit_gathered(first).await;
-            if tokio::time::Instant::now() >= index_due {
-                index_due = self.index_deferred().await;
-            }
         }
-        // The last appends are committed; leave nothing for the next start to catch up on.
-        self.index_deferred().await;
-    }
-
-    /// One step of the deferred indexes; returns when the next one is due.
-    async fn index_deferred(&self) -> tokio::time::Instant {
-        let started = Instant::now();
-        match self.store.index_deferred(self.index_rows_max).await {
-            Ok(rows) => {
-                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                self.stats.indexed_rows.fetch_add(rows, Ordering::Relaxed);
-                self.stats
-                    .index_micros_total
-                    .fetch_add(micros, Ordering::Relaxed);
-            }
-            // Look-ups scan the unindexed tail, so a failed step costs time, not correctness.
-            Err(error) => tracing::warn!(%error, "deferred index step failed; retrying"),
-        }
-        tokio::time::Instant::now() + self.index_every
     }
 
     /// Commits `first` with whatever queued behind it, up to the group bound.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use sql::{connect, PostgresStore, SqliteStore};
+pub use sql::{connect, sqlite_index_path, PostgresStore, SqliteStore};
 
 /// One event row. `pid` is `"{kind}:{id}"`; `seq` starts at 1 and has no gaps per pid.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,4 +238,36 @@ pub async fn catch_up_deferred_indexes(store: &dyn Store) -> StoreResult<u64> {
         }
         total += indexed;
     }
+}
+
+/// Runs for the life of the process: fills the deferred indexes every `index_every_ms`, at
+/// most `index_rows_max` rows per index and step, beside the journal writer (on its own
+/// connection; for SQLite in its own file, so it never holds the journal's write lock).
+pub fn spawn_indexer(
+    store: SharedStore,
+    settings: &crate::config::JournalSettings,
+    stats: Arc<journal::JournalStats>,
+) -> tokio::task::JoinHandle<()> {
+    use std::sync::atomic::Ordering;
+    let every = std::time::Duration::from_millis(settings.index_every_ms.max(1));
+    let rows_max = settings.index_rows_max.max(1);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let started = std::time::Instant::now();
+            match store.index_deferred(rows_max).await {
+                Ok(rows) => {
+                    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    stats.indexed_rows.fetch_add(rows, Ordering::Relaxed);
+                    stats
+                        .index_micros_total
+                        .fetch_add(micros, Ordering::Relaxed);
+                }
+                // Look-ups scan the unindexed tail, so a failed step costs time, not correctness.
+                Err(error) => tracing::warn!(%error, "deferred index step failed; retrying"),
+            }
+        }
+    })
 }

@@ -19,6 +19,10 @@ pub struct SqliteStore {
     /// The one connection commits go through: SQLite has one writer anyway, and a single
     /// connection keeps the hot pages in its cache.
     writer: SqlitePool,
+    /// The one connection that fills the deferred indexes. They live in a second database
+    /// file (attached as `ix` to every connection), so filling them takes that file's write
+    /// lock and never the journal's: index steps run beside group commits, not between them.
+    indexer: SqlitePool,
     checkpointer: tokio::task::AbortHandle,
 }
 
@@ -54,6 +58,9 @@ fn spawn_checkpointer(pool: SqlitePool) -> tokio::task::AbortHandle {
 pub struct PostgresStore {
     pool: PgPool,
     writer: PgPool,
+    /// PostgreSQL locks rows, not the database: index steps run on a pooled connection,
+    /// beside the journal writer's commits.
+    indexer: PgPool,
 }
 
 /// Opens the store the settings name: PostgreSQL when `database.url` is set, else SQLite at
@@ -73,12 +80,44 @@ pub async fn connect(
     Ok(store)
 }
 
+/// The deferred indexes of a SQLite store, in their own file beside the journal. Everything
+/// in it is derived from the journal's tables and rebuilt from them when the file is missing
+/// (a fresh file starts with watermark 0), so it is committed with `synchronous=NORMAL`.
+const INDEX_SCHEMA: &str = "\
+    CREATE TABLE IF NOT EXISTS deferred_indexes (
+        name TEXT PRIMARY KEY,
+        upto_pos INTEGER NOT NULL
+    );
+    INSERT OR IGNORE INTO deferred_indexes (name, upto_pos)
+        VALUES ('idempotency', 0), ('read_rows', 0);
+    CREATE TABLE IF NOT EXISTS idempotency_by_hash (
+        key_hash INTEGER NOT NULL,
+        pos INTEGER NOT NULL,
+        PRIMARY KEY (key_hash, pos)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS read_rows_by_owner (
+        kind TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        id TEXT NOT NULL,
+        PRIMARY KEY (kind, owner, id)
+    ) WITHOUT ROWID;";
+
+/// `<dir>/surge.db` keeps its deferred indexes in `<dir>/surge-index.db`.
+pub fn sqlite_index_path(path: &std::path::Path) -> std::path::PathBuf {
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "surge".to_string(), |s| s.to_string_lossy().into_owned());
+    path.with_file_name(format!("{stem}-index.db"))
+}
+
 impl SqliteStore {
     pub async fn open(path: &std::path::Path, db: &DatabaseSettings) -> anyhow::Result<Self> {
         let synchronous = match db.sqlite_synchronous {
             SyncSetting::Full => SqliteSynchronous::Full,
             SyncSetting::Normal => SqliteSynchronous::Normal,
         };
+        let index_path = sqlite_index_path(path);
+        create_index_file(&index_path).await?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -91,25 +130,54 @@ impl SqliteStore {
             // 18 ms at 7.8k orders/s, 2000 pages 24 ms at 8.7k/s, 10000 pages 31 ms at 10k/s,
             // 65536 pages 96 ms; a background checkpointer alone let the WAL grow to 7 GB.
             .pragma("wal_autocheckpoint", "1000");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(db.max_connections.max(2))
-            .acquire_timeout(Duration::from_secs(db.connect_timeout_secs))
-            .connect_with(options.clone())
-            .await?;
+        let pools = |connections: u32, options: SqliteConnectOptions| {
+            let index_path = index_path.to_string_lossy().into_owned();
+            SqlitePoolOptions::new()
+                .max_connections(connections)
+                .acquire_timeout(Duration::from_secs(db.connect_timeout_secs))
+                .after_connect(move |conn, _meta| {
+                    let index_path = index_path.clone();
+                    Box::pin(async move {
+                        sqlx::query("ATTACH DATABASE $1 AS ix")
+                            .bind(index_path)
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA ix.synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(options)
+        };
+        let pool = pools(db.max_connections.max(2), options.clone()).await?;
         // The writer alone gets 64 MiB of page cache, so the hot index pages stay in memory;
         // readers keep SQLite's default (2 MiB each).
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(db.connect_timeout_secs))
-            .connect_with(options.pragma("cache_size", "-65536"))
-            .await?;
+        let writer = pools(1, options.clone().pragma("cache_size", "-65536")).await?;
+        let indexer = pools(1, options.pragma("cache_size", "-32768")).await?;
         let checkpointer = spawn_checkpointer(pool.clone());
         Ok(SqliteStore {
             pool,
             writer,
+            indexer,
             checkpointer,
         })
     }
+}
+
+/// Creates the index file and its tables once, before any pool attaches it (switching a file
+/// to WAL from several connections at once could fail with SQLITE_BUSY).
+async fn create_index_file(index_path: &std::path::Path) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let options = SqliteConnectOptions::new()
+        .filename(index_path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(10));
+    let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+    sqlx::raw_sql(INDEX_SCHEMA).execute(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
 }
 
 impl PostgresStore {
@@ -149,7 +217,11 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(db.connect_timeout_secs))
             .connect_with(options)
             .await?;
-        Ok(PostgresStore { pool, writer })
+        Ok(PostgresStore {
+            indexer: pool.clone(),
+            pool,
+            writer,
+        })
     }
 }
 
@@ -573,7 +645,7 @@ macro_rules! impl_store {
             }
 
             async fn index_deferred(&self, rows_max: u32) -> StoreResult<u64> {
-                let mut tx = self.writer.begin().await?;
+                let mut tx = self.indexer.begin().await?;
                 let mut indexed = 0;
                 for index in &DEFERRED_INDEXES {
                     let (upto,): (i64,) =

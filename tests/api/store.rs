@@ -193,3 +193,55 @@ async fn owner_lists_span_the_indexed_part_and_the_tail(backend: Backend) {
     test.close().await;
 }
 on_both_stores!(owner_lists_span_the_indexed_part_and_the_tail);
+
+/// SQLite keeps the deferred indexes in a file of their own: derived data, rebuilt from the
+/// journal's tables when that file is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_sqlite_index_file_is_rebuilt_at_start_up() {
+    use std::sync::Arc;
+    use surge::persistence::{sqlite_index_path, SqliteStore};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("surge.db");
+    let settings = crate::helpers::test_settings(dir.path());
+    let open = || async {
+        let store = SqliteStore::open(&path, &settings.database)
+            .await
+            .expect("opens");
+        store.migrate().await.expect("migrates");
+        Arc::new(store)
+    };
+    let store = open().await;
+    let batch = Batch {
+        idempotency: vec![record("alice", "k1", 1)],
+        read_rows: vec![row("o-1", "alice", "RESERVED")],
+        ..Batch::default()
+    };
+    commit(store.as_ref(), batch).await;
+    assert_eq!(
+        catch_up_deferred_indexes(store.as_ref())
+            .await
+            .expect("indexes"),
+        2
+    );
+    drop(store);
+
+    let index = sqlite_index_path(&path);
+    assert!(index.exists(), "the index file sits beside the journal");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", index.display()));
+    }
+    let store = open().await;
+    assert!(!found(store.as_ref(), "alice", "k1", Lookup::IndexedOnly).await);
+    assert_eq!(
+        catch_up_deferred_indexes(store.as_ref())
+            .await
+            .expect("rebuilds"),
+        2
+    );
+    assert!(found(store.as_ref(), "alice", "k1", Lookup::IndexedOnly).await);
+    assert_eq!(
+        list_all(store.as_ref(), Some("alice"), 10).await,
+        vec!["o-1"]
+    );
+}
