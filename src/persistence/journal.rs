@@ -6,6 +6,13 @@
 //! append's completion, which is what sends the caller's reply. So every reply still means
 //! "durable", and one fsync is shared by everything that queued while the last one ran.
 //!
+//! Pipelined fsync: a store whose commits return before they are durable (SQLite with
+//! `synchronous=full`, see [`super::Store::defers_sync`]) hands each group's completions to a
+//! syncer task, which runs one fsync for everything committed since its last one and only then
+//! runs them, in order. The writer meanwhile commits the next group, so the disk flush of one
+//! group overlaps the writing of the next; every reply still waits for an fsync that began
+//! after its group was written. An fsync that fails stops the process (see [`run_syncer`]).
+//!
 //! Failure rules:
 //! - A unique-key clash in a group means some append reused a (pid, seq): the group is retried
 //!   append by append so only the clashing one fails, with [`CommitError::Fenced`].
@@ -62,6 +69,9 @@ pub struct JournalStats {
     /// Rows the deferred indexes took in, and the time spent on it (see
     /// [`super::spawn_indexer`]).
     pub indexed_rows: AtomicU64,
+    /// Pipelined fsyncs (stores that defer them) and the time they took.
+    pub syncs: AtomicU64,
+    pub sync_micros_total: AtomicU64,
     pub index_micros_total: AtomicU64,
 }
 
@@ -81,12 +91,18 @@ impl JournalHandle {
     ) -> (JournalHandle, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(settings.queue_len_max);
         let stats = Arc::new(JournalStats::default());
+        let syncer = store.defers_sync().then(|| {
+            let (settle_tx, settle_rx) = mpsc::channel(SETTLE_QUEUE_MAX);
+            tokio::spawn(run_syncer(store.clone(), settle_rx, stats.clone()));
+            settle_tx
+        });
         let writer = Writer {
             store,
             rx,
             batch_rows_max: settings.batch_events_max,
             stats: stats.clone(),
             poisoned: HashMap::new(),
+            syncer,
         };
         let task = tokio::spawn(writer.run());
         (JournalHandle { tx, stats }, task)
@@ -131,7 +147,18 @@ struct Writer {
     batch_rows_max: usize,
     stats: Arc<JournalStats>,
     poisoned: HashMap<String, u64>,
+    /// Where completions go when the store defers its fsync; `None`: they run at once.
+    syncer: Option<mpsc::Sender<Settle>>,
 }
+
+/// Completions to run in order once, if `needs_sync`, an fsync has covered them.
+struct Settle {
+    items: Vec<(Completion, Result<(), CommitError>)>,
+    needs_sync: bool,
+}
+
+/// Groups the syncer may hold: past it the writer waits, which bounds the unsynced work.
+const SETTLE_QUEUE_MAX: usize = 256;
 
 impl Writer {
     /// Runs until every sender is gone (the process is shutting down).
@@ -154,24 +181,28 @@ impl Writer {
                 Err(_) => break,
             }
         }
-        let group = self.refuse_poisoned(group);
+        let group = self.refuse_poisoned(group).await;
         self.commit_group(group).await;
     }
 
-    fn refuse_poisoned(&mut self, group: Vec<Append>) -> Vec<Append> {
+    async fn refuse_poisoned(&mut self, group: Vec<Append>) -> Vec<Append> {
         if self.poisoned.is_empty() {
             return group;
         }
         let mut accepted = Vec::with_capacity(group.len());
+        let mut refused = Vec::new();
         for append in group {
             let poisoned = append
                 .writer
                 .as_ref()
                 .and_then(|w| self.poisoned.get(&w.pid).map(|inc| (w, *inc)));
             match poisoned {
-                Some((w, inc)) if w.incarnation == inc => (append.done)(Err(CommitError::Failed(
-                    "an earlier append of this entity failed".into(),
-                ))),
+                Some((w, inc)) if w.incarnation == inc => refused.push((
+                    append.done,
+                    Err(CommitError::Failed(
+                        "an earlier append of this entity failed".into(),
+                    )),
+                )),
                 Some((w, _)) => {
                     let pid = w.pid.clone();
                     self.poisoned.remove(&pid);
@@ -180,7 +211,31 @@ impl Writer {
                 None => accepted.push(append),
             }
         }
+        self.settle(refused, false).await;
         accepted
+    }
+
+    /// Runs completions, or hands them to the syncer so they run after an fsync (when
+    /// `needs_sync`) and never before completions settled earlier.
+    async fn settle(
+        &mut self,
+        items: Vec<(Completion, Result<(), CommitError>)>,
+        needs_sync: bool,
+    ) {
+        if items.is_empty() {
+            return;
+        }
+        let Some(syncer) = &self.syncer else {
+            items.into_iter().for_each(|(done, result)| done(result));
+            return;
+        };
+        if let Err(mpsc::error::SendError(settle)) = syncer.send(Settle { items, needs_sync }).await
+        {
+            // The syncer only ends with the process; nothing is durable any more.
+            for (done, _) in settle.items {
+                done(Err(CommitError::Closed));
+            }
+        }
     }
 
     async fn commit_group(&mut self, group: Vec<Append>) {
@@ -200,43 +255,48 @@ impl Writer {
             let result = self.store.commit(&combined).await;
             self.record(&combined, started, result.is_ok());
             match result {
-                Ok(()) => group.into_iter().for_each(|a| (a.done)(Ok(()))),
+                Ok(()) => self.settle(succeeded(group), true).await,
                 // One by one, each append's snapshot goes in with its own events.
                 Err(StoreError::Conflict(_)) if group.len() > 1 => {
                     self.commit_one_by_one(group).await;
-                    self.answer_barriers(barriers);
+                    self.answer_barriers(barriers).await;
                     return;
                 }
                 // A snapshot of a state whose events did not commit must never be written.
                 Err(err) => {
-                    group.into_iter().for_each(|a| self.fail(a, &err));
-                    self.answer_barriers(barriers);
+                    let failed = group.into_iter().map(|a| self.fail(a, &err)).collect();
+                    self.settle(failed, false).await;
+                    self.answer_barriers(barriers).await;
                     return;
                 }
             }
         } else {
-            group.into_iter().for_each(|a| (a.done)(Ok(())));
+            self.settle(succeeded(group), false).await;
         }
         self.commit_snapshots(snapshots).await;
-        self.answer_barriers(barriers);
+        self.answer_barriers(barriers).await;
     }
 
     /// A barrier from an actor whose earlier append failed fails too: the read waiting behind
     /// it would otherwise see a state that was never persisted.
-    fn answer_barriers(&mut self, barriers: Vec<Append>) {
+    async fn answer_barriers(&mut self, barriers: Vec<Append>) {
+        let mut answers = Vec::with_capacity(barriers.len());
         for barrier in barriers {
             let poisoned = barrier
                 .writer
                 .as_ref()
                 .is_some_and(|w| self.poisoned.get(&w.pid) == Some(&w.incarnation));
-            if poisoned {
-                (barrier.done)(Err(CommitError::Failed(
+            let answer = if poisoned {
+                Err(CommitError::Failed(
                     "an earlier append of this entity failed".into(),
-                )));
+                ))
             } else {
-                (barrier.done)(Ok(()));
-            }
+                Ok(())
+            };
+            answers.push((barrier.done, answer));
         }
+        // In order behind the group, so a barrier never resolves before its fsync.
+        self.settle(answers, false).await;
     }
 
     async fn commit_snapshots(&self, snapshots: Vec<super::SnapshotRecord>) {
@@ -256,20 +316,24 @@ impl Writer {
     /// append behind a failed one of the same incarnation is refused, as in any group.
     async fn commit_one_by_one(&mut self, group: Vec<Append>) {
         for append in group {
-            let Some(append) = self.refuse_poisoned(vec![append]).pop() else {
+            let Some(append) = self.refuse_poisoned(vec![append]).await.pop() else {
                 continue;
             };
             let started = Instant::now();
             let result = self.store.commit(&append.batch).await;
             self.record(&append.batch, started, result.is_ok());
             match result {
-                Ok(()) => (append.done)(Ok(())),
-                Err(err) => self.fail(append, &err),
+                Ok(()) => self.settle(vec![(append.done, Ok(()))], true).await,
+                Err(err) => {
+                    let failed = self.fail(append, &err);
+                    self.settle(vec![failed], false).await;
+                }
             }
         }
     }
 
-    fn fail(&mut self, append: Append, err: &StoreError) {
+    /// Poisons the append's incarnation; returns its completion with the error to settle.
+    fn fail(&mut self, append: Append, err: &StoreError) -> (Completion, Result<(), CommitError>) {
         let error = match err {
             StoreError::Conflict(detail) => CommitError::Fenced(detail.clone()),
             other => CommitError::Failed(other.to_string()),
@@ -278,7 +342,7 @@ impl Writer {
             self.poisoned.insert(writer.pid.clone(), writer.incarnation);
         }
         tracing::error!(error = %error, "journal append failed");
-        (append.done)(Err(error));
+        (append.done, Err(error))
     }
 
     fn record(&self, batch: &Batch, started: Instant, ok: bool) {
@@ -298,6 +362,41 @@ impl Writer {
         stats
             .commit_micros_total
             .fetch_add(micros, Ordering::Relaxed);
+    }
+}
+
+fn succeeded(group: Vec<Append>) -> Vec<(Completion, Result<(), CommitError>)> {
+    group.into_iter().map(|a| (a.done, Ok(()))).collect()
+}
+
+/// Runs until the writer is gone: takes every group settled since its last fsync, runs one
+/// fsync if any of them needs it, then their completions in order.
+///
+/// An fsync that fails stops the process: after a failed fsync the kernel may have dropped the
+/// dirty pages, so neither retrying nor carrying on can be trusted (PostgreSQL panics for the
+/// same reason). A restart recovers from what the journal holds; callers who got no answer
+/// resolve the outcome with their Idempotency-Key, as after any crash.
+async fn run_syncer(store: SharedStore, mut rx: mpsc::Receiver<Settle>, stats: Arc<JournalStats>) {
+    while let Some(first) = rx.recv().await {
+        let mut settles = vec![first];
+        while let Ok(next) = rx.try_recv() {
+            settles.push(next);
+        }
+        if settles.iter().any(|s| s.needs_sync) {
+            let started = Instant::now();
+            if let Err(error) = store.sync().await {
+                tracing::error!(%error, "journal fsync failed; stopping the process");
+                std::process::abort();
+            }
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            stats.syncs.fetch_add(1, Ordering::Relaxed);
+            stats.sync_micros_total.fetch_add(micros, Ordering::Relaxed);
+        }
+        for settle in settles {
+            for (done, result) in settle.items {
+                done(result);
+            }
+        }
     }
 }
 
@@ -445,6 +544,58 @@ mod tests {
             Err(CommitError::Failed(_))
         ));
         assert_eq!(unrelated.await.expect("answered"), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn with_synchronous_full_no_append_is_answered_before_an_fsync_covers_it() {
+        let (_dir, store) = store().await;
+        assert!(store.defers_sync(), "FULL pipelines its fsync");
+        let (handle, _task) = JournalHandle::start(store.clone(), &settings());
+        let mut seen = Vec::new();
+        for i in 1..=20 {
+            let (tx, rx) = oneshot::channel();
+            let stats = handle.stats.clone();
+            let permit = handle.try_reserve().expect("queue has room");
+            permit.send(Append {
+                batch: event(&format!("s:{i}"), 1),
+                writer: None,
+                done: Box::new(move |r| {
+                    // The fsyncs finished when this append was answered.
+                    let _ = tx.send((r, stats.syncs.load(Ordering::Relaxed)));
+                }),
+            });
+            seen.push(rx);
+        }
+        let mut last_syncs = 0;
+        for rx in seen {
+            let (result, syncs) = rx.await.expect("answered");
+            assert_eq!(result, Ok(()));
+            assert!(
+                syncs >= 1 && syncs >= last_syncs,
+                "answered after {syncs} fsyncs"
+            );
+            last_syncs = syncs;
+        }
+        handle.barrier().await.expect("barrier");
+        let syncs = handle.stats.syncs.load(Ordering::Relaxed);
+        assert!(syncs <= handle.stats.batches.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn with_synchronous_normal_commits_answer_without_an_fsync() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut db = Settings::defaults().database;
+        db.sqlite_synchronous = crate::config::SqliteSynchronous::Normal;
+        let store = SqliteStore::open(&dir.path().join("n.db"), &db)
+            .await
+            .expect("opens");
+        store.migrate().await.expect("migrates");
+        let store: SharedStore = Arc::new(store);
+        assert!(!store.defers_sync());
+        let (handle, _task) = JournalHandle::start(store.clone(), &settings());
+        let outcome = queue(&handle, event("n:1", 1), None);
+        assert_eq!(outcome.await.expect("answered"), Ok(()));
+        assert_eq!(handle.stats.syncs.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

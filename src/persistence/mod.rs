@@ -157,8 +157,17 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> StoreResult<()>;
     async fn ping(&self) -> StoreResult<()>;
 
-    /// Writes the whole batch in one transaction.
+    /// Writes the whole batch in one transaction. It is durable on return, unless the store
+    /// [`Store::defers_sync`]: then it is durable once a later [`Store::sync`] has returned.
     async fn commit(&self, batch: &Batch) -> StoreResult<()>;
+    /// True when commits return before their fsync (pipelined fsync, see `journal`).
+    fn defers_sync(&self) -> bool {
+        false
+    }
+    /// Makes every commit that has returned so far durable.
+    async fn sync(&self) -> StoreResult<()> {
+        Ok(())
+    }
     /// The latest snapshot and the events after it, in seq order.
     async fn load(&self, pid: &str) -> StoreResult<(Option<SnapshotRecord>, Vec<EventRecord>)>;
     /// Events of one entity, newest first, with seq below `before_seq` when given.

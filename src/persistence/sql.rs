@@ -24,6 +24,35 @@ pub struct SqliteStore {
     /// lock and never the journal's: index steps run beside group commits, not between them.
     indexer: SqlitePool,
     checkpointer: tokio::task::AbortHandle,
+    /// With `synchronous = full` the writer commits with NORMAL (no fsync) and the journal
+    /// syncs the WAL through this handle before it answers anyone: the same durability as
+    /// FULL, but the fsync of one group overlaps the writing of the next.
+    wal: Option<Arc<WalFile>>,
+}
+
+/// The journal's WAL file, for the pipelined fsync.
+struct WalFile {
+    path: std::path::PathBuf,
+    file: std::sync::Mutex<Option<std::fs::File>>,
+}
+
+impl WalFile {
+    /// fdatasync of the WAL as it is now. SQLite only deletes a WAL (last connection closed)
+    /// after checkpointing it into the database file and syncing that, so frames in an older
+    /// WAL file are durable already; the inode check makes sure the current one is synced.
+    fn sync(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let mut file = self.file.lock().expect("WAL file lock");
+        let current = std::fs::metadata(&self.path)?.ino();
+        let stale = match file.as_ref() {
+            Some(open) => open.metadata()?.ino() != current,
+            None => true,
+        };
+        if stale {
+            *file = Some(std::fs::File::open(&self.path)?);
+        }
+        file.as_ref().expect("opened above").sync_data()
+    }
 }
 
 impl Drop for SqliteStore {
@@ -135,6 +164,10 @@ impl SqliteStore {
             SqlitePoolOptions::new()
                 .max_connections(connections)
                 .acquire_timeout(Duration::from_secs(db.connect_timeout_secs))
+                // Connections live as long as the store: a reopened writer would start with a
+                // cold page cache.
+                .idle_timeout(None)
+                .max_lifetime(None)
                 .after_connect(move |conn, _meta| {
                     let index_path = index_path.clone();
                     Box::pin(async move {
@@ -152,16 +185,47 @@ impl SqliteStore {
         };
         let pool = pools(db.max_connections.max(2), options.clone()).await?;
         // The writer alone gets 64 MiB of page cache, so the hot index pages stay in memory;
-        // readers keep SQLite's default (2 MiB each).
-        let writer = pools(1, options.clone().pragma("cache_size", "-65536")).await?;
+        // readers keep SQLite's default (2 MiB each). FULL becomes NORMAL plus the journal's
+        // pipelined fsync of the WAL (see `WalFile`).
+        let pipelined = matches!(synchronous, SqliteSynchronous::Full);
+        let writer_options =
+            options
+                .clone()
+                .pragma("cache_size", "-65536")
+                .synchronous(if pipelined {
+                    SqliteSynchronous::Normal
+                } else {
+                    synchronous
+                });
+        let writer = pools(1, writer_options).await?;
         let indexer = pools(1, options.pragma("cache_size", "-32768")).await?;
         let checkpointer = spawn_checkpointer(pool.clone());
+        let wal = pipelined.then(|| {
+            Arc::new(WalFile {
+                path: std::path::PathBuf::from(format!("{}-wal", path.display())),
+                file: std::sync::Mutex::new(None),
+            })
+        });
         Ok(SqliteStore {
             pool,
             writer,
             indexer,
             checkpointer,
+            wal,
         })
+    }
+}
+
+impl SqliteStore {
+    fn wal_file(&self) -> Option<Arc<WalFile>> {
+        self.wal.clone()
+    }
+}
+
+impl PostgresStore {
+    /// PostgreSQL commits durably (`synchronous_commit = on`) before it answers.
+    fn wal_file(&self) -> Option<Arc<WalFile>> {
+        None
     }
 }
 
@@ -526,6 +590,20 @@ macro_rules! impl_store {
         impl Store for $store {
             fn backend(&self) -> &'static str {
                 $backend
+            }
+
+            fn defers_sync(&self) -> bool {
+                self.wal_file().is_some()
+            }
+
+            async fn sync(&self) -> StoreResult<()> {
+                let Some(wal) = self.wal_file() else {
+                    return Ok(());
+                };
+                tokio::task::spawn_blocking(move || wal.sync())
+                    .await
+                    .map_err(|e| StoreError::Unavailable(format!("WAL fsync task: {e}")))?
+                    .map_err(|e| StoreError::Unavailable(format!("WAL fsync failed: {e}")))
             }
 
             async fn migrate(&self) -> StoreResult<()> {
