@@ -250,7 +250,8 @@ pub async fn catch_up_deferred_indexes(store: &dyn Store) -> StoreResult<u64> {
 }
 
 /// Runs for the life of the process: fills the deferred indexes every `index_every_ms`, at
-/// most `index_rows_max` rows per index and step, beside the journal writer (on its own
+/// most `index_rows_max` rows per index and step (a step that hits that bound is followed by
+/// the next at once), beside the journal writer (on its own
 /// connection; for SQLite in its own file, so it never holds the journal's write lock).
 pub fn spawn_indexer(
     store: SharedStore,
@@ -263,10 +264,16 @@ pub fn spawn_indexer(
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut behind = false;
         loop {
-            ticks.tick().await;
+            // A step that hit its bound left rows behind: the next one starts at once.
+            if !behind {
+                ticks.tick().await;
+            }
             let started = std::time::Instant::now();
-            match store.index_deferred(rows_max).await {
+            let step = store.index_deferred(rows_max).await;
+            behind = matches!(step, Ok(rows) if rows >= u64::from(rows_max));
+            match step {
                 Ok(rows) => {
                     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                     stats.indexed_rows.fetch_add(rows, Ordering::Relaxed);
