@@ -241,22 +241,27 @@ impl Writer {
     async fn commit_group(&mut self, group: Vec<Append>) {
         // Barriers (appends with nothing to write) are answered once the whole group,
         // snapshots included, has been dealt with.
-        let (barriers, group): (Vec<Append>, Vec<Append>) =
+        let (barriers, mut group): (Vec<Append>, Vec<Append>) =
             group.into_iter().partition(|a| a.batch.is_empty());
-        let mut combined = Batch::default();
-        for append in &group {
-            combined.extend(append.batch.clone());
-        }
         // Snapshots are committed after the callers have their replies: the journal is the
         // truth, a snapshot only shortens recovery, and a large one must not delay a group.
-        let snapshots = std::mem::take(&mut combined.snapshots);
-        if !combined.is_empty() {
+        let snapshots: Vec<_> = group
+            .iter_mut()
+            .flat_map(|a| std::mem::take(&mut a.batch.snapshots))
+            .collect();
+        let parts: Vec<&Batch> = group
+            .iter()
+            .map(|a| &a.batch)
+            .filter(|b| !b.is_empty())
+            .collect();
+        if !parts.is_empty() {
             let started = Instant::now();
-            let result = self.store.commit(&combined).await;
-            self.record(&combined, started, result.is_ok());
+            let result = self.store.commit_parts(&parts).await;
+            self.record(&parts, started, result.is_ok());
             match result {
                 Ok(()) => self.settle(succeeded(group), true).await,
-                // One by one, each append's snapshot goes in with its own events.
+                // One by one, to find the clashing append; the group's snapshots are dropped
+                // (they are only a shortcut for recovery, and some may be of fenced states).
                 Err(StoreError::Conflict(_)) if group.len() > 1 => {
                     self.commit_one_by_one(group).await;
                     self.answer_barriers(barriers).await;
@@ -321,7 +326,7 @@ impl Writer {
             };
             let started = Instant::now();
             let result = self.store.commit(&append.batch).await;
-            self.record(&append.batch, started, result.is_ok());
+            self.record(&[&append.batch], started, result.is_ok());
             match result {
                 Ok(()) => self.settle(vec![(append.done, Ok(()))], true).await,
                 Err(err) => {
@@ -345,15 +350,17 @@ impl Writer {
         (append.done, Err(error))
     }
 
-    fn record(&self, batch: &Batch, started: Instant, ok: bool) {
+    fn record(&self, parts: &[&Batch], started: Instant, ok: bool) {
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let stats = &self.stats;
         if !ok {
             stats.failures.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let rows = u64::try_from(batch.rows()).expect("usize fits u64");
-        let events = u64::try_from(batch.events.len()).expect("usize fits u64");
+        let rows: usize = parts.iter().map(|b| b.rows()).sum();
+        let events: usize = parts.iter().map(|b| b.events.len()).sum();
+        let rows = u64::try_from(rows).expect("usize fits u64");
+        let events = u64::try_from(events).expect("usize fits u64");
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.rows.fetch_add(rows, Ordering::Relaxed);
         stats.events.fetch_add(events, Ordering::Relaxed);

@@ -159,7 +159,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes the whole batch in one transaction. It is durable on return, unless the store
     /// [`Store::defers_sync`]: then it is durable once a later [`Store::sync`] has returned.
-    async fn commit(&self, batch: &Batch) -> StoreResult<()>;
+    async fn commit(&self, batch: &Batch) -> StoreResult<()> {
+        self.commit_parts(&[batch]).await
+    }
+    /// [`Store::commit`] of the batches together, as one, without copying them into one.
+    async fn commit_parts(&self, parts: &[&Batch]) -> StoreResult<()>;
     /// True when commits return before their fsync (pipelined fsync, see `journal`).
     fn defers_sync(&self) -> bool {
         false

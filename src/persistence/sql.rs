@@ -308,6 +308,15 @@ fn event_from_row(
     })
 }
 
+/// The batches of one group commit, read in place: no row is copied to combine them.
+struct Parts<'a>(&'a [&'a Batch]);
+
+impl<'a> Parts<'a> {
+    fn rows<T>(&self, of: impl Fn(&'a Batch) -> &'a Vec<T>) -> Vec<&'a T> {
+        self.0.iter().flat_map(|b| of(b).iter()).collect()
+    }
+}
+
 /// The last item per key, in first-seen key order: one multi-row upsert may not touch a row
 /// twice (PostgreSQL refuses it), and the last write of a batch is the one that counts.
 fn last_per_key<'a, T, K, F>(items: &'a [T], key: F) -> Vec<&'a T>
@@ -495,10 +504,11 @@ macro_rules! impl_store {
 
             async fn commit_in(
                 tx: &mut sqlx::Transaction<'_, $db>,
-                batch: &Batch,
+                parts: &[&Batch],
             ) -> Result<(), sqlx::Error> {
+                let all = Parts(parts);
                 let mut query = QueryBuilder::<$db>::new("");
-                for chunk in Self::chunks(&batch.events) {
+                for chunk in Self::chunks(&all.rows(|b| &b.events)) {
                     query.push("INSERT INTO journal (pid, seq, at_ms, payload) ");
                     query.push_values(chunk, |mut row, e| {
                         row.push_bind(&e.pid)
@@ -508,7 +518,7 @@ macro_rules! impl_store {
                     });
                     Self::end_statement(tx, &mut query).await?;
                 }
-                for chunk in Self::chunks(&batch.idempotency) {
+                for chunk in Self::chunks(&all.rows(|b| &b.idempotency)) {
                     query.push(
                         "INSERT INTO idempotency \
                          (key_hash, scope, key, fingerprint, status, body, created_at_ms) ",
@@ -524,7 +534,8 @@ macro_rules! impl_store {
                     });
                     Self::end_statement(tx, &mut query).await?;
                 }
-                for chunk in Self::chunks(&last_per_key(&batch.read_rows, |r| (&r.kind, &r.id))) {
+                let read_rows = all.rows(|b| &b.read_rows);
+                for chunk in Self::chunks(&last_per_key(&read_rows, |r| (&r.kind, &r.id))) {
                     query.push("INSERT INTO read_rows (kind, id, owner, created_at_ms, status, body) ");
                     query.push_values(chunk, |mut row, r| {
                         row.push_bind(&r.kind)
@@ -541,10 +552,11 @@ macro_rules! impl_store {
                     );
                     Self::end_statement(tx, &mut query).await?;
                 }
-                let deadlines = last_per_key(&batch.deadlines, |d| match d {
+                let deadlines = all.rows(|b| &b.deadlines);
+                let deadlines = last_per_key(&deadlines, |d| match d {
                     DeadlineWrite::Set { pid, .. } | DeadlineWrite::Clear { pid } => pid,
                 });
-                let (sets, clears): (Vec<_>, Vec<_>) = deadlines
+                let (sets, clears): (Vec<&&DeadlineWrite>, Vec<_>) = deadlines
                     .into_iter()
                     .partition(|d| matches!(d, DeadlineWrite::Set { .. }));
                 for chunk in Self::chunks(&sets) {
@@ -568,7 +580,8 @@ macro_rules! impl_store {
                     query.push(")");
                     Self::end_statement(tx, &mut query).await?;
                 }
-                for chunk in Self::chunks(&last_per_key(&batch.snapshots, |s| &s.pid)) {
+                let snapshots = all.rows(|b| &b.snapshots);
+                for chunk in Self::chunks(&last_per_key(&snapshots, |s| &s.pid)) {
                     query.push("INSERT INTO snapshots (pid, seq, at_ms, payload) ");
                     query.push_values(chunk, |mut row, snap| {
                         row.push_bind(&snap.pid)
@@ -618,9 +631,9 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn commit(&self, batch: &Batch) -> StoreResult<()> {
+            async fn commit_parts(&self, parts: &[&Batch]) -> StoreResult<()> {
                 let mut tx = self.writer.begin().await?;
-                Self::commit_in(&mut tx, batch).await?;
+                Self::commit_in(&mut tx, parts).await?;
                 tx.commit().await?;
                 Ok(())
             }
