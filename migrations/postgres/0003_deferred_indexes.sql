@@ -10,6 +10,8 @@ CREATE TABLE deferred_indexes (
 
 ALTER TABLE idempotency ADD COLUMN pos BIGSERIAL PRIMARY KEY;
 DROP INDEX idempotency_hash;
+-- `pos` follows creation: the purge and the warm-up walk it instead of a created_at index.
+DROP INDEX idempotency_created;
 CREATE TABLE idempotency_by_hash (
     key_hash BIGINT NOT NULL,
     pos BIGINT NOT NULL,

@@ -24,7 +24,8 @@ INSERT INTO idempotency_v3 (pos, key_hash, scope, key, fingerprint, status, body
     FROM idempotency ORDER BY rowid;
 DROP TABLE idempotency;
 ALTER TABLE idempotency_v3 RENAME TO idempotency;
-CREATE INDEX idempotency_created ON idempotency (created_at_ms);
+-- No index on created_at_ms either: `pos` follows creation, so the purge and the start-up
+-- warm-up find their boundary by walking `pos` from the oldest row.
 
 -- Read rows, appended; an update keeps the row's `pos`. The owner never changes.
 CREATE TABLE read_rows_v3 (

@@ -768,7 +768,9 @@ macro_rules! impl_store {
                 limit: u32,
             ) -> StoreResult<Vec<(String, String)>> {
                 let rows: Vec<(String, String)> = sqlx::query_as(
-                    "SELECT scope, key FROM idempotency WHERE created_at_ms >= $1 LIMIT $2",
+                    "SELECT scope, key FROM idempotency WHERE pos >= \
+                     (SELECT pos FROM idempotency WHERE created_at_ms >= $1 ORDER BY pos LIMIT 1) \
+                     ORDER BY pos LIMIT $2",
                 )
                 .bind(since_ms)
                 .bind(i64::from(limit))
@@ -779,15 +781,28 @@ macro_rules! impl_store {
 
             async fn idempotency_purge(&self, before_ms: i64) -> StoreResult<u64> {
                 let mut tx = self.pool.begin().await?;
-                sqlx::query(
-                    "DELETE FROM idempotency_by_hash WHERE (key_hash, pos) IN \
-                     (SELECT key_hash, pos FROM idempotency WHERE created_at_ms < $1)",
+                // Records are in creation order: everything before the first one that is young
+                // enough goes (all of them when none is). Never a record newer than the cut.
+                let (keep_from,): (Option<i64>,) = sqlx::query_as(
+                    "SELECT COALESCE(\
+                     (SELECT pos FROM idempotency WHERE created_at_ms >= $1 ORDER BY pos LIMIT 1), \
+                     (SELECT MAX(pos) + 1 FROM idempotency))",
                 )
                 .bind(before_ms)
+                .fetch_one(&mut *tx)
+                .await?;
+                let Some(keep_from) = keep_from else {
+                    return Ok(0);
+                };
+                sqlx::query(
+                    "DELETE FROM idempotency_by_hash WHERE (key_hash, pos) IN \
+                     (SELECT key_hash, pos FROM idempotency WHERE pos < $1)",
+                )
+                .bind(keep_from)
                 .execute(&mut *tx)
                 .await?;
-                let done = sqlx::query("DELETE FROM idempotency WHERE created_at_ms < $1")
-                    .bind(before_ms)
+                let done = sqlx::query("DELETE FROM idempotency WHERE pos < $1")
+                    .bind(keep_from)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;

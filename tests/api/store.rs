@@ -94,9 +94,26 @@ async fn purged_records_leave_neither_row_nor_index_entry(backend: Backend) {
     };
     commit(store, batch).await;
     catch_up_deferred_indexes(store).await.expect("catches up");
+    let keys_since = |ms| store.idempotency_keys_since(ms, 10);
+    assert_eq!(
+        keys_since(15).await.expect("keys").len(),
+        1,
+        "only the new key is recent"
+    );
+    assert_eq!(keys_since(0).await.expect("keys").len(), 2);
     assert_eq!(store.idempotency_purge(15).await.expect("purges"), 1);
     assert!(!found(store, "alice", "old", Lookup::Everywhere).await);
     assert!(found(store, "alice", "new", Lookup::IndexedOnly).await);
+    assert_eq!(
+        store.idempotency_purge(15).await.expect("purges"),
+        0,
+        "nothing older left"
+    );
+    // When every record is older than the cut, every one goes.
+    assert_eq!(store.idempotency_purge(100).await.expect("purges"), 1);
+    assert!(!found(store, "alice", "new", Lookup::Everywhere).await);
+    assert!(keys_since(0).await.expect("keys").is_empty());
+    assert_eq!(store.idempotency_purge(100).await.expect("purges"), 0);
     test.close().await;
 }
 on_both_stores!(purged_records_leave_neither_row_nor_index_entry);
