@@ -7,13 +7,14 @@
 //! window; it is loaded in the background at start-up). A running request holds its key, so a
 //! concurrent retry gets 409 in flight.
 //!
-//! The store's hash index over the records is filled behind a watermark by the journal writer
-//! (`Store::index_deferred`), so the newest records sit in an unindexed tail. Every key this
-//! process has seen is in memory, and everything written before it started was indexed before
-//! it served (`catch_up_deferred_indexes`). So a key memory does not know is either new or old
-//! enough to be indexed, and its look-up skips the tail scan ([`Lookup::IndexedOnly`]); this
-//! holds as long as the writer indexes faster than `memory_keys_max` keys arrive, which it
-//! does by orders of magnitude (`journal.index_every_ms`, `journal.index_rows_max`).
+//! The store's hash index over the records is filled behind a watermark by a background
+//! indexer (`Store::index_deferred`), so the newest records sit in an unindexed tail. Until
+//! memory overflows, every key this process has seen is in memory, and everything written
+//! before it started was indexed before it served (`catch_up_deferred_indexes`). So a key
+//! memory does not know is either new or old enough to be indexed, and its look-up skips the
+//! tail scan ([`Lookup::IndexedOnly`]), whatever the indexer's progress. Once memory has
+//! evicted keys, unknown keys are looked up everywhere (index and tail): size
+//! `idempotency.memory_keys_max` for the keys of the retention window.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,8 +72,26 @@ impl MemoryIndex {
         }
     }
 
-    /// Where a key may be: memory holds every key this process has seen (bar evictions of the
-    /// oldest), and a key it has not seen cannot be in the store's unindexed tail.
+    /// Adds keys loaded from the store while there is room, never evicting: the keys already
+    /// here are this process's own, and may still be in the store's unindexed tail.
+    /// Returns false when some did not fit.
+    fn load(&self, hashes: impl Iterator<Item = u64>) -> bool {
+        let mut keys = self.keys.lock().expect("idempotency index lock");
+        for hash in hashes {
+            if keys.order.len() >= self.keys_max {
+                return false;
+            }
+            if keys.hashes.insert(hash) {
+                keys.order.push_back(hash);
+            }
+        }
+        true
+    }
+
+    /// Where a key may be. Until memory overflows it holds every key this process has seen,
+    /// so a key it does not know is new (complete) or older than the start, and everything
+    /// from before the start was indexed before serving: the unindexed tail can be skipped.
+    /// Once it has evicted keys, an evicted one may still be in the tail: look everywhere.
     fn lookup_for(&self, hash: u64) -> Option<Lookup> {
         let known = self
             .keys
@@ -80,7 +99,7 @@ impl MemoryIndex {
             .expect("idempotency index lock")
             .hashes
             .contains(&hash);
-        if known {
+        if known || self.overflowed.load(Ordering::Acquire) {
             Some(Lookup::Everywhere)
         } else if self.complete.load(Ordering::Acquire) {
             None
@@ -166,10 +185,8 @@ impl Idempotency {
             let limit = u32::try_from(index.keys_max.saturating_add(1)).unwrap_or(u32::MAX);
             match store.idempotency_keys_since(since_ms, limit).await {
                 Ok(keys) => {
-                    let fits = keys.len() <= index.keys_max;
-                    for (scope, key) in keys.iter().take(index.keys_max) {
-                        index.insert(key_hash(scope, key));
-                    }
+                    let fits = keys.len() <= index.keys_max
+                        && index.load(keys.iter().map(|(scope, key)| key_hash(scope, key)));
                     if fits && !index.overflowed.load(Ordering::Relaxed) {
                         index.complete.store(true, Ordering::Release);
                     }
@@ -278,19 +295,35 @@ mod tests {
     }
 
     #[test]
-    fn overflowing_evicts_the_oldest_keys_and_makes_the_index_incomplete() {
+    fn after_an_eviction_unknown_keys_are_looked_up_everywhere() {
         let index = memory(2);
         index.complete.store(true, Ordering::Release);
         for hash in [1, 2, 3] {
             index.insert(hash);
         }
-        assert_eq!(
-            index.lookup_for(1),
-            Some(Lookup::IndexedOnly),
-            "evicted: old"
-        );
+        // Key 1 was evicted and may still be in the unindexed tail.
+        assert_eq!(index.lookup_for(1), Some(Lookup::Everywhere));
         assert_eq!(index.lookup_for(3), Some(Lookup::Everywhere));
-        assert_eq!(index.lookup_for(9), Some(Lookup::IndexedOnly));
+        assert_eq!(index.lookup_for(9), Some(Lookup::Everywhere));
+    }
+
+    #[test]
+    fn loading_old_keys_never_evicts_this_processs_own() {
+        let index = memory(3);
+        index.insert(100);
+        assert!(!index.load([1, 2, 3, 4].into_iter()), "not all fit");
+        assert_eq!(
+            index.lookup_for(100),
+            Some(Lookup::Everywhere),
+            "own key kept"
+        );
+        assert_eq!(index.lookup_for(1), Some(Lookup::Everywhere));
+        assert_eq!(
+            index.lookup_for(4),
+            Some(Lookup::IndexedOnly),
+            "not loaded: indexed"
+        );
+        assert!(!index.overflowed.load(Ordering::Relaxed));
     }
 
     #[test]

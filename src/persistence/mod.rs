@@ -209,6 +209,10 @@ pub trait Store: Send + Sync + 'static {
     /// connection; returns the rows indexed. Look-ups are correct whether or not this has run
     /// (they scan the unindexed tail); running it keeps that tail short.
     async fn index_deferred(&self, rows_max: u32) -> StoreResult<u64>;
+    /// Pulls a deferred index's watermark back when it is ahead of its table, which happens
+    /// when the journal lost commits the index file kept (a restore, or a power loss between
+    /// a pipelined commit and its fsync); otherwise new rows could reuse indexed positions.
+    async fn clamp_deferred_indexes(&self) -> StoreResult<()>;
 
     /// Read rows of one kind, newest first, optionally of one owner.
     async fn read_rows(
@@ -243,6 +247,7 @@ const CATCH_UP_ROWS_MAX: u32 = 100_000;
 /// on the unindexed tail only holds keys this process wrote, which its memory index knows
 /// (the guarantee [`Lookup::IndexedOnly`] rests on).
 pub async fn catch_up_deferred_indexes(store: &dyn Store) -> StoreResult<u64> {
+    store.clamp_deferred_indexes().await?;
     let mut total = 0;
     loop {
         let indexed = store.index_deferred(CATCH_UP_ROWS_MAX).await?;
@@ -285,7 +290,7 @@ pub fn spawn_indexer(
                         .index_micros_total
                         .fetch_add(micros, Ordering::Relaxed);
                 }
-                // Look-ups scan the unindexed tail, so a failed step costs time, not correctness.
+                // Look-ups read the unindexed tail, so a failed step costs time, not correctness.
                 Err(error) => tracing::warn!(%error, "deferred index step failed; retrying"),
             }
         }

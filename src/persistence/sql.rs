@@ -43,7 +43,12 @@ impl WalFile {
     fn sync(&self) -> std::io::Result<()> {
         use std::os::unix::fs::MetadataExt;
         let mut file = self.file.lock().expect("WAL file lock");
-        let current = std::fs::metadata(&self.path)?.ino();
+        let current = match std::fs::metadata(&self.path) {
+            Ok(meta) => meta.ino(),
+            // No WAL: the last connection checkpointed it into the database and synced that.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        };
         let stale = match file.as_ref() {
             Some(open) => open.metadata()?.ino() != current,
             None => true,
@@ -159,7 +164,7 @@ impl SqliteStore {
             // 18 ms at 7.8k orders/s, 2000 pages 24 ms at 8.7k/s, 10000 pages 31 ms at 10k/s,
             // 65536 pages 96 ms; a background checkpointer alone let the WAL grow to 7 GB.
             .pragma("wal_autocheckpoint", "1000");
-        let pools = |connections: u32, options: SqliteConnectOptions| {
+        let pools = |connections: u32, options: SqliteConnectOptions, ix_cache_kib: i64| {
             let index_path = index_path.to_string_lossy().into_owned();
             SqlitePoolOptions::new()
                 .max_connections(connections)
@@ -178,12 +183,17 @@ impl SqliteStore {
                         sqlx::query("PRAGMA ix.synchronous = NORMAL")
                             .execute(&mut *conn)
                             .await?;
+                        sqlx::query(&format!("PRAGMA ix.cache_size = -{ix_cache_kib}"))
+                            .execute(&mut *conn)
+                            .await?;
                         Ok(())
                     })
                 })
                 .connect_with(options)
         };
-        let pool = pools(db.max_connections.max(2), options.clone()).await?;
+        // SQLite's default page cache (2 MiB) for the index file, but the indexer's own
+        // connection, whose inserts land all over it, gets 32 MiB.
+        let pool = pools(db.max_connections.max(2), options.clone(), 2048).await?;
         // The writer alone gets 64 MiB of page cache, so the hot index pages stay in memory;
         // readers keep SQLite's default (2 MiB each). FULL becomes NORMAL plus the journal's
         // pipelined fsync of the WAL (see `WalFile`).
@@ -197,8 +207,8 @@ impl SqliteStore {
                 } else {
                     synchronous
                 });
-        let writer = pools(1, writer_options).await?;
-        let indexer = pools(1, options.pragma("cache_size", "-32768")).await?;
+        let writer = pools(1, writer_options, 2048).await?;
+        let indexer = pools(1, options, 32768).await?;
         let checkpointer = spawn_checkpointer(pool.clone());
         let wal = pipelined.then(|| {
             Arc::new(WalFile {
@@ -406,10 +416,17 @@ const IDEMPOTENCY_GET_INDEXED: &str = "\
     FROM idempotency_by_hash h JOIN idempotency i ON i.pos = h.pos \
     WHERE h.key_hash = $1 AND i.scope = $2 AND i.key = $3 LIMIT 1";
 
+/// Most records one purge step deletes.
+const PURGE_STEP_ROWS: i64 = 10_000;
+
 /// A look-up index filled behind a watermark by [`Store::index_deferred`].
 struct DeferredIndex {
     name: &'static str,
     last_pos_sql: &'static str,
+    /// Pulls the watermark back to the table's last `pos` when it is ahead of it.
+    clamp_sql: &'static str,
+    /// Drops index entries past the (clamped) watermark, for indexes that keep `pos`.
+    drop_ahead_sql: Option<&'static str>,
     /// Indexes the rows with `$1 < pos <= $2`, sorted so that neighbours share index pages.
     fill_sql: &'static str,
 }
@@ -418,6 +435,13 @@ const DEFERRED_INDEXES: [DeferredIndex; 2] = [
     DeferredIndex {
         name: "idempotency",
         last_pos_sql: "SELECT MAX(pos) FROM idempotency",
+        clamp_sql: "UPDATE deferred_indexes SET upto_pos = \
+            (SELECT COALESCE(MAX(pos), 0) FROM idempotency) WHERE name = 'idempotency' \
+            AND upto_pos > (SELECT COALESCE(MAX(pos), 0) FROM idempotency)",
+        drop_ahead_sql: Some(
+            "DELETE FROM idempotency_by_hash WHERE pos > \
+             (SELECT upto_pos FROM deferred_indexes WHERE name = 'idempotency')",
+        ),
         fill_sql: "INSERT INTO idempotency_by_hash (key_hash, pos) \
             SELECT key_hash, pos FROM idempotency WHERE pos > $1 AND pos <= $2 \
             ORDER BY key_hash, pos ON CONFLICT DO NOTHING",
@@ -425,6 +449,11 @@ const DEFERRED_INDEXES: [DeferredIndex; 2] = [
     DeferredIndex {
         name: "read_rows",
         last_pos_sql: "SELECT MAX(pos) FROM read_rows",
+        // Entries of lost rows find no row to join and are never listed.
+        clamp_sql: "UPDATE deferred_indexes SET upto_pos = \
+            (SELECT COALESCE(MAX(pos), 0) FROM read_rows) WHERE name = 'read_rows' \
+            AND upto_pos > (SELECT COALESCE(MAX(pos), 0) FROM read_rows)",
+        drop_ahead_sql: None,
         fill_sql: "INSERT INTO read_rows_by_owner (kind, owner, id) \
             SELECT kind, owner, id FROM read_rows WHERE pos > $1 AND pos <= $2 \
             ORDER BY kind, owner, id ON CONFLICT DO NOTHING",
@@ -780,33 +809,65 @@ macro_rules! impl_store {
             }
 
             async fn idempotency_purge(&self, before_ms: i64) -> StoreResult<u64> {
-                let mut tx = self.pool.begin().await?;
-                // Records are in creation order: everything before the first one that is young
-                // enough goes (all of them when none is). Never a record newer than the cut.
+                // Records are in creation order: those before the first one young enough to
+                // keep go, never one newer than the cut. The newest record always stays, so
+                // SQLite never hands its `pos` out again (a rowid table reuses max + 1).
                 let (keep_from,): (Option<i64>,) = sqlx::query_as(
                     "SELECT COALESCE(\
                      (SELECT pos FROM idempotency WHERE created_at_ms >= $1 ORDER BY pos LIMIT 1), \
-                     (SELECT MAX(pos) + 1 FROM idempotency))",
+                     (SELECT MAX(pos) FROM idempotency))",
                 )
                 .bind(before_ms)
-                .fetch_one(&mut *tx)
+                .fetch_one(&self.pool)
                 .await?;
-                let Some(keep_from) = keep_from else {
+                let (first,): (Option<i64>,) =
+                    sqlx::query_as("SELECT MIN(pos) FROM idempotency")
+                        .fetch_one(&self.pool)
+                        .await?;
+                let (Some(keep_from), Some(mut from)) = (keep_from, first) else {
                     return Ok(0);
                 };
-                sqlx::query(
-                    "DELETE FROM idempotency_by_hash WHERE (key_hash, pos) IN \
-                     (SELECT key_hash, pos FROM idempotency WHERE pos < $1)",
-                )
-                .bind(keep_from)
-                .execute(&mut *tx)
-                .await?;
-                let done = sqlx::query("DELETE FROM idempotency WHERE pos < $1")
-                    .bind(keep_from)
-                    .execute(&mut *tx)
+                // Bounded steps, each its own short transaction: the journal writer waits for
+                // one step at most, never for the whole purge.
+                let mut purged = 0;
+                while from < keep_from {
+                    let to = from.saturating_add(PURGE_STEP_ROWS).min(keep_from);
+                    sqlx::query(
+                        "DELETE FROM idempotency_by_hash WHERE (key_hash, pos) IN \
+                         (SELECT key_hash, pos FROM idempotency WHERE pos >= $1 AND pos < $2)",
+                    )
+                    .bind(from)
+                    .bind(to)
+                    .execute(&self.pool)
                     .await?;
+                    let done = sqlx::query("DELETE FROM idempotency WHERE pos >= $1 AND pos < $2")
+                        .bind(from)
+                        .bind(to)
+                        .execute(&self.pool)
+                        .await?;
+                    purged += done.rows_affected();
+                    from = to;
+                }
+                Ok(purged)
+            }
+
+            async fn clamp_deferred_indexes(&self) -> StoreResult<()> {
+                let mut tx = self.indexer.begin().await?;
+                for index in &DEFERRED_INDEXES {
+                    let clamped = sqlx::query(index.clamp_sql).execute(&mut *tx).await?;
+                    if clamped.rows_affected() > 0 {
+                        tracing::warn!(
+                            index = index.name,
+                            "deferred index was ahead of its table (restored or lost commits); \
+                             clamped"
+                        );
+                        if let Some(drop_sql) = index.drop_ahead_sql {
+                            sqlx::query(drop_sql).execute(&mut *tx).await?;
+                        }
+                    }
+                }
                 tx.commit().await?;
-                Ok(done.rows_affected())
+                Ok(())
             }
 
             async fn read_rows(

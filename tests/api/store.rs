@@ -109,11 +109,18 @@ async fn purged_records_leave_neither_row_nor_index_entry(backend: Backend) {
         0,
         "nothing older left"
     );
-    // When every record is older than the cut, every one goes.
-    assert_eq!(store.idempotency_purge(100).await.expect("purges"), 1);
-    assert!(!found(store, "alice", "new", Lookup::Everywhere).await);
-    assert!(keys_since(0).await.expect("keys").is_empty());
+    // Past the cut too, the newest record stays (so its position is never handed out again).
     assert_eq!(store.idempotency_purge(100).await.expect("purges"), 0);
+    assert!(found(store, "alice", "new", Lookup::Everywhere).await);
+    let batch = Batch {
+        idempotency: vec![record("bob", "later", 30), record("bob", "last", 40)],
+        ..Batch::default()
+    };
+    commit(store, batch).await;
+    assert_eq!(store.idempotency_purge(100).await.expect("purges"), 2);
+    assert!(!found(store, "bob", "later", Lookup::Everywhere).await);
+    assert!(found(store, "bob", "last", Lookup::Everywhere).await);
+    assert_eq!(keys_since(0).await.expect("keys").len(), 1);
     test.close().await;
 }
 on_both_stores!(purged_records_leave_neither_row_nor_index_entry);
@@ -261,4 +268,58 @@ async fn a_lost_sqlite_index_file_is_rebuilt_at_start_up() {
         list_all(store.as_ref(), Some("alice"), 10).await,
         vec!["o-1"]
     );
+}
+
+/// The index file may keep entries of commits the journal lost (a restored `surge.db`, or a
+/// power loss between a pipelined commit and its fsync). Start-up pulls the watermark back, so
+/// records written later at the same positions are found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_ahead_of_its_table_is_clamped_at_start_up() {
+    use std::sync::Arc;
+    use surge::persistence::SqliteStore;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("surge.db");
+    let settings = crate::helpers::test_settings(dir.path());
+    let store = SqliteStore::open(&path, &settings.database)
+        .await
+        .expect("opens");
+    store.migrate().await.expect("migrates");
+    let store = Arc::new(store);
+    let batch = Batch {
+        idempotency: vec![record("alice", "kept", 1), record("alice", "lost", 2)],
+        ..Batch::default()
+    };
+    commit(store.as_ref(), batch).await;
+    catch_up_deferred_indexes(store.as_ref())
+        .await
+        .expect("indexes");
+    // The journal loses its last commit; the index file still covers it.
+    let journal = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("opens the journal");
+    sqlx::query("DELETE FROM idempotency WHERE key = 'lost'")
+        .execute(&journal)
+        .await
+        .expect("loses a commit");
+    journal.close().await;
+    catch_up_deferred_indexes(store.as_ref())
+        .await
+        .expect("clamps");
+    // The next record takes the lost one's position, and is found there.
+    let batch = Batch {
+        idempotency: vec![record("bob", "new", 3)],
+        ..Batch::default()
+    };
+    commit(store.as_ref(), batch).await;
+    assert!(found(store.as_ref(), "bob", "new", Lookup::Everywhere).await);
+    assert!(!found(store.as_ref(), "alice", "lost", Lookup::Everywhere).await);
+    assert_eq!(
+        catch_up_deferred_indexes(store.as_ref())
+            .await
+            .expect("indexes"),
+        1
+    );
+    assert!(found(store.as_ref(), "bob", "new", Lookup::IndexedOnly).await);
+    assert!(found(store.as_ref(), "alice", "kept", Lookup::IndexedOnly).await);
 }
