@@ -351,7 +351,7 @@ impl Writer {
     }
 
     fn record(&self, parts: &[&Batch], started: Instant, ok: bool) {
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let micros = micros_since(started);
         let stats = &self.stats;
         if !ok {
             stats.failures.fetch_add(1, Ordering::Relaxed);
@@ -370,6 +370,11 @@ impl Writer {
             .commit_micros_total
             .fetch_add(micros, Ordering::Relaxed);
     }
+}
+
+/// Microseconds since `started`, for the figures in [`JournalStats`].
+pub(crate) fn micros_since(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 fn succeeded(group: Vec<Append>) -> Vec<(Completion, Result<(), CommitError>)> {
@@ -395,7 +400,7 @@ async fn run_syncer(store: SharedStore, mut rx: mpsc::Receiver<Settle>, stats: A
                 tracing::error!(%error, "journal fsync failed; stopping the process");
                 std::process::abort();
             }
-            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let micros = micros_since(started);
             stats.syncs.fetch_add(1, Ordering::Relaxed);
             stats.sync_micros_total.fetch_add(micros, Ordering::Relaxed);
         }

@@ -284,7 +284,7 @@ pub fn spawn_indexer(
             behind = matches!(step, Ok(rows) if rows >= u64::from(rows_max));
             match step {
                 Ok(rows) => {
-                    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    let micros = journal::micros_since(started);
                     stats.indexed_rows.fetch_add(rows, Ordering::Relaxed);
                     stats
                         .index_micros_total
