@@ -187,7 +187,7 @@ async fn an_order_reads_back_at_once_and_lists_for_its_owner_only(backend: Backe
     assert_problem(other, StatusCode::FORBIDDEN, "FORBIDDEN").await;
     let mine: Value = app.get("/orders", &dave).await.json().await.expect("json");
     assert_eq!(mine["items"].as_array().expect("items").len(), 1);
-    assert_eq!(mine["items"][0]["id"], id);
+    assert_eq!(mine["items"][0], order, "listed as it was answered");
     let eves: Value = app.get("/orders", &eve).await.json().await.expect("json");
     assert!(eves["items"].as_array().expect("items").is_empty());
     let all: Value = app
@@ -247,6 +247,21 @@ async fn cancelling_a_reserved_order_gives_its_units_back(backend: Backend) {
         "CANCELLED"
     );
     assert_eq!(app.stock("A").await["reserved"], 0);
+    // The list shows the change, beside an order that never changed.
+    let kept: Value = app
+        .order("gina", "A", 1, None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let listed: Value = app.get("/orders", &gina).await.json().await.expect("json");
+    let items = listed["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0], kept, "newest first, as it was answered");
+    assert_eq!(
+        (items[1]["id"].as_str(), &items[1]["status"]),
+        (Some(id), &json!("CANCELLED"))
+    );
     app.stop().await;
 }
 on_both_stores!(cancelling_a_reserved_order_gives_its_units_back);
