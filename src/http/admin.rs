@@ -44,6 +44,8 @@ async fn overview(state: State, caller: Caller) -> Result<HttpResponse, ApiError
             "last_commit_micros": stats.last_commit_micros.load(Ordering::Relaxed),
             "indexed_rows": stats.indexed_rows.load(Ordering::Relaxed),
             "index_micros_total": stats.index_micros_total.load(Ordering::Relaxed),
+            "syncs": stats.syncs.load(Ordering::Relaxed),
+            "sync_micros_total": stats.sync_micros_total.load(Ordering::Relaxed),
         },
     })))
 }

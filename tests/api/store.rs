@@ -323,3 +323,45 @@ async fn an_index_ahead_of_its_table_is_clamped_at_start_up() {
     assert!(found(store.as_ref(), "bob", "new", Lookup::IndexedOnly).await);
     assert!(found(store.as_ref(), "alice", "kept", Lookup::IndexedOnly).await);
 }
+
+/// The admin overview shows the indexer catching up and, for SQLite FULL, the pipelined
+/// fsyncs that every acknowledged commit waited for.
+async fn the_overview_shows_indexing_and_fsyncs(backend: Backend) {
+    use reqwest::StatusCode;
+    use serde_json::Value;
+
+    let options = crate::helpers::Options {
+        tweak: |settings| settings.journal.index_every_ms = 20,
+        ..Default::default()
+    };
+    let Some(app) = crate::helpers::spawn_app_with(backend, options).await else {
+        return;
+    };
+    app.create_stock("IDX", 10).await;
+    for i in 0..3 {
+        let response = app.order(&format!("buyer-{i}"), "IDX", 1, Some("k")).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let overview = || async {
+        let response = app.get("/admin/overview", &app.operator()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json::<Value>().await.expect("json")["journal"].clone()
+    };
+    // Three read rows and three idempotency records; the indexer runs every 20 ms.
+    let mut journal = overview().await;
+    for _ in 0..200 {
+        if journal["indexed_rows"].as_u64() >= Some(6) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        journal = overview().await;
+    }
+    assert_eq!(journal["indexed_rows"], 6, "journal: {journal}");
+    let syncs = journal["syncs"].as_u64().expect("syncs");
+    match backend {
+        Backend::Sqlite => assert!(syncs >= 1, "FULL answers after fsyncs: {journal}"),
+        Backend::Postgres => assert_eq!(syncs, 0, "PostgreSQL commits durably itself"),
+    }
+    app.stop().await;
+}
+on_both_stores!(the_overview_shows_indexing_and_fsyncs);
