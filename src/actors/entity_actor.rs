@@ -406,6 +406,9 @@ impl<E: Entity> EntityState<E> {
                 panic!("{}: invariant broken by {event:?}: {violation}", self.pid);
             }
             self.last_seq += 1;
+            batch
+                .read_rows
+                .extend(self.entity.event_rows(&event, now_ms));
             batch.events.push(EventRecord {
                 pid: self.pid.clone(),
                 seq: self.last_seq,

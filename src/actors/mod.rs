@@ -86,6 +86,12 @@ pub trait Entity: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     fn read_row(&self) -> Option<ReadRow> {
         None
     }
+    /// Rows of read tables that this event adds or changes (a wallet's transaction, an issued
+    /// coupon), called right after the event is applied and committed with it: the projection
+    /// of entities whose history, not only whose latest state, is listed.
+    fn event_rows(&self, _event: &Self::Event, _at_ms: i64) -> Vec<ReadRow> {
+        Vec::new()
+    }
     /// Its state as JSON (admin console).
     fn state_json(&self) -> serde_json::Value;
 }

@@ -310,7 +310,7 @@ async fn list(
     let page = state
         .rt
         .store
-        .read_rows("order", owner, query.cursor.as_deref(), limit)
+        .read_rows("order", owner, None, query.cursor.as_deref(), limit)
         .await
         .map_err(|e| match e {
             crate::persistence::StoreError::Corrupt(_) => ApiError::validation("cursor", "invalid"),

@@ -214,11 +214,12 @@ pub trait Store: Send + Sync + 'static {
     /// a pipelined commit and its fsync); otherwise new rows could reuse indexed positions.
     async fn clamp_deferred_indexes(&self) -> StoreResult<()>;
 
-    /// Read rows of one kind, newest first, optionally of one owner.
+    /// Read rows of one kind, newest first (by id), optionally of one owner and one status.
     async fn read_rows(
         &self,
         kind: &str,
         owner: Option<&str>,
+        status: Option<&str>,
         cursor: Option<&str>,
         limit: u32,
     ) -> StoreResult<ReadPage>;

@@ -398,6 +398,15 @@ where
     }
 }
 
+fn push_status<'q, DB: sqlx::Database>(query: &mut QueryBuilder<'q, DB>, status: Option<&'q str>)
+where
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    if let Some(status) = status {
+        query.push(" AND status = ").push_bind(status);
+    }
+}
+
 /// A key's record through the hash index (rows up to the watermark) or in the unindexed tail.
 const IDEMPOTENCY_GET_EVERYWHERE: &str = "\
     SELECT i.fingerprint, i.status, i.body, i.created_at_ms \
@@ -874,6 +883,7 @@ macro_rules! impl_store {
                 &self,
                 kind: &str,
                 owner: Option<&str>,
+                status: Option<&str>,
                 cursor: Option<&str>,
                 limit: u32,
             ) -> StoreResult<ReadPage> {
@@ -889,8 +899,14 @@ macro_rules! impl_store {
                         query.push(" AND id IN (SELECT id FROM read_rows_by_owner WHERE kind = ");
                         query.push_bind(kind).push(" AND owner = ").push_bind(owner);
                         push_before(&mut query, cursor);
-                        query.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit) + 1);
-                        query.push(") UNION ALL ").push(READ_ROW_COLUMNS);
+                        // The owner index knows no status: with a status filter the index part
+                        // is filtered after the look-up, so it cannot be limited first.
+                        if status.is_none() {
+                            query.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+                        }
+                        query.push(")");
+                        push_status(&mut query, status);
+                        query.push(" UNION ALL ").push(READ_ROW_COLUMNS);
                         // `kind || ''` keeps SQLite off the (kind, id) index, which would
                         // walk every row of the kind instead of the tail.
                         query.push(
@@ -903,6 +919,7 @@ macro_rules! impl_store {
                         query.push(READ_ROW_COLUMNS).push(" WHERE kind = ").push_bind(kind);
                     }
                 }
+                push_status(&mut query, status);
                 push_before(&mut query, cursor);
                 query.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit) + 1);
                 let rows: Vec<ReadRowTuple> =

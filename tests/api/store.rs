@@ -131,7 +131,7 @@ async fn list_all(store: &dyn Store, owner: Option<&str>, limit: u32) -> Vec<Str
     let mut cursor: Option<String> = None;
     loop {
         let page = store
-            .read_rows("order", owner, cursor.as_deref(), limit)
+            .read_rows("order", owner, None, cursor.as_deref(), limit)
             .await
             .expect("lists");
         assert!(page.rows.len() <= limit as usize);
@@ -192,7 +192,7 @@ async fn owner_lists_span_the_indexed_part_and_the_tail(backend: Backend) {
         );
     }
     let page = store
-        .read_rows("order", Some("alice"), None, 50)
+        .read_rows("order", Some("alice"), None, None, 50)
         .await
         .expect("lists");
     let updated = page
