@@ -7,7 +7,9 @@
 
 pub mod entity_actor;
 pub mod order;
+pub mod product;
 pub mod stock_item;
+pub mod time_sale;
 
 use std::fmt::Debug;
 use std::sync::Arc;

@@ -5,8 +5,10 @@ pub mod admin;
 pub mod auth;
 pub mod idempotent;
 pub mod orders;
+pub mod products;
 pub mod stock;
 pub mod system;
+pub mod time_sales;
 
 use actix_web::error::JsonPayloadError;
 use actix_web::http::StatusCode;
@@ -28,7 +30,9 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
             .configure(auth::routes)
             .configure(admin::routes)
             .configure(stock::routes)
-            .configure(orders::routes),
+            .configure(orders::routes)
+            .configure(products::routes)
+            .configure(time_sales::routes),
     );
 }
 
@@ -122,6 +126,33 @@ impl ListQuery {
             Some(n) => Ok(n),
         }
     }
+}
+
+/// A page of a read table as API.md lists it: `{items, next_cursor}`, newest first.
+pub async fn read_page(
+    state: &Services,
+    kind: &str,
+    owner: Option<&str>,
+    status: Option<&str>,
+    query: &ListQuery,
+    limit: u32,
+) -> Result<serde_json::Value, ApiError> {
+    let page = state
+        .rt
+        .store
+        .read_rows(kind, owner, status, query.cursor.as_deref(), limit)
+        .await
+        .map_err(|e| match e {
+            crate::persistence::StoreError::Corrupt(_) => ApiError::validation("cursor", "invalid"),
+            other => ApiError::internal(other),
+        })?;
+    let items: Vec<serde_json::Value> = page
+        .rows
+        .iter()
+        .map(|row| serde_json::from_str(&row.body))
+        .collect::<Result<_, _>>()
+        .map_err(ApiError::internal)?;
+    Ok(serde_json::json!({ "items": items, "next_cursor": page.next_cursor }))
 }
 
 /// `[A-Za-z0-9._-]{1,64}`: SKUs and user ids.

@@ -19,6 +19,7 @@ use crate::actors::order::{
     birth, born_view, OrderCommand, OrderItem, OrderStatus, OrderView, Placed, Source,
 };
 use crate::actors::stock_item::{ReleaseReason, StockCommand, StockItem, StockView};
+use crate::actors::time_sale::SaleCommand;
 use crate::actors::SideWrites;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
@@ -228,6 +229,30 @@ async fn release<'a>(
     }
 }
 
+/// Returns a cancelled order's units to where they were reserved. Best effort: what is not
+/// released here expires at `expires_at`.
+async fn give_back(state: &State, view: &OrderView) {
+    let id = uuid::Uuid::parse_str(&view.id).expect("order ids are UUIDs");
+    match view.source.kind.as_str() {
+        "stock" => {
+            let skus = view.items.iter().map(|i| i.reference.as_str());
+            release(state, id, skus, ReleaseReason::Cancelled).await;
+        }
+        "time_sale" => {
+            let command = SaleCommand::Release {
+                order: id.as_u128(),
+                reason: ReleaseReason::Cancelled,
+            };
+            if let Err(error) = state.sales.ask(&view.source.id, command, None).await {
+                tracing::warn!(order_id = %id, error = %error.detail, "release failed; the reservation will expire");
+            }
+        }
+        other => {
+            tracing::error!(order_id = %id, source = other, "cancelled order of an unknown source")
+        }
+    }
+}
+
 fn order_id(path: &web::Path<String>) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(path.as_str())
         .map_err(|_| ApiError::not_found(format!("order {} not found", path.as_str())))
@@ -285,9 +310,8 @@ async fn cancel(
         keyed,
     )
     .await?;
-    if view.status == OrderStatus::Cancelled && view.source.kind == "stock" {
-        let skus = view.items.iter().map(|i| i.reference.as_str());
-        release(&state, id, skus, ReleaseReason::Cancelled).await;
+    if view.status == OrderStatus::Cancelled {
+        give_back(&state, &view).await;
     }
     Ok(HttpResponse::Ok().json(view))
 }
@@ -307,21 +331,6 @@ async fn list(
         }
         _ => Some(caller.user_id.as_str()),
     };
-    let page = state
-        .rt
-        .store
-        .read_rows("order", owner, None, query.cursor.as_deref(), limit)
-        .await
-        .map_err(|e| match e {
-            crate::persistence::StoreError::Corrupt(_) => ApiError::validation("cursor", "invalid"),
-            other => ApiError::internal(other),
-        })?;
-    let items: Vec<serde_json::Value> = page
-        .rows
-        .iter()
-        .map(|row| serde_json::from_str(&row.body))
-        .collect::<Result<_, _>>()
-        .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "items": items, "next_cursor": page.next_cursor })))
+    let page = super::read_page(&state, "order", owner, None, &query, limit).await?;
+    Ok(HttpResponse::Ok().json(page))
 }

@@ -281,6 +281,21 @@ pub async fn assert_problem(response: Response, status: StatusCode, code: &str) 
     body
 }
 
+/// Polls until `check` holds; the work it waits for is asynchronous, not timed.
+pub async fn eventually<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("condition not reached within 5 s");
+}
+
 /// Runs one scenario on SQLite and, when configured, on PostgreSQL.
 #[macro_export]
 macro_rules! on_both_stores {

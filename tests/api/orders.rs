@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use surge::auth::Role;
 use surge::clock::Clock;
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with, Backend, Options};
+use crate::helpers::{assert_problem, eventually, spawn_app, spawn_app_with, Backend, Options};
 use crate::on_both_stores;
 
 async fn three_hundred_buyers_race_for_one_hundred_units(backend: Backend) {
@@ -265,21 +265,6 @@ async fn cancelling_a_reserved_order_gives_its_units_back(backend: Backend) {
     app.stop().await;
 }
 on_both_stores!(cancelling_a_reserved_order_gives_its_units_back);
-
-/// Polls until `check` holds; the work it waits for is asynchronous, not timed.
-async fn eventually<F, Fut>(mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("condition not reached within 5 s");
-}
 
 async fn an_unpaid_order_expires_by_itself_and_its_units_return(backend: Backend) {
     let options = Options {

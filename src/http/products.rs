@@ -1,0 +1,100 @@
+//! Products (API.md "Time sales"): the catalog entries that time sales sell.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::idempotent::{self, Prepared};
+use super::{RawBody, State};
+use crate::actors::product::{Product, ProductCommand, ProductDetails, ProductView};
+use crate::auth::Caller;
+use crate::error::{ApiError, FieldError};
+
+/// The highest price a product or a sale may carry, far below overflow of any total.
+pub const PRICE_MAX: i64 = 1_000_000_000_000;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/products", web::post().to(create))
+        .route("/products/{id}", web::get().to(get));
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateBody {
+    name: String,
+    price: i64,
+    description: Option<String>,
+}
+
+impl CreateBody {
+    fn validate(&self) -> Result<(), ApiError> {
+        let mut errors = Vec::new();
+        if self.name.trim().is_empty() || self.name.len() > 200 {
+            errors.push(FieldError {
+                field: "name".into(),
+                message: "must be 1-200 characters".into(),
+            });
+        }
+        if !(0..=PRICE_MAX).contains(&self.price) {
+            errors.push(FieldError {
+                field: "price".into(),
+                message: "must be 0..=10^12".into(),
+            });
+        }
+        if self.description.as_ref().is_some_and(|d| d.len() > 2000) {
+            errors.push(FieldError {
+                field: "description".into(),
+                message: "must be at most 2000 characters".into(),
+            });
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid_fields(errors))
+        }
+    }
+}
+
+async fn create(
+    state: State,
+    req: HttpRequest,
+    caller: Caller,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    let input: CreateBody = body.json()?;
+    input.validate()?;
+    let keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
+        Prepared::Replay(response) => return Ok(response),
+        Prepared::Run(keyed) => keyed,
+    };
+    let command = ProductCommand::Create(ProductDetails {
+        name: input.name.trim().to_string(),
+        price: input.price,
+        description: input.description,
+    });
+    let side = idempotent::record_side::<Product, _, _>(
+        keyed.as_ref(),
+        StatusCode::CREATED,
+        ProductView::clone,
+    );
+    let id = uuid::Uuid::now_v7().to_string();
+    let view = idempotent::ask_keyed(&state, &state.products, &id, command, side, keyed).await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// A server-made id: anything that is not a UUID is simply not there.
+pub fn uuid_path(path: &str, what: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(path)
+        .map(|id| id.to_string())
+        .map_err(|_| ApiError::not_found(format!("{what} {path} not found")))
+}
+
+async fn get(
+    state: State,
+    _caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = uuid_path(&path, "product")?;
+    let view = state.products.ask(&id, ProductCommand::Get, None).await?;
+    Ok(HttpResponse::Ok().json(view))
+}

@@ -1,0 +1,310 @@
+//! Time sales (API.md "Time sales"): create, get, list by status, purchase.
+//!
+//! A purchase is one message to the sale's actor: the reservation is its event, and the
+//! order's birth (first event, expiry deadline, read row) and the idempotency record ride on
+//! it as side writes, so the 201 follows one journal append.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Deserializer};
+
+use super::idempotent::{self, KeyedRequest, Prepared};
+use super::products::{uuid_path, PRICE_MAX};
+use super::{ListQuery, RawBody, State};
+use crate::actors::order::{birth, born_view, OrderItem, Placed, Source};
+use crate::actors::product::ProductCommand;
+use crate::actors::time_sale::{SaleCommand, SaleStatus, SaleTerms, SaleView, TimeSale};
+use crate::actors::SideWrites;
+use crate::auth::Caller;
+use crate::clock::parse_rfc3339;
+use crate::error::{ApiError, ErrorCode, FieldError};
+
+/// Most units of a sale one purchase may ask for.
+const PURCHASE_QUANTITY_MAX: i64 = 10_000;
+/// The largest quantity a sale may offer.
+const SALE_QUANTITY_MAX: i64 = 1_000_000_000;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/time-sales", web::post().to(create))
+        .route("/time-sales", web::get().to(list))
+        .route("/time-sales/{id}", web::get().to(get))
+        .route("/time-sales/{id}/purchase", web::post().to(purchase));
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateBody {
+    product_id: String,
+    quantity: i64,
+    sale_price: i64,
+    starts_at: String,
+    ends_at: String,
+    /// Absent: 1. `null`: unlimited.
+    #[serde(default, deserialize_with = "present")]
+    per_user_limit: Option<Option<i64>>,
+    #[serde(default)]
+    queue_required: bool,
+}
+
+/// Tells a field given as `null` (Some(None)) from one left out (None).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
+}
+
+impl CreateBody {
+    fn terms(&self) -> Result<SaleTerms, ApiError> {
+        let mut errors = Vec::new();
+        let mut check = |ok: bool, field: &str, message: &str| {
+            if !ok {
+                errors.push(FieldError {
+                    field: field.into(),
+                    message: message.into(),
+                });
+            }
+        };
+        let starts_at_ms = parse_rfc3339(&self.starts_at);
+        let ends_at_ms = parse_rfc3339(&self.ends_at);
+        let per_user_limit = self.per_user_limit.unwrap_or(Some(1));
+        check(
+            (1..=SALE_QUANTITY_MAX).contains(&self.quantity),
+            "quantity",
+            "must be 1..=10^9",
+        );
+        check(
+            (0..=PRICE_MAX).contains(&self.sale_price),
+            "sale_price",
+            "must be 0..=10^12",
+        );
+        check(starts_at_ms.is_some(), "starts_at", "must be RFC 3339");
+        check(ends_at_ms.is_some(), "ends_at", "must be RFC 3339");
+        check(
+            starts_at_ms.zip(ends_at_ms).is_none_or(|(s, e)| s < e),
+            "ends_at",
+            "must be after starts_at",
+        );
+        check(
+            per_user_limit.is_none_or(|l| (1..=SALE_QUANTITY_MAX).contains(&l)),
+            "per_user_limit",
+            "must be at least 1, or null for unlimited",
+        );
+        if !errors.is_empty() {
+            return Err(ApiError::invalid_fields(errors));
+        }
+        Ok(SaleTerms {
+            product_id: self.product_id.clone(),
+            quantity: self.quantity,
+            sale_price: self.sale_price,
+            starts_at_ms: starts_at_ms.expect("checked above"),
+            ends_at_ms: ends_at_ms.expect("checked above"),
+            per_user_limit,
+            queue_required: self.queue_required,
+        })
+    }
+}
+
+async fn create(
+    state: State,
+    req: HttpRequest,
+    caller: Caller,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    let input: CreateBody = body.json()?;
+    let mut terms = input.terms()?;
+    terms.product_id = product_of(&state, &terms.product_id).await?;
+    let keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
+        Prepared::Replay(response) => return Ok(response),
+        Prepared::Run(keyed) => keyed,
+    };
+    let side = idempotent::record_side::<TimeSale, _, _>(
+        keyed.as_ref(),
+        StatusCode::CREATED,
+        SaleView::clone,
+    );
+    let id = uuid::Uuid::now_v7().to_string();
+    let command = SaleCommand::Create(terms);
+    let view = idempotent::ask_keyed(&state, &state.sales, &id, command, side, keyed).await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// The product's canonical id; 422 when there is no such product.
+async fn product_of(state: &State, product_id: &str) -> Result<String, ApiError> {
+    let unknown = || ApiError::validation("product_id", "no such product");
+    let id = uuid_path(product_id, "product").map_err(|_| unknown())?;
+    match state.products.ask(&id, ProductCommand::Get, None).await {
+        Ok(product) => Ok(product.id),
+        Err(e) if e.code == ErrorCode::NotFound => Err(unknown()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn get(
+    state: State,
+    _caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = uuid_path(&path, "time sale")?;
+    let view = state.sales.ask(&id, SaleCommand::Get, None).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusQuery {
+    status: Option<String>,
+}
+
+/// Sales, newest first, from the read table that each sale's commits keep current; `status`
+/// is as of the sale's last event (its window deadlines are events, so it lags the clock by
+/// no more than the time a deadline takes to fire).
+async fn list(
+    state: State,
+    _caller: Caller,
+    query: web::Query<ListQuery>,
+    status: web::Query<StatusQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit(&state)?;
+    let all = [
+        SaleStatus::Scheduled,
+        SaleStatus::Active,
+        SaleStatus::SoldOut,
+        SaleStatus::Ended,
+    ];
+    let status = match status.status.as_deref() {
+        None => None,
+        Some(s) => Some(
+            all.iter()
+                .map(|st| st.as_str())
+                .find(|name| *name == s)
+                .ok_or_else(|| {
+                    ApiError::validation("status", "SCHEDULED, ACTIVE, SOLD_OUT or ENDED")
+                })?,
+        ),
+    };
+    let page = super::read_page(&state, "time_sale", None, status, &query, limit).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+#[derive(Debug, Deserialize)]
+struct PurchaseBody {
+    #[serde(default = "one")]
+    quantity: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+async fn purchase(
+    state: State,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    let sale_id = uuid_path(&path, "time sale")?;
+    // An empty body buys one unit.
+    let input: PurchaseBody = match body.0.is_empty() {
+        true => PurchaseBody { quantity: 1 },
+        false => body.json()?,
+    };
+    if !(1..=PURCHASE_QUANTITY_MAX).contains(&input.quantity) {
+        return Err(ApiError::validation(
+            "quantity",
+            format!("must be 1 to {PURCHASE_QUANTITY_MAX}"),
+        ));
+    }
+    let keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
+        Prepared::Replay(response) => return Ok(response),
+        Prepared::Run(keyed) => keyed,
+    };
+    let now_ms = state.rt.now_ms();
+    let pay_within_ms = i64::try_from(state.rt.settings.orders.pay_within_secs * 1000)
+        .map_err(ApiError::internal)?;
+    let order = Purchase {
+        order_id: uuid::Uuid::now_v7(),
+        sale_id,
+        user_id: caller.user_id.clone(),
+        quantity: input.quantity,
+        expires_at_ms: now_ms + pay_within_ms,
+        created_at_ms: now_ms,
+    };
+    let view = order.run(&state, keyed).await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// One purchase: the reservation on the sale, and the order it gives birth to.
+#[derive(Clone)]
+struct Purchase {
+    order_id: uuid::Uuid,
+    sale_id: String,
+    user_id: String,
+    quantity: i64,
+    expires_at_ms: i64,
+    created_at_ms: i64,
+}
+
+impl Purchase {
+    fn placed(&self, sale_price: i64) -> Placed {
+        Placed {
+            user_id: self.user_id.clone(),
+            source: Source {
+                kind: "time_sale".into(),
+                id: self.sale_id.clone(),
+            },
+            items: vec![OrderItem {
+                reference: self.sale_id.clone(),
+                quantity: self.quantity,
+                unit_price: sale_price,
+            }],
+            expires_at_ms: self.expires_at_ms,
+            created_at_ms: self.created_at_ms,
+        }
+    }
+
+    /// The order's birth, and the idempotency record of the 201, with the reservation.
+    fn birth_side(&self, keyed: Option<&KeyedRequest>) -> SideWrites<TimeSale> {
+        let purchase = self.clone();
+        let id = keyed.map(|k| k.id.clone());
+        Arc::new(move |sale: &SaleView, now_ms: i64| {
+            let order_id = purchase.order_id.to_string();
+            let (mut batch, view) = birth(&order_id, purchase.placed(sale.sale_price));
+            if let Some(id) = &id {
+                batch
+                    .idempotency
+                    .push(id.record(StatusCode::CREATED, &view, now_ms));
+            }
+            batch
+        })
+    }
+
+    async fn run(
+        &self,
+        state: &State,
+        keyed: Option<KeyedRequest>,
+    ) -> Result<crate::actors::order::OrderView, ApiError> {
+        let command = SaleCommand::Purchase {
+            order: self.order_id.as_u128(),
+            user_id: self.user_id.clone(),
+            quantity: self.quantity,
+            expires_at_ms: self.expires_at_ms,
+            // Waiting-room passes are not issued yet (the waiting room comes next), so a sale
+            // that requires one refuses every purchase with 403 QUEUE_PASS_REQUIRED.
+            queue_pass: false,
+        };
+        let side = self.birth_side(keyed.as_ref());
+        let sale = idempotent::ask_keyed(
+            state,
+            &state.sales,
+            &self.sale_id,
+            command,
+            Some(side),
+            keyed,
+        )
+        .await?;
+        Ok(born_view(
+            &self.order_id.to_string(),
+            self.placed(sale.sale_price),
+        ))
+    }
+}
