@@ -344,3 +344,109 @@ async fn sigterm_drains_flushes_and_exits_zero(backend: Backend) {
     node.clean_up().await;
 }
 on_both_stores!(sigterm_drains_flushes_and_exits_zero);
+
+/// A product and an open time sale of `quantity` units, one per user; returns the sale id.
+async fn open_sale(node: &Node, server: &Server, quantity: i64) -> String {
+    let op = node.token("op", Role::Operator);
+    let post = |path: &'static str, body: Value| {
+        let op = op.clone();
+        async move {
+            let response = node
+                .call(server, reqwest::Method::POST, path, &op, Some(body))
+                .await
+                .expect("request");
+            assert_eq!(response.status(), StatusCode::CREATED, "POST {path}");
+            response.json::<Value>().await.expect("json")
+        }
+    };
+    let product = post("/products", json!({"name": "crash shoe", "price": 10})).await;
+    let now = SystemClock.now_ms();
+    let sale = post(
+        "/time-sales",
+        json!({"product_id": product["id"], "quantity": quantity, "sale_price": 5,
+            "starts_at": surge::clock::rfc3339(now - 1_000),
+            "ends_at": surge::clock::rfc3339(now + 3_600_000)}),
+    )
+    .await;
+    sale["id"].as_str().expect("id").to_string()
+}
+
+async fn acknowledged_sale_purchases_survive_kill_9(backend: Backend) {
+    let Some(node) = Node::new(backend, &[]) else {
+        return;
+    };
+    let server = node.start().await;
+    let sale_id = open_sale(&node, &server, 300).await;
+    let node = Arc::new(node);
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let acked_count = Arc::new(AtomicUsize::new(0));
+    // 550 distinct buyers and one greedy user firing 50 times, against 300 units.
+    let buyers: Vec<_> = (0..600)
+        .map(|i| {
+            let user = if i % 12 == 0 {
+                "greedy".to_string()
+            } else {
+                format!("fan-{i}")
+            };
+            let (node, acked, acked_count) = (node.clone(), acked.clone(), acked_count.clone());
+            let url = format!("{}/api/v1/time-sales/{sale_id}/purchase", server.base);
+            tokio::spawn(async move {
+                let token = node.token(&user, Role::Customer);
+                let sent = node
+                    .client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({"quantity": 1}))
+                    .send()
+                    .await;
+                if let Ok(response) = sent {
+                    if response.status() == StatusCode::CREATED {
+                        if let Ok(order) = response.json::<Value>().await {
+                            acked
+                                .lock()
+                                .expect("lock")
+                                .push(order["id"].as_str().expect("id").to_string());
+                            acked_count.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    while acked_count.load(Ordering::SeqCst) < 60 {
+        tokio::task::yield_now().await;
+    }
+    kill_9(server).await;
+    for buyer in buyers {
+        buyer.await.expect("buyer task");
+    }
+    let acked = acked.lock().expect("lock").clone();
+
+    let server = node.start().await;
+    for id in &acked {
+        let order = node.json(&server, &format!("/orders/{id}")).await;
+        assert_eq!(order["status"], "RESERVED", "acknowledged order {id} lost");
+    }
+    let orders: Vec<Value> = node
+        .all_orders(&server)
+        .await
+        .into_iter()
+        .filter(|o| o["source"]["id"] == sale_id.as_str())
+        .collect();
+    assert!(orders.len() >= acked.len());
+    let greedy = orders.iter().filter(|o| o["user_id"] == "greedy").count();
+    assert!(
+        greedy <= 1,
+        "the per-user limit held across the crash: {greedy}"
+    );
+    let sale = node.json(&server, &format!("/time-sales/{sale_id}")).await;
+    assert_eq!(
+        sale["reserved"],
+        json!(orders.len()),
+        "the sale agrees with its orders"
+    );
+    assert_eq!(sale["remaining"], json!(300 - orders.len()));
+    kill_9(server).await;
+    node.clean_up().await;
+}
+on_both_stores!(acknowledged_sale_purchases_survive_kill_9);
