@@ -1,5 +1,6 @@
 //! The `surge` command: `serve` runs the server, `token` mints an access token.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -48,6 +49,10 @@ enum Command {
         role: String,
         #[arg(long)]
         ttl_secs: Option<u64>,
+        /// Print this many tokens, one per line, for users `{user_id}-1` to `{user_id}-N`
+        /// (load tests that need many distinct buyers).
+        #[arg(long)]
+        count: Option<u32>,
     },
 }
 
@@ -71,13 +76,22 @@ fn main() -> anyhow::Result<()> {
             user_id,
             role,
             ttl_secs,
+            count,
         } => {
             let settings = Settings::load(config.as_deref(), &CliOverrides::default())?;
             let role: Role = role.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
             let ttl_secs = ttl_secs.unwrap_or(settings.auth.access_ttl_secs);
             let now_ms = SystemClock.now_ms();
-            let token = mint_access_token(&settings.auth, &user_id, &[role], ttl_secs, now_ms)?;
-            println!("{token}");
+            let users: Vec<String> = match count {
+                None => vec![user_id],
+                Some(n) => (1..=n).map(|i| format!("{user_id}-{i}")).collect(),
+            };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for user in users {
+                let token = mint_access_token(&settings.auth, &user, &[role], ttl_secs, now_ms)?;
+                writeln!(out, "{token}")?;
+            }
+            out.flush()?;
             Ok(())
         }
     }

@@ -1,0 +1,58 @@
+-- wrk script: the time-sale flagship. Every request is POST /api/v1/time-sales/{id}/purchase
+-- for one unit, each by a DIFFERENT customer (the sale keeps its per-user limit of 1), with an
+-- Idempotency-Key unique across threads, connections and runs.
+--
+-- Usage (the URL's path is the one requested):
+--   wrk -t2 -c64 -d15s --latency -s scripts/wrk/purchase.lua \
+--       http://127.0.0.1:18080/api/v1/time-sales/ID/purchase -- TOKENS_FILE RUN_ID THREADS
+-- TOKENS_FILE: one customer token per line, each of a distinct user (`surge token --count N`);
+-- thread t of THREADS uses lines t, t+THREADS, t+2*THREADS, ... so no user buys twice while the
+-- file lasts (past its end a thread starts over, and those requests get 422: make it long
+-- enough). done() prints one WRK_RESULT line (see report.lua).
+
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./"
+local report = dofile(here .. "report.lua")
+
+setup = report.setup
+response = report.response
+
+function done(summary, latency, requests)
+   report.done("purchase", summary, latency)
+end
+
+local tokens = {}
+local run_id
+local counter = 0
+local body = '{"quantity":1}'
+
+function init(args)
+   local path = args[1] or os.getenv("TOKENS_FILE")
+   assert(path, "purchase.lua: pass the tokens file as the first script argument")
+   assert(tid, "purchase.lua: setup() did not give this thread an id")
+   local threads = tonumber(args[3] or "1")
+   local line_no = 0
+   for line in io.lines(path) do
+      line_no = line_no + 1
+      if (line_no - 1) % threads == tid - 1 then
+         local token = line:match("^%s*(%S+)%s*$")
+         if token then
+            table.insert(tokens, token)
+         end
+      end
+   end
+   assert(#tokens > 0, "purchase.lua: no tokens for this thread in " .. path)
+   run_id = args[2] or tostring(os.time())
+   counter = 0
+end
+
+function request()
+   counter = counter + 1
+   sent = counter
+   local token = tokens[(counter - 1) % #tokens + 1]
+   local headers = {
+      ["Content-Type"] = "application/json",
+      ["Authorization"] = "Bearer " .. token,
+      ["Idempotency-Key"] = run_id .. "-p" .. tid .. "-" .. counter,
+   }
+   return wrk.format("POST", nil, headers, body)
+end
