@@ -11,6 +11,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::actors::order::Order;
 use crate::actors::stock_item::StockItem;
+use crate::actors::wallet::Wallet;
 use crate::auth::AuthService;
 use crate::clock::SharedClock;
 use crate::config::Settings;
@@ -30,13 +31,18 @@ pub struct Services {
     pub rt: SharedRuntime,
     pub stock: Region<StockItem>,
     pub orders: Region<Order>,
+    pub wallets: Region<Wallet>,
     pub idempotency: Idempotency,
     pub started_at_ms: i64,
 }
 
 impl Services {
     pub fn region_counts(&self) -> Vec<RegionCounts> {
-        vec![self.stock.counts(), self.orders.counts()]
+        vec![
+            self.stock.counts(),
+            self.orders.counts(),
+            self.wallets.counts(),
+        ]
     }
 }
 
@@ -70,13 +76,17 @@ impl Surge {
         ));
         let stock = Region::<StockItem>::start(rt.clone()).await?;
         let orders = Region::<Order>::start(rt.clone()).await?;
+        let wallets = Region::<Wallet>::start(rt.clone()).await?;
         let retention_ms = i64::try_from(settings.idempotency.retention_hours * 3_600_000)?;
         let idempotency = Idempotency::new(store.clone(), settings.idempotency.memory_keys_max);
         let warm_up = idempotency.warm_up(clock.now_ms() - retention_ms);
         let auth = AuthService::new(store.clone(), clock.clone(), settings.auth.clone());
         auth.ensure_bootstrap_admin().await?;
-        let regions: Vec<Arc<dyn RegionControl>> =
-            vec![Arc::new(stock.clone()), Arc::new(orders.clone())];
+        let regions: Vec<Arc<dyn RegionControl>> = vec![
+            Arc::new(stock.clone()),
+            Arc::new(orders.clone()),
+            Arc::new(wallets.clone()),
+        ];
         let scheduler = DeadlineScheduler::new(rt.clone(), regions).spawn();
         let indexer =
             persistence::spawn_indexer(store.clone(), &settings.journal, rt.journal.stats.clone());
@@ -85,6 +95,7 @@ impl Surge {
             rt,
             stock,
             orders,
+            wallets,
             idempotency,
         });
         let purge = spawn_idempotency_purge(services.clone().into_inner(), retention_ms);

@@ -8,6 +8,7 @@
 pub mod entity_actor;
 pub mod order;
 pub mod stock_item;
+pub mod wallet;
 
 use std::fmt::Debug;
 use std::sync::Arc;

@@ -4,9 +4,11 @@
 pub mod admin;
 pub mod auth;
 pub mod idempotent;
+pub mod lists;
 pub mod orders;
 pub mod stock;
 pub mod system;
+pub mod wallets;
 
 use actix_web::error::JsonPayloadError;
 use actix_web::http::StatusCode;
@@ -28,7 +30,8 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
             .configure(auth::routes)
             .configure(admin::routes)
             .configure(stock::routes)
-            .configure(orders::routes),
+            .configure(orders::routes)
+            .configure(wallets::routes),
     );
 }
 
