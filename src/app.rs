@@ -9,6 +9,7 @@ use actix_web::dev::Server;
 use actix_web::{middleware, web, HttpServer};
 use tracing_actix_web::TracingLogger;
 
+use crate::actors::coupon_policy::CouponPolicy;
 use crate::actors::order::Order;
 use crate::actors::stock_item::StockItem;
 use crate::actors::wallet::Wallet;
@@ -32,6 +33,7 @@ pub struct Services {
     pub stock: Region<StockItem>,
     pub orders: Region<Order>,
     pub wallets: Region<Wallet>,
+    pub coupons: Region<CouponPolicy>,
     pub idempotency: Idempotency,
     pub started_at_ms: i64,
 }
@@ -42,6 +44,7 @@ impl Services {
             self.stock.counts(),
             self.orders.counts(),
             self.wallets.counts(),
+            self.coupons.counts(),
         ]
     }
 }
@@ -77,6 +80,7 @@ impl Surge {
         let stock = Region::<StockItem>::start(rt.clone()).await?;
         let orders = Region::<Order>::start(rt.clone()).await?;
         let wallets = Region::<Wallet>::start(rt.clone()).await?;
+        let coupons = Region::<CouponPolicy>::start(rt.clone()).await?;
         let retention_ms = i64::try_from(settings.idempotency.retention_hours * 3_600_000)?;
         let idempotency = Idempotency::new(store.clone(), settings.idempotency.memory_keys_max);
         let warm_up = idempotency.warm_up(clock.now_ms() - retention_ms);
@@ -86,6 +90,7 @@ impl Surge {
             Arc::new(stock.clone()),
             Arc::new(orders.clone()),
             Arc::new(wallets.clone()),
+            Arc::new(coupons.clone()),
         ];
         let scheduler = DeadlineScheduler::new(rt.clone(), regions).spawn();
         let indexer =
@@ -96,6 +101,7 @@ impl Surge {
             stock,
             orders,
             wallets,
+            coupons,
             idempotency,
         });
         let purge = spawn_idempotency_purge(services.clone().into_inner(), retention_ms);

@@ -5,6 +5,7 @@
 //! `check_invariants` states what must always hold. [`entity_actor::EntityActor`] runs any
 //! entity: recovery, persistence, snapshots, deadlines.
 
+pub mod coupon_policy;
 pub mod entity_actor;
 pub mod order;
 pub mod stock_item;

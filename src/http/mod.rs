@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod coupons;
 pub mod idempotent;
 pub mod lists;
 pub mod orders;
@@ -31,7 +32,8 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
             .configure(admin::routes)
             .configure(stock::routes)
             .configure(orders::routes)
-            .configure(wallets::routes),
+            .configure(wallets::routes)
+            .configure(coupons::routes),
     );
 }
 

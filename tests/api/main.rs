@@ -1,6 +1,7 @@
 //! Integration tests: real servers on port 0, against SQLite and PostgreSQL.
 
 mod auth;
+mod coupons;
 mod crash;
 mod helpers;
 mod orders;
