@@ -9,10 +9,12 @@ use actix_web::dev::Server;
 use actix_web::{middleware, web, HttpServer};
 use tracing_actix_web::TracingLogger;
 
+use crate::actors::coupon_policy::CouponPolicy;
 use crate::actors::order::Order;
 use crate::actors::product::Product;
 use crate::actors::stock_item::StockItem;
 use crate::actors::time_sale::TimeSale;
+use crate::actors::wallet::Wallet;
 use crate::auth::AuthService;
 use crate::clock::SharedClock;
 use crate::config::Settings;
@@ -34,6 +36,8 @@ pub struct Services {
     pub orders: Region<Order>,
     pub products: Region<Product>,
     pub sales: Region<TimeSale>,
+    pub wallets: Region<Wallet>,
+    pub coupons: Region<CouponPolicy>,
     pub idempotency: Idempotency,
     pub started_at_ms: i64,
 }
@@ -45,6 +49,8 @@ impl Services {
             self.orders.counts(),
             self.products.counts(),
             self.sales.counts(),
+            self.wallets.counts(),
+            self.coupons.counts(),
         ]
     }
 }
@@ -81,6 +87,8 @@ impl Surge {
         let orders = Region::<Order>::start(rt.clone()).await?;
         let products = Region::<Product>::start(rt.clone()).await?;
         let sales = Region::<TimeSale>::start(rt.clone()).await?;
+        let wallets = Region::<Wallet>::start(rt.clone()).await?;
+        let coupons = Region::<CouponPolicy>::start(rt.clone()).await?;
         let retention_ms = i64::try_from(settings.idempotency.retention_hours * 3_600_000)?;
         let idempotency = Idempotency::new(store.clone(), settings.idempotency.memory_keys_max);
         let warm_up = idempotency.warm_up(clock.now_ms() - retention_ms);
@@ -91,6 +99,8 @@ impl Surge {
             Arc::new(orders.clone()),
             Arc::new(products.clone()),
             Arc::new(sales.clone()),
+            Arc::new(wallets.clone()),
+            Arc::new(coupons.clone()),
         ];
         let scheduler = DeadlineScheduler::new(rt.clone(), regions).spawn();
         let indexer =
@@ -102,6 +112,8 @@ impl Surge {
             orders,
             products,
             sales,
+            wallets,
+            coupons,
             idempotency,
         });
         let purge = spawn_idempotency_purge(services.clone().into_inner(), retention_ms);

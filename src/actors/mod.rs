@@ -5,11 +5,13 @@
 //! `check_invariants` states what must always hold. [`entity_actor::EntityActor`] runs any
 //! entity: recovery, persistence, snapshots, deadlines.
 
+pub mod coupon_policy;
 pub mod entity_actor;
 pub mod order;
 pub mod product;
 pub mod stock_item;
 pub mod time_sale;
+pub mod wallet;
 
 use std::fmt::Debug;
 use std::sync::Arc;

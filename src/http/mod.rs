@@ -3,12 +3,15 @@
 
 pub mod admin;
 pub mod auth;
+pub mod coupons;
 pub mod idempotent;
+pub mod lists;
 pub mod orders;
 pub mod products;
 pub mod stock;
 pub mod system;
 pub mod time_sales;
+pub mod wallets;
 
 use actix_web::error::JsonPayloadError;
 use actix_web::http::StatusCode;
@@ -32,7 +35,9 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
             .configure(stock::routes)
             .configure(orders::routes)
             .configure(products::routes)
-            .configure(time_sales::routes),
+            .configure(time_sales::routes)
+            .configure(wallets::routes)
+            .configure(coupons::routes),
     );
 }
 

@@ -492,8 +492,12 @@ fn read_page(rows: Vec<ReadRowTuple>, limit: u32) -> ReadPage {
 }
 
 /// Read rows page by id (UUIDv7, so by creation time); the cursor is the last id served.
+/// Longest cursor (a row id) a list accepts: room for ids built on a 64-byte user id, such
+/// as wallet transactions (`{user_id}.{n:010}`).
+const CURSOR_LEN_MAX: usize = 128;
+
 fn check_cursor(cursor: &str) -> StoreResult<&str> {
-    if cursor.is_empty() || cursor.len() > 64 {
+    if cursor.is_empty() || cursor.len() > CURSOR_LEN_MAX {
         return Err(StoreError::Corrupt("bad cursor".into()));
     }
     Ok(cursor)

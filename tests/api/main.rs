@@ -1,9 +1,11 @@
 //! Integration tests: real servers on port 0, against SQLite and PostgreSQL.
 
 mod auth;
+mod coupons;
 mod crash;
 mod helpers;
 mod orders;
 mod store;
 mod supervision;
 mod time_sales;
+mod wallets;

@@ -1,0 +1,324 @@
+//! Coupon policies and coupons (API.md "Coupons"): create, list and get policies; issue,
+//! list, get, use and cancel coupons.
+//!
+//! A coupon lives in its policy's actor: the handler finds the policy from the coupon id
+//! (`{policy_id}.{n:08}`). Reads of one policy or coupon go to the actor (read your writes);
+//! lists come from the read rows committed with each change.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::idempotent::{self, Prepared};
+use super::lists::read_list;
+use super::{ListQuery, RawBody, State};
+use crate::actors::coupon_policy::{
+    parse_coupon_id, CouponCommand, CouponPolicy, CouponReply, CouponView, DiscountType, Terms,
+    AMOUNT_MAX, COUPON_ROW_KIND, POLICY_ROW_KIND, TEXT_LEN_MAX,
+};
+use crate::auth::{is_valid_user_id, Caller};
+use crate::error::{ApiError, FieldError};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/coupon-policies", web::post().to(create))
+        .route("/coupon-policies", web::get().to(list_policies))
+        .route("/coupon-policies/{id}", web::get().to(get_policy))
+        .route("/coupon-policies/{id}/issue", web::post().to(issue))
+        .route("/coupons", web::get().to(list_coupons))
+        .route("/coupons/{id}", web::get().to(get_coupon))
+        .route("/coupons/{id}/use", web::post().to(use_coupon))
+        .route("/coupons/{id}/cancel", web::post().to(cancel));
+}
+
+fn one() -> i64 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateBody {
+    title: String,
+    description: Option<String>,
+    discount_type: DiscountType,
+    discount_value: i64,
+    #[serde(default)]
+    min_order_amount: i64,
+    max_discount_amount: Option<i64>,
+    total_quantity: i64,
+    #[serde(default = "one")]
+    per_user_limit: i64,
+    starts_at: String,
+    ends_at: String,
+}
+
+fn parse_time(field: &str, text: &str) -> Result<i64, FieldError> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| FieldError {
+            field: field.into(),
+            message: "must be an RFC 3339 timestamp".into(),
+        })
+}
+
+impl CreateBody {
+    /// The terms, or every field that is wrong.
+    fn terms(self) -> Result<Terms, ApiError> {
+        let starts = parse_time("starts_at", &self.starts_at);
+        let ends = parse_time("ends_at", &self.ends_at);
+        let (starts_at_ms, ends_at_ms) = match (starts, ends) {
+            (Ok(starts), Ok(ends)) => (starts, ends),
+            (starts, ends) => {
+                let errors = [starts.err(), ends.err()].into_iter().flatten().collect();
+                return Err(ApiError::invalid_fields(errors));
+            }
+        };
+        let terms = Terms {
+            title: self.title.trim().to_string(),
+            description: self.description,
+            discount_type: self.discount_type,
+            discount_value: self.discount_value,
+            min_order_amount: self.min_order_amount,
+            max_discount_amount: self.max_discount_amount,
+            total_quantity: self.total_quantity,
+            per_user_limit: self.per_user_limit,
+            starts_at_ms,
+            ends_at_ms,
+        };
+        terms.validate()?;
+        Ok(terms)
+    }
+}
+
+/// Runs a command with the request's Idempotency-Key and answers its reply with `status`.
+async fn keyed(
+    state: &State,
+    req: &HttpRequest,
+    caller: &Caller,
+    body: &RawBody,
+    policy_id: &str,
+    command: CouponCommand,
+    status: StatusCode,
+) -> Result<HttpResponse, ApiError> {
+    let keyed = match idempotent::prepare(state, req, caller, &body.0).await? {
+        Prepared::Replay(response) => return Ok(response),
+        Prepared::Run(keyed) => keyed,
+    };
+    let side =
+        idempotent::record_side::<CouponPolicy, _, _>(keyed.as_ref(), status, CouponReply::clone);
+    let reply =
+        idempotent::ask_keyed(state, &state.coupons, policy_id, command, side, keyed).await?;
+    Ok(HttpResponse::build(status).json(reply))
+}
+
+async fn create(
+    state: State,
+    req: HttpRequest,
+    caller: Caller,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    let input: CreateBody = body.json()?;
+    let command = CouponCommand::Create {
+        terms: input.terms()?,
+        created_by: caller.user_id.clone(),
+    };
+    let id = uuid::Uuid::now_v7().to_string();
+    keyed(
+        &state,
+        &req,
+        &caller,
+        &body,
+        &id,
+        command,
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+fn policy_of(path: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(path)
+        .ok()
+        .map(|id| id.to_string())
+        .filter(|id| id == path)
+        .ok_or_else(|| ApiError::not_found(format!("coupon policy {path} not found")))
+}
+
+async fn get_policy(
+    state: State,
+    _caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = policy_of(&path)?;
+    let reply = state.coupons.ask(&id, CouponCommand::Get, None).await?;
+    Ok(HttpResponse::Ok().json(reply))
+}
+
+/// Every policy, newest first (ids are UUIDv7).
+async fn list_policies(
+    state: State,
+    _caller: Caller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    read_list(&state, POLICY_ROW_KIND, None, &query).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueBody {
+    user_id: Option<String>,
+}
+
+/// A customer issues for themselves; an operator for anyone named in the body. An empty body
+/// means the caller.
+async fn issue(
+    state: State,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    let id = policy_of(&path)?;
+    let input: IssueBody = if body.0.is_empty() {
+        IssueBody::default()
+    } else {
+        body.json()?
+    };
+    let user_id = input.user_id.unwrap_or_else(|| caller.user_id.clone());
+    if !is_valid_user_id(&user_id) {
+        return Err(ApiError::validation("user_id", "not a valid user id"));
+    }
+    if user_id != caller.user_id {
+        caller.require_operator()?;
+    }
+    let command = CouponCommand::Issue { user_id };
+    keyed(
+        &state,
+        &req,
+        &caller,
+        &body,
+        &id,
+        command,
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+/// The caller's coupons, newest first; an operator may name `?user_id=`.
+async fn list_coupons(
+    state: State,
+    caller: Caller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let owner = query.user_id.as_deref().unwrap_or(&caller.user_id);
+    if !caller.can_see(owner) {
+        return Err(ApiError::forbidden("customers see only their own coupons"));
+    }
+    read_list(&state, COUPON_ROW_KIND, Some(owner), &query).await
+}
+
+fn coupon_of(path: &str) -> Result<(String, u64), ApiError> {
+    parse_coupon_id(path).ok_or_else(|| ApiError::not_found(format!("coupon {path} not found")))
+}
+
+async fn get_coupon(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (policy, n) = coupon_of(&path)?;
+    let reply = state
+        .coupons
+        .ask(&policy, CouponCommand::GetCoupon { n }, None)
+        .await?;
+    let owner = match &reply {
+        CouponReply::Coupon(CouponView { user_id, .. }) => user_id,
+        other => {
+            return Err(ApiError::internal(format!(
+                "a coupon read answered {other:?}"
+            )))
+        }
+    };
+    if !caller.can_see(owner) {
+        return Err(ApiError::forbidden("this coupon belongs to someone else"));
+    }
+    Ok(HttpResponse::Ok().json(reply))
+}
+
+#[derive(Debug, Deserialize)]
+struct UseBody {
+    order_amount: i64,
+    reference: Option<String>,
+}
+
+/// Only the owner may use a coupon; the policy's actor checks it against the caller.
+async fn use_coupon(
+    state: State,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    let (policy, n) = coupon_of(&path)?;
+    let input: UseBody = body.json()?;
+    let mut errors = Vec::new();
+    if !(0..=AMOUNT_MAX).contains(&input.order_amount) {
+        errors.push(FieldError {
+            field: "order_amount".into(),
+            message: format!("must be 0 to {AMOUNT_MAX}"),
+        });
+    }
+    if input
+        .reference
+        .as_ref()
+        .is_some_and(|r| r.len() > TEXT_LEN_MAX)
+    {
+        errors.push(FieldError {
+            field: "reference".into(),
+            message: format!("must be at most {TEXT_LEN_MAX} bytes"),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_fields(errors));
+    }
+    let command = CouponCommand::Use {
+        n,
+        by_user: caller.user_id.clone(),
+        order_amount: input.order_amount,
+        reference: input.reference,
+    };
+    keyed(
+        &state,
+        &req,
+        &caller,
+        &body,
+        &policy,
+        command,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Undoes a use (owner or operator). A coupon that is `ISSUED` is answered as it is.
+async fn cancel(
+    state: State,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    let (policy, n) = coupon_of(&path)?;
+    let command = CouponCommand::Cancel {
+        n,
+        by_user: caller.user_id.clone(),
+        operator: caller.is_operator(),
+    };
+    keyed(
+        &state,
+        &req,
+        &caller,
+        &body,
+        &policy,
+        command,
+        StatusCode::OK,
+    )
+    .await
+}

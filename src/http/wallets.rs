@@ -1,0 +1,220 @@
+//! Wallets (API.md "Wallets (points)"): balance, earn, use, cancel, history.
+//!
+//! A wallet's actor answers for its balance (read your writes); its history comes from the
+//! `wallet_tx` read rows, committed with each transaction. `/wallets/me...` routes are
+//! registered before `/wallets/{user_id}...`, so `me` always means the caller.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::idempotent::{self, Prepared};
+use super::lists::read_list;
+use super::{ListQuery, RawBody, State};
+use crate::actors::wallet::{
+    parse_tx_id, TxView, Wallet, WalletCommand, WalletReply, WalletView, AMOUNT_MAX, TX_ROW_KIND,
+};
+use crate::auth::{is_valid_user_id, Caller};
+use crate::error::{ApiError, FieldError};
+
+/// Longest description or reference a transaction may carry.
+const TEXT_LEN_MAX: usize = 200;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/wallets/me", web::get().to(get_mine))
+        .route("/wallets/me/use", web::post().to(use_points))
+        .route("/wallets/me/transactions", web::get().to(list_mine))
+        .route("/wallets/{user_id}", web::get().to(get))
+        .route("/wallets/{user_id}/earn", web::post().to(earn))
+        .route("/wallets/{user_id}/transactions", web::get().to(list))
+        .route(
+            "/wallets/{user_id}/transactions/{tx_id}/cancel",
+            web::post().to(cancel),
+        );
+}
+
+#[derive(Debug, Deserialize)]
+struct AmountBody {
+    amount: i64,
+    description: Option<String>,
+    reference: Option<String>,
+}
+
+impl AmountBody {
+    fn validate(&self) -> Result<(), ApiError> {
+        let mut errors = Vec::new();
+        if !(1..=AMOUNT_MAX).contains(&self.amount) {
+            errors.push(FieldError {
+                field: "amount".into(),
+                message: format!("must be 1 to {AMOUNT_MAX}"),
+            });
+        }
+        for (field, text) in [
+            ("description", &self.description),
+            ("reference", &self.reference),
+        ] {
+            if text.as_ref().is_some_and(|t| t.len() > TEXT_LEN_MAX) {
+                errors.push(FieldError {
+                    field: field.into(),
+                    message: format!("must be at most {TEXT_LEN_MAX} bytes"),
+                });
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid_fields(errors))
+        }
+    }
+}
+
+/// The wallet's owner from the path; an id no user can have names no wallet.
+fn user_of(path: &str) -> Result<&str, ApiError> {
+    if is_valid_user_id(path) {
+        Ok(path)
+    } else {
+        Err(ApiError::not_found(format!("wallet {path} not found")))
+    }
+}
+
+fn may_see(caller: &Caller, user_id: &str) -> Result<(), ApiError> {
+    if caller.can_see(user_id) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("this wallet belongs to someone else"))
+    }
+}
+
+fn wallet_of(reply: WalletReply) -> Result<WalletView, ApiError> {
+    match reply {
+        WalletReply::Wallet(view) => Ok(view),
+        other => Err(ApiError::internal(format!("a read answered {other:?}"))),
+    }
+}
+
+fn tx_of(reply: WalletReply) -> Result<TxView, ApiError> {
+    match reply {
+        WalletReply::Tx(view) => Ok(view),
+        other => Err(ApiError::internal(format!("a change answered {other:?}"))),
+    }
+}
+
+async fn show(state: &State, user_id: &str) -> Result<HttpResponse, ApiError> {
+    let reply = state.wallets.ask(user_id, WalletCommand::Get, None).await?;
+    Ok(HttpResponse::Ok().json(wallet_of(reply)?))
+}
+
+async fn get_mine(state: State, caller: Caller) -> Result<HttpResponse, ApiError> {
+    show(&state, &caller.user_id).await
+}
+
+async fn get(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = user_of(&path)?;
+    may_see(&caller, user_id)?;
+    show(&state, user_id).await
+}
+
+/// Runs a transaction-making command with the request's Idempotency-Key; 201 with the
+/// transaction.
+async fn transact(
+    state: &State,
+    req: &HttpRequest,
+    caller: &Caller,
+    body: &RawBody,
+    user_id: &str,
+    command: WalletCommand,
+) -> Result<HttpResponse, ApiError> {
+    let keyed = match idempotent::prepare(state, req, caller, &body.0).await? {
+        Prepared::Replay(response) => return Ok(response),
+        Prepared::Run(keyed) => keyed,
+    };
+    let side = idempotent::record_side::<Wallet, _, _>(
+        keyed.as_ref(),
+        StatusCode::CREATED,
+        WalletReply::clone,
+    );
+    let reply = idempotent::ask_keyed(state, &state.wallets, user_id, command, side, keyed).await?;
+    Ok(HttpResponse::Created().json(tx_of(reply)?))
+}
+
+async fn earn(
+    state: State,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    let user_id = user_of(&path)?;
+    let input: AmountBody = body.json()?;
+    input.validate()?;
+    let command = WalletCommand::Earn {
+        amount: input.amount,
+        description: input.description,
+        reference: input.reference,
+    };
+    transact(&state, &req, &caller, &body, user_id, command).await
+}
+
+async fn use_points(
+    state: State,
+    req: HttpRequest,
+    caller: Caller,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    let input: AmountBody = body.json()?;
+    input.validate()?;
+    let command = WalletCommand::Use {
+        amount: input.amount,
+        description: input.description,
+        reference: input.reference,
+    };
+    transact(&state, &req, &caller, &body, &caller.user_id, command).await
+}
+
+async fn cancel(
+    state: State,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    let (user_id, tx_id) = path.into_inner();
+    let user_id = user_of(&user_id)?;
+    let n = parse_tx_id(user_id, &tx_id)
+        .ok_or_else(|| ApiError::not_found(format!("transaction {tx_id} not found")))?;
+    transact(
+        &state,
+        &req,
+        &caller,
+        &body,
+        user_id,
+        WalletCommand::Cancel { n },
+    )
+    .await
+}
+
+/// The history, newest first: transaction ids sort by age.
+async fn list_mine(
+    state: State,
+    caller: Caller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    read_list(&state, TX_ROW_KIND, Some(&caller.user_id), &query).await
+}
+
+async fn list(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = user_of(&path)?;
+    may_see(&caller, user_id)?;
+    read_list(&state, TX_ROW_KIND, Some(user_id), &query).await
+}
