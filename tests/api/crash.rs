@@ -20,12 +20,12 @@ use crate::on_both_stores;
 
 const SECRET: &str = "crash-test-secret-0123456789abcdef";
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
-struct Node {
+pub(crate) struct Node {
     data_dir: tempfile::TempDir,
     schema: Option<String>,
     env: Vec<(String, String)>,
@@ -34,7 +34,7 @@ struct Node {
 
 impl Node {
     /// `None` for PostgreSQL without a configured URL.
-    fn new(backend: Backend, extra_env: &[(&str, &str)]) -> Option<Node> {
+    pub(crate) fn new(backend: Backend, extra_env: &[(&str, &str)]) -> Option<Node> {
         let mut env: Vec<(String, String)> = vec![
             ("SURGE_AUTH__JWT_SECRET".into(), SECRET.into()),
             ("RUST_LOG".into(), "warn".into()),
@@ -59,13 +59,13 @@ impl Node {
         })
     }
 
-    async fn clean_up(&self) {
+    pub(crate) async fn clean_up(&self) {
         if let Some(schema) = &self.schema {
             crate::helpers::drop_schema(schema).await;
         }
     }
 
-    async fn start(&self) -> Server {
+    pub(crate) async fn start(&self) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_surge"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.data_dir.path())
@@ -89,13 +89,13 @@ impl Node {
         Server { child, base }
     }
 
-    fn token(&self, user: &str, role: Role) -> String {
+    pub(crate) fn token(&self, user: &str, role: Role) -> String {
         let mut auth = Settings::defaults().auth;
         auth.jwt_secret = SECRET.into();
         mint_access_token(&auth, user, &[role], 3600, SystemClock.now_ms()).expect("token")
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         server: &Server,
         method: reqwest::Method,
@@ -113,7 +113,7 @@ impl Node {
         request.send().await
     }
 
-    async fn json(&self, server: &Server, path: &str) -> Value {
+    pub(crate) async fn json(&self, server: &Server, path: &str) -> Value {
         let op = self.token("op", Role::Operator);
         let response = self
             .call(server, reqwest::Method::GET, path, &op, None)
@@ -170,7 +170,7 @@ impl Node {
     }
 }
 
-async fn kill_9(mut server: Server) {
+pub(crate) async fn kill_9(mut server: Server) {
     server.child.start_kill().expect("SIGKILL sent");
     server.child.wait().await.expect("child reaped");
 }

@@ -3,6 +3,7 @@
 mod auth;
 mod coupons;
 mod crash;
+mod crash_promotions;
 mod helpers;
 mod orders;
 mod store;
