@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Hot-SKU benchmark: one stock item, many customers, every request a new order for one unit.
+# Hot-item benchmark: one stock item and one time sale, many customers, every request a new order
+# for one unit.
 #
 # It measures, in one run, on this machine, with the same number of concurrent clients:
-#   1. surge  POST /api/v1/orders   (wrk, scripts/wrk/orders.lua)  - the purchase path
-#   2. surge  GET  /healthz         (wrk, scripts/wrk/healthz.lua) - the HTTP stack's ceiling
-#   3. peer   PostgreSQL row lock   (pgbench, ../shared/peers/pg_row_lock)
-#   4. peer   Redis Lua script      (redis-benchmark, ../shared/peers/redis_lua)
-# then checks that the stock item's `reserved` grew by exactly the 2xx answers wrk saw, and prints
-# one table (also written to $OUT). The peers are run exactly as ../shared/peers/README.md says:
+#   1. surge  POST /api/v1/orders                   (wrk, scripts/wrk/orders.lua)   - hot SKU
+#   2. surge  POST /api/v1/time-sales/{id}/purchase (wrk, scripts/wrk/purchase.lua) - the flagship:
+#             one hot sale, per-user limit 1, every request by a different customer
+#   3. surge  GET  /healthz                         (wrk, scripts/wrk/healthz.lua)  - HTTP ceiling
+#   4. peer   PostgreSQL row lock   (pgbench, ../shared/peers/pg_row_lock)
+#   5. peer   Redis Lua script      (redis-benchmark, ../shared/peers/redis_lua)
+# then checks that the stock item's and the sale's `reserved` grew by exactly the 2xx answers wrk
+# saw, and prints one table (also written to $OUT). The peers are run exactly as ../shared/peers/README.md says:
 # they are not to be tuned either way.
 #
 # Usage: scripts/bench-hot.sh [KEY=VALUE ...]   (the same keys can be set in the environment)
@@ -17,12 +20,20 @@
 #   PORT=18080          surge listens on 127.0.0.1:$PORT
 #   SQLITE_SYNC=full    SQLite synchronous mode of surge's journal (off|normal|full|extra)
 #   USERS=512           distinct customers (tokens) the orders are spread over
+#   SALE_USERS=600000   distinct customers for the time sale (one purchase each; must exceed the
+#                       purchases made in DURATION_SECS, or repeats get 422 PER_USER_LIMIT_EXCEEDED)
 #   PG_URL=postgres://postgres@127.0.0.1:5432/test   database for the PostgreSQL peer
 #   PEERS_DIR=<repo>/../shared/peers
 #   OUT=$CARGO_TARGET_DIR/bench-hot.txt               where the final table is written
 #   REDIS_PEER_PORT=6390  port of the dedicated, durable redis-server for the Redis peer
 #   REDIS_REQUESTS=       requests for redis-benchmark (default: calibrated to ~DURATION_SECS)
-#   PARTS="surge pg redis"  which parts to run (the others show n/a)
+#   PARTS="surge sale coupons wallet pg redis"  which parts to run (the others show n/a):
+#                       surge = hot-SKU orders, sale = the time-sale flagship, coupons = an issue
+#                       storm on one policy (per-user limit 1, one holder per request), wallet =
+#                       1-point spends on one hot wallet by its owner; any of these also runs
+#                       /healthz on the same server
+#   COUPON_TOTAL=1000000  the storm's policy total_quantity (the largest a policy takes)
+#   WALLET_POINTS=1000000000000  points earned into the hot wallet before the spends
 #   SURGE_BIN=            a surge binary to use instead of building with cargo --release
 #   WRK_TIMEOUT_SECS=10   wrk's per-request timeout; slower answers count as errors, not latency
 #   KEEP_TMP=0            1 keeps the temp dir (server log, wrk output, pgbench logs)
@@ -39,8 +50,8 @@ die() { printf 'bench-hot: FATAL: %s\n' "$*" >&2; exit 1; }
 say() { printf '\n---- %s\n' "$*"; }
 
 # KEY=VALUE arguments override the environment, for the keys listed above only.
-readonly SETTINGS=" CONNS THREADS DURATION_SECS PORT SQLITE_SYNC USERS PG_URL PEERS_DIR OUT \
-REDIS_PEER_PORT REDIS_REQUESTS PARTS SURGE_BIN WRK_TIMEOUT_SECS KEEP_TMP "
+readonly SETTINGS=" CONNS THREADS DURATION_SECS PORT SQLITE_SYNC USERS SALE_USERS PG_URL PEERS_DIR OUT \
+REDIS_PEER_PORT REDIS_REQUESTS PARTS SURGE_BIN WRK_TIMEOUT_SECS KEEP_TMP COUPON_TOTAL WALLET_POINTS "
 for arg in "$@"; do
     case "$arg" in
         -h | --help)
@@ -62,11 +73,15 @@ DURATION_SECS=${DURATION_SECS:-15}
 PORT=${PORT:-18080}
 SQLITE_SYNC=${SQLITE_SYNC:-full}
 USERS=${USERS:-512}
+SALE_USERS=${SALE_USERS:-600000}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 PEERS_DIR=${PEERS_DIR:-$REPO_ROOT/../shared/peers}
 REDIS_PEER_PORT=${REDIS_PEER_PORT:-6390}
 REDIS_REQUESTS=${REDIS_REQUESTS:-}
-PARTS=${PARTS:-surge pg redis}
+PARTS=${PARTS:-surge sale coupons wallet pg redis}
+COUPON_TOTAL=${COUPON_TOTAL:-1000000}
+WALLET_POINTS=${WALLET_POINTS:-1000000000000}
+readonly WALLET_USER="hot-wallet"
 WRK_TIMEOUT_SECS=${WRK_TIMEOUT_SECS:-10}
 KEEP_TMP=${KEEP_TMP:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target}
@@ -82,16 +97,19 @@ readonly SKU="HOT-1"
 readonly ON_HAND=1000000000
 readonly REDIS_REMAINING=100000000
 
-for n in CONNS THREADS DURATION_SECS PORT USERS REDIS_PEER_PORT WRK_TIMEOUT_SECS; do
+for n in CONNS THREADS DURATION_SECS PORT USERS SALE_USERS COUPON_TOTAL WALLET_POINTS REDIS_PEER_PORT WRK_TIMEOUT_SECS; do
     [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "$n must be a positive integer (got '${!n}')"
 done
 [ -z "$REDIS_REQUESTS" ] || [[ $REDIS_REQUESTS =~ ^[1-9][0-9]*$ ]] || die "REDIS_REQUESTS must be a positive integer"
 [ "$CONNS" -ge "$THREADS" ] || die "CONNS ($CONNS) must be >= THREADS ($THREADS): wrk gives each thread CONNS/THREADS connections"
 case "$SQLITE_SYNC" in off | normal | full | extra | OFF | NORMAL | FULL | EXTRA) ;; *) die "SQLITE_SYNC must be off, normal, full or extra" ;; esac
 for part in $PARTS; do
-    case "$part" in surge | pg | redis) ;; *) die "unknown part '$part' in PARTS (surge pg redis)" ;; esac
+    case "$part" in surge | sale | coupons | wallet | pg | redis) ;;
+        *) die "unknown part '$part' in PARTS (surge sale coupons wallet pg redis)" ;;
+    esac
 done
 want() { [[ " $PARTS " == *" $1 "* ]]; }
+want_server() { want surge || want sale || want coupons || want wallet; }
 
 if want pg || want redis; then
     [ -d "$PEERS_DIR" ] || die "peers not found at $PEERS_DIR (set PEERS_DIR)"
@@ -106,7 +124,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have curl || need+=(curl)
 have jq || need+=(jq)
 have lscpu || need+=(util-linux)
-if want surge; then have wrk || need+=(wrk); fi
+if want_server; then have wrk || need+=(wrk); fi
 if want pg; then
     have psql || need+=(postgresql-client)
     have pgbench || need+=(postgresql postgresql-client)
@@ -203,7 +221,10 @@ PG_TPS=n/a PG_P50=n/a PG_P99=n/a PG_AVG=n/a PG_DURABILITY="not run" PG_NOTE=""
 RD_RPS=n/a RD_P50=n/a RD_P99=n/a RD_DURABILITY="not run" RD_NOTE=""
 SURGE_NOTE="not run"
 ORD_OK=n/a ORD_NON2XX=n/a ORD_STATUSES=n/a ORD_REPLAYS=n/a ORD_INFLIGHT=n/a HZ_NON2XX=n/a
-RESERVED_DELTA=n/a VERDICT="n/a (surge not run)"
+for prefix in ORD TS CP WL; do
+    for key in RPS P50 P99 OK NON2XX STATUSES REPLAYS INFLIGHT DELTA; do printf -v "${prefix}_$key" n/a; done
+    printf -v "${prefix}_VERDICT" 'n/a (not run)'
+done
 SURGE_EXIT=n/a
 FAILED_CHECK=0
 
@@ -227,21 +248,38 @@ surge_cli() {
     (cd "$REPO_ROOT" && SURGE_AUTH__JWT_SECRET=$JWT_SECRET timeout 30 "$SURGE_BIN" "$@")
 }
 
-# Reads `reserved` of the hot SKU, waiting until two reads half a second apart agree, so that
-# requests still being finished when wrk stopped are counted.
-settled_reserved() {
-    local token=$1 prev="" cur i
+# Reads FIELD of the resource at PATH (a stock item's or sale's `reserved`, a policy's `issued`,
+# a wallet's `balance`), waiting until two reads half a second apart agree, so that requests
+# still being finished when wrk stopped are counted.
+settled_field() { # TOKEN PATH FIELD
+    local token=$1 path=$2 field=$3 prev="" cur i
     for ((i = 0; i < 40; i++)); do
-        [ "$(call GET "/api/v1/stock-items/$SKU" "$token")" = 200 ] || {
+        [ "$(call GET "$path" "$token")" = 200 ] || {
             cat "$WORK/last.json" >&2
-            die "GET /api/v1/stock-items/$SKU failed"
+            die "GET $path failed"
         }
-        cur=$(jq -er '.reserved' "$WORK/last.json") || die "no integer 'reserved' in $(cat "$WORK/last.json")"
+        cur=$(jq -er --arg f "$field" '.[$f]' "$WORK/last.json") ||
+            die "no integer '$field' in $(cat "$WORK/last.json")"
         [ "$cur" = "$prev" ] && { echo "$cur"; return 0; }
         prev=$cur
         sleep 0.5
     done
-    die "reserved of $SKU did not settle within 20 s"
+    die "$field of $path did not settle within 20 s"
+}
+
+# Every 2xx changes the checked count by one (nothing expires: pay_within is an hour). Requests
+# still in flight when wrk stopped may have been committed without wrk seeing the answer, so a
+# surplus of at most that many is consistent; anything else is a lost or an extra change.
+reservation_verdict() { # DELTA OK IN_FLIGHT
+    local delta=$1 ok=$2 in_flight=$3
+    local surplus=$((delta - ok))
+    if [ "$surplus" -eq 0 ]; then
+        echo "MATCH"
+    elif [ "$surplus" -gt 0 ] && [ "$surplus" -le "$in_flight" ]; then
+        echo "MATCH (within in-flight: the count exceeds 2xx by $surplus; wrk left $in_flight requests unanswered at stop, which the server may have committed)"
+    else
+        echo "MISMATCH (the count changed by $delta, wrk saw $ok 2xx, $in_flight in flight)"
+    fi
 }
 
 run_wrk() { # NAME LUA URL [SCRIPT ARGS...]
@@ -255,7 +293,42 @@ run_wrk() { # NAME LUA URL [SCRIPT ARGS...]
     grep -q '^WRK_RESULT ' "$out" || die "wrk $name printed no WRK_RESULT line (see above)"
 }
 
-run_surge() {
+# One measured load with its consistency check: FIELD of CHECK_PATH is read (settled) before and
+# after wrk NAME, and must have moved by SIGN (1 or -1) per 2xx. Sets PREFIX_RPS, _P50, _P99,
+# _OK, _NON2XX, _STATUSES, _REPLAYS, _INFLIGHT, _DELTA and _VERDICT; fails the run (exit 3) on
+# a mismatch or on idempotent replays (colliding keys would make the figure meaningless).
+measure() { # NAME PREFIX CHECK_PATH FIELD SIGN LUA URL [SCRIPT ARGS...]
+    local name=$1 prefix=$2 check=$3 field=$4 sign=$5 lua=$6 url=$7
+    shift 7
+    local before after w="$WORK/wrk-$name.txt" key value
+    before=$(settled_field "$OPERATOR" "$check" "$field")
+    run_wrk "$name" "$lua" "$url" "$@"
+    after=$(settled_field "$OPERATOR" "$check" "$field")
+    for key in rps p50_ms p99_ms ok_2xx non_2xx statuses replays in_flight; do
+        value=$(wrk_value "$w" "$key")
+        case "$key" in
+            p50_ms) key=P50 ;; p99_ms) key=P99 ;; ok_2xx) key=OK ;; non_2xx) key=NON2XX ;;
+            in_flight) key=INFLIGHT ;; *) key=${key^^} ;;
+        esac
+        printf -v "${prefix}_$key" '%s' "$value"
+    done
+    local ok_var="${prefix}_OK" inflight_var="${prefix}_INFLIGHT" replays_var="${prefix}_REPLAYS"
+    local delta=$(((after - before) * sign)) verdict
+    verdict=$(reservation_verdict "$delta" "${!ok_var}" "${!inflight_var}")
+    printf -v "${prefix}_DELTA" '%s' "$delta"
+    printf -v "${prefix}_VERDICT" '%s' "$verdict"
+    [[ $verdict == MATCH* ]] || FAILED_CHECK=1
+    if [ "${!replays_var}" != 0 ]; then
+        echo "WARNING: ${!replays_var} idempotent replays in $name: keys collided, the figure is not real" >&2
+        FAILED_CHECK=1
+    fi
+    say "$name: $field of $check $before -> $after: moved $delta; wrk 2xx ${!ok_var} -> $verdict"
+}
+
+OPERATOR=""
+CUSTOMER=""
+
+start_surge() {
     if [ "$BUILD_SURGE" = 1 ]; then
         say "cargo build --release"
         if [ -d "${HOME:-/root}/.cargo/bin" ]; then PATH="${HOME:-/root}/.cargo/bin:$PATH"; fi
@@ -291,68 +364,110 @@ run_surge() {
     fi
 
     say "minting 1 operator and $USERS customer tokens with 'surge token'"
-    local operator token
-    operator=$(surge_cli token --user-id bench-operator --role operator | tail -n 1 | tr -d '[:space:]')
-    [[ $operator == *.*.* ]] || die "surge token did not print a JWT for the operator (got '$operator')"
-    : >"$WORK/tokens.txt"
-    for ((i = 1; i <= USERS; i++)); do
-        token=$(surge_cli token --user-id "load-$i" --role customer | tail -n 1 | tr -d '[:space:]')
-        [[ $token == *.*.* ]] || die "surge token did not print a JWT for load-$i (got '$token')"
-        echo "$token" >>"$WORK/tokens.txt"
-    done
-    local customer
-    customer=$(head -n 1 "$WORK/tokens.txt")
+    OPERATOR=$(surge_cli token --user-id bench-operator --role operator | tail -n 1 | tr -d '[:space:]')
+    [[ $OPERATOR == *.*.* ]] || die "surge token did not print a JWT for the operator (got '$OPERATOR')"
+    surge_cli token --user-id load --role customer --count "$USERS" >"$WORK/tokens.txt"
+    [ "$(grep -c '\.' "$WORK/tokens.txt")" = "$USERS" ] || die "surge token --count $USERS did not print $USERS tokens"
+    CUSTOMER=$(head -n 1 "$WORK/tokens.txt")
+}
 
+bench_orders() {
     say "creating stock item $SKU (on_hand $ON_HAND)"
     local code
-    code=$(call POST /api/v1/stock-items "$operator" \
+    code=$(call POST /api/v1/stock-items "$OPERATOR" \
         "{\"sku\":\"$SKU\",\"name\":\"hot\",\"on_hand\":$ON_HAND}" "$RUN_ID-create-$SKU")
     [ "$code" = 201 ] || die "POST /api/v1/stock-items answered $code, want 201: $(cat "$WORK/last.json")"
 
     # One order by hand first: a broken order path fails here, in a second, with its answer shown.
-    code=$(call POST /api/v1/orders "$customer" \
+    code=$(call POST /api/v1/orders "$CUSTOMER" \
         "{\"items\":[{\"sku\":\"$SKU\",\"quantity\":1}]}" "$RUN_ID-probe")
     [ "$code" = 201 ] || die "probe POST /api/v1/orders answered $code, want 201: $(cat "$WORK/last.json")"
-    local before after
-    before=$(settled_reserved "$customer")
 
-    run_wrk orders "$SCRIPT_DIR/wrk/orders.lua" "$BASE_URL/api/v1/orders" "$WORK/tokens.txt" "$RUN_ID" "$SKU"
-    after=$(settled_reserved "$customer")
+    measure orders ORD "/api/v1/stock-items/$SKU" reserved 1 \
+        "$SCRIPT_DIR/wrk/orders.lua" "$BASE_URL/api/v1/orders" "$WORK/tokens.txt" "$RUN_ID" "$SKU"
+}
 
-    local w="$WORK/wrk-orders.txt"
-    ORD_RPS=$(wrk_value "$w" rps)
-    ORD_P50=$(wrk_value "$w" p50_ms)
-    ORD_P99=$(wrk_value "$w" p99_ms)
-    ORD_OK=$(wrk_value "$w" ok_2xx)
-    ORD_NON2XX=$(wrk_value "$w" non_2xx)
-    ORD_STATUSES=$(wrk_value "$w" statuses)
-    ORD_REPLAYS=$(wrk_value "$w" replays)
-    ORD_INFLIGHT=$(wrk_value "$w" in_flight)
-    RESERVED_DELTA=$((after - before))
+# Mints COUNT tokens of distinct customers PREFIX-1..PREFIX-COUNT into FILE.
+mint_many() { # PREFIX COUNT FILE
+    say "minting $2 distinct customer tokens ($1-1..$1-$2) with 'surge token --count'"
+    surge_cli token --user-id "$1" --role customer --count "$2" >"$3"
+    [ "$(wc -l <"$3")" = "$2" ] || die "surge token --count $2 printed too few tokens"
+}
 
-    # Every 2xx is one unit reserved (nothing expires: pay_within is an hour). Requests still in
-    # flight when wrk stopped may have been committed without wrk seeing the answer, so a surplus
-    # of at most that many is consistent; anything else is a lost or an extra reservation.
-    local surplus=$((RESERVED_DELTA - ORD_OK))
-    if [ "$surplus" -eq 0 ]; then
-        VERDICT="MATCH"
-    elif [ "$surplus" -gt 0 ] && [ "$surplus" -le "$ORD_INFLIGHT" ]; then
-        VERDICT="MATCH (within in-flight: reserved exceeds 2xx by $surplus; wrk left $ORD_INFLIGHT requests unanswered at stop, which the server may have committed)"
-    else
-        VERDICT="MISMATCH (reserved grew by $RESERVED_DELTA, wrk saw $ORD_OK 2xx, $ORD_INFLIGHT in flight)"
-        FAILED_CHECK=1
-    fi
-    if [ "$ORD_REPLAYS" != 0 ]; then
-        echo "WARNING: $ORD_REPLAYS idempotent replays: keys collided, the orders figure is not real" >&2
-        FAILED_CHECK=1
-    fi
-    say "reserved before $before, after $after: grew $RESERVED_DELTA; wrk 2xx $ORD_OK -> $VERDICT"
+bench_sale() {
+    mint_many buyer "$SALE_USERS" "$WORK/sale-tokens.txt"
+    say "creating a product and a time sale (quantity $ON_HAND, per_user_limit 1, open now)"
+    local code product sale starts ends
+    code=$(call POST /api/v1/products "$OPERATOR" '{"name":"hot sneaker","price":12000}' "$RUN_ID-product")
+    [ "$code" = 201 ] || die "POST /api/v1/products answered $code, want 201: $(cat "$WORK/last.json")"
+    product=$(jq -er '.id' "$WORK/last.json")
+    starts=$(date -u -d '-1 minute' +%Y-%m-%dT%H:%M:%SZ)
+    ends=$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%SZ)
+    code=$(call POST /api/v1/time-sales "$OPERATOR" \
+        "{\"product_id\":\"$product\",\"quantity\":$ON_HAND,\"sale_price\":9900,\"starts_at\":\"$starts\",\"ends_at\":\"$ends\",\"per_user_limit\":1}" \
+        "$RUN_ID-sale")
+    [ "$code" = 201 ] || die "POST /api/v1/time-sales answered $code, want 201: $(cat "$WORK/last.json")"
+    sale=$(jq -er '.id' "$WORK/last.json")
 
+    # The probe buys as a user outside the token file, so no wrk request meets its limit.
+    local probe
+    probe=$(surge_cli token --user-id sale-probe --role customer | tail -n 1 | tr -d '[:space:]')
+    code=$(call POST "/api/v1/time-sales/$sale/purchase" "$probe" '{"quantity":1}' "$RUN_ID-sale-probe")
+    [ "$code" = 201 ] || die "probe purchase answered $code, want 201: $(cat "$WORK/last.json")"
+
+    measure sale TS "/api/v1/time-sales/$sale" reserved 1 \
+        "$SCRIPT_DIR/wrk/purchase.lua" "$BASE_URL/api/v1/time-sales/$sale/purchase" \
+        "$WORK/sale-tokens.txt" "$RUN_ID" "$THREADS"
+}
+
+bench_coupons() {
+    mint_many holder "$SALE_USERS" "$WORK/coupon-tokens.txt"
+    say "creating a coupon policy (total $COUPON_TOTAL, per_user_limit 1, open now)"
+    local code policy starts ends
+    starts=$(date -u -d '-1 minute' +%Y-%m-%dT%H:%M:%SZ)
+    ends=$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%SZ)
+    code=$(call POST /api/v1/coupon-policies "$OPERATOR" \
+        "{\"title\":\"storm\",\"discount_type\":\"PERCENTAGE\",\"discount_value\":10,\"total_quantity\":$COUPON_TOTAL,\"per_user_limit\":1,\"starts_at\":\"$starts\",\"ends_at\":\"$ends\"}" \
+        "$RUN_ID-policy")
+    [ "$code" = 201 ] || die "POST /api/v1/coupon-policies answered $code, want 201: $(cat "$WORK/last.json")"
+    policy=$(jq -er '.id' "$WORK/last.json")
+
+    measure coupons CP "/api/v1/coupon-policies/$policy" issued 1 \
+        "$SCRIPT_DIR/wrk/purchase.lua" "$BASE_URL/api/v1/coupon-policies/$policy/issue" \
+        "$WORK/coupon-tokens.txt" "$RUN_ID" "$THREADS" '{}'
+}
+
+bench_wallet() {
+    say "earning $WALLET_POINTS points into wallet $WALLET_USER, then spending 1 point per request"
+    local code token i
+    code=$(call POST "/api/v1/wallets/$WALLET_USER/earn" "$OPERATOR" \
+        "{\"amount\":$WALLET_POINTS,\"description\":\"bench\"}" "$RUN_ID-earn")
+    [ "$code" = 201 ] || die "POST /api/v1/wallets/$WALLET_USER/earn answered $code: $(cat "$WORK/last.json")"
+    # One owner for every request: the file repeats their token once per wrk thread.
+    token=$(surge_cli token --user-id "$WALLET_USER" --role customer | tail -n 1 | tr -d '[:space:]')
+    : >"$WORK/wallet-tokens.txt"
+    for ((i = 0; i < THREADS; i++)); do echo "$token" >>"$WORK/wallet-tokens.txt"; done
+
+    measure wallet WL "/api/v1/wallets/$WALLET_USER" balance -1 \
+        "$SCRIPT_DIR/wrk/purchase.lua" "$BASE_URL/api/v1/wallets/me/use" \
+        "$WORK/wallet-tokens.txt" "$RUN_ID" "$THREADS" '{"amount":1}'
+}
+
+bench_healthz() {
     run_wrk healthz "$SCRIPT_DIR/wrk/healthz.lua" "$BASE_URL/healthz"
     HZ_RPS=$(wrk_value "$WORK/wrk-healthz.txt" rps)
     HZ_P50=$(wrk_value "$WORK/wrk-healthz.txt" p50_ms)
     HZ_P99=$(wrk_value "$WORK/wrk-healthz.txt" p99_ms)
     HZ_NON2XX=$(wrk_value "$WORK/wrk-healthz.txt" non_2xx)
+}
+
+run_surge() {
+    start_surge
+    if want surge; then bench_orders; fi
+    if want sale; then bench_sale; fi
+    if want coupons; then bench_coupons; fi
+    if want wallet; then bench_wallet; fi
+    bench_healthz
     SURGE_NOTE="run"
 
     # Stop surge before the peers run, so they have the machine to themselves as surge had.
@@ -468,7 +583,7 @@ run_redis() {
 # ---- run -------------------------------------------------------------------------------------
 
 STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-if want surge; then run_surge; fi
+if want_server; then run_surge; fi
 if want pg; then run_pg; fi
 if want redis; then run_redis; fi
 
@@ -481,28 +596,38 @@ if [ -n "${SURGE_DATABASE__URL:-}" ]; then JOURNAL="SURGE_DATABASE__URL (not sql
 
 mkdir -p "$(dirname "$OUT")"
 {
-    printf 'surge hot-SKU benchmark, %s, %s clients for every tool, %s s per run\n' \
+    printf 'surge hot-item benchmark, %s, %s clients for every tool, %s s per run\n' \
         "$STARTED_AT" "$CONNS" "$DURATION_SECS"
     printf '%-24s %12s %10s %10s  %s\n' "" "req/s" "p50 ms" "p99 ms" "durability / notes"
     if [ "$SURGE_NOTE" = run ]; then
-        orders_note="journal $JOURNAL; 2xx after commit" healthz_note="HTTP stack ceiling"
+        journal_note="journal $JOURNAL; 2xx after commit" healthz_note="HTTP stack ceiling"
     else
-        orders_note="not run" healthz_note="not run"
+        journal_note="not run" healthz_note="not run"
     fi
-    printf '%-24s %12s %10s %10s  %s\n' "surge POST /orders" "$ORD_RPS" "$ORD_P50" "$ORD_P99" \
-        "$orders_note"
-    printf '%-24s %12s %10s %10s  %s\n' "surge GET /healthz" "$HZ_RPS" "$HZ_P50" "$HZ_P99" \
-        "$healthz_note"
-    printf '%-24s %12s %10s %10s  %s\n' "pg row lock (pgbench)" "$PG_TPS" "$PG_P50" "$PG_P99" \
-        "$PG_DURABILITY${PG_NOTE:+; $PG_NOTE}"
-    printf '%-24s %12s %10s %10s  %s\n' "redis lua (r-benchmark)" "$RD_RPS" "$RD_P50" "$RD_P99" \
-        "$RD_DURABILITY${RD_NOTE:+; $RD_NOTE}"
+    row() { printf '%-26s %12s %10s %10s  %s\n' "$@"; }
+    row "surge POST /orders" "$ORD_RPS" "$ORD_P50" "$ORD_P99" "$journal_note; one hot SKU"
+    row "surge sale purchase" "$TS_RPS" "$TS_P50" "$TS_P99" "$journal_note; one buyer per request"
+    row "surge coupon issue" "$CP_RPS" "$CP_P50" "$CP_P99" "$journal_note; one holder per request"
+    row "surge wallet use" "$WL_RPS" "$WL_P50" "$WL_P99" "$journal_note; one hot wallet"
+    row "surge GET /healthz" "$HZ_RPS" "$HZ_P50" "$HZ_P99" "$healthz_note"
+    row "pg row lock (pgbench)" "$PG_TPS" "$PG_P50" "$PG_P99" "$PG_DURABILITY${PG_NOTE:+; $PG_NOTE}"
+    row "redis lua (r-benchmark)" "$RD_RPS" "$RD_P50" "$RD_P99" "$RD_DURABILITY${RD_NOTE:+; $RD_NOTE}"
     echo
-    printf 'ratios: orders/pg %s   orders/redis %s   orders/healthz %s\n' \
-        "$(ratio "$ORD_RPS" "$PG_TPS")" "$(ratio "$ORD_RPS" "$RD_RPS")" "$(ratio "$ORD_RPS" "$HZ_RPS")"
-    printf 'orders: 2xx %s, non-2xx %s (statuses %s), idempotent replays %s, in flight at stop %s\n' \
-        "$ORD_OK" "$ORD_NON2XX" "$ORD_STATUSES" "$ORD_REPLAYS" "$ORD_INFLIGHT"
-    printf 'reserved grew by %s: %s\n' "$RESERVED_DELTA" "$VERDICT"
+    for pair in "orders ORD" "sale TS" "coupons CP" "wallet WL"; do
+        read -r name prefix <<<"$pair"
+        rps_var="${prefix}_RPS"
+        [ "${!rps_var}" != n/a ] || continue
+        printf 'ratios: %-8s /pg %s   /redis %s   /healthz %s\n' "$name" \
+            "$(ratio "${!rps_var}" "$PG_TPS")" "$(ratio "${!rps_var}" "$RD_RPS")" "$(ratio "${!rps_var}" "$HZ_RPS")"
+    done
+    for pair in "orders ORD reserved" "sale TS reserved" "coupons CP issued" "wallet WL balance"; do
+        read -r name prefix field <<<"$pair"
+        v() { local n="${prefix}_$1"; printf '%s' "${!n}"; }
+        [ "$(v RPS)" != n/a ] || continue
+        printf '%s: 2xx %s, non-2xx %s (statuses %s), replays %s, in flight at stop %s; %s moved %s: %s\n' \
+            "$name" "$(v OK)" "$(v NON2XX)" "$(v STATUSES)" "$(v REPLAYS)" "$(v INFLIGHT)" "$field" \
+            "$(v DELTA)" "$(v VERDICT)"
+    done
     printf 'healthz: non-2xx %s; surge exit status after SIGTERM: %s\n' "$HZ_NON2XX" "$SURGE_EXIT"
     printf 'machine: %s, %s cores; sqlite synchronous %s; conns %s; wrk threads %s; pgbench -j 2\n' \
         "$CPU_MODEL" "$CORES" "$SQLITE_SYNC" "$CONNS" "$THREADS"

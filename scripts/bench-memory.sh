@@ -27,6 +27,10 @@
 #                   snapshot + tail replay) and of a second one; SIGTERM between restarts.
 #                   If a WAL is left (surge.db-wal) and sqlite3 is installed, it then checkpoints
 #                   the WAL offline and times RESTARTS more start-ups, to show what the WAL costs.
+#   4. wallets      WALLETS distinct wallets each earning once (POST /api/v1/wallets/W-<t>-<n>/earn,
+#                   wrk, scripts/memory/create-items.lua with KIND wallet) on a server that
+#                   passivates as in part 2: the earn throughput, VmRSS and `running`/`parked`
+#                   wallets sampled every second, and the peak (VmHWM) against the 1 GiB target.
 # and prints one table (also written to $OUT).
 #
 # Usage: scripts/bench-memory.sh [KEY=VALUE ...]   (the same keys can be set in the environment)
@@ -45,7 +49,9 @@
 #   USERS=64                 part 3: distinct customers (tokens) placing the orders
 #   FILL_TIMEOUT_SECS=300    part 3: bound on filling the journal (fails past it)
 #   RESTARTS=5               part 3: timed restarts
-#   PARTS="rss parked passivation startup"   which parts to run (the others show n/a)
+#   WALLETS=1000000          part 4: distinct wallets, one earn each
+#   WALLETS_TIMEOUT_SECS=900 part 4: bound on the earns
+#   PARTS="rss parked passivation startup wallets"   which parts to run (the others show n/a)
 #   SURGE_BIN=               a surge binary to use instead of building with cargo --release
 #   OUT=$CARGO_TARGET_DIR/bench-memory.txt   where the final table is written
 #   KEEP_TMP=0               1 keeps the temp dir (server logs, wrk output, data dirs)
@@ -67,7 +73,8 @@ warn() { printf 'bench-memory: WARNING: %s\n' "$*" >&2; }
 
 # KEY=VALUE arguments override the environment, for the keys listed above only.
 readonly SETTINGS=" N CONNS THREADS PORT CREATE_TIMEOUT_SECS PASSIVATE_AFTER_SECS IDLE_CHECK_SECS \
-PASSIVATE_WAIT_SECS SETTLE_SECS EVENTS HOT_SKUS USERS FILL_TIMEOUT_SECS RESTARTS PARTS SURGE_BIN OUT KEEP_TMP "
+PASSIVATE_WAIT_SECS SETTLE_SECS EVENTS HOT_SKUS USERS FILL_TIMEOUT_SECS RESTARTS PARTS SURGE_BIN OUT KEEP_TMP \
+WALLETS WALLETS_TIMEOUT_SECS "
 for arg in "$@"; do
     case "$arg" in
         -h | --help)
@@ -98,7 +105,9 @@ HOT_SKUS=${HOT_SKUS:-8}
 USERS=${USERS:-64}
 FILL_TIMEOUT_SECS=${FILL_TIMEOUT_SECS:-300}
 RESTARTS=${RESTARTS:-5}
-PARTS=${PARTS:-rss parked passivation startup}
+WALLETS=${WALLETS:-1000000}
+WALLETS_TIMEOUT_SECS=${WALLETS_TIMEOUT_SECS:-900}
+PARTS=${PARTS:-rss parked passivation startup wallets}
 KEEP_TMP=${KEEP_TMP:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target}
 OUT=${OUT:-$CARGO_TARGET_DIR/bench-memory.txt}
@@ -119,15 +128,17 @@ readonly FILL_IDLE_CHECK_SECS=2
 readonly HOT_ON_HAND=1000000000
 readonly TARGET_BYTES_PER_ENTITY=2048
 readonly TARGET_STARTUP_MS=1000
+readonly TARGET_WALLETS_RSS_KB=1048576
 
 for n in N CONNS THREADS PORT CREATE_TIMEOUT_SECS PASSIVATE_AFTER_SECS IDLE_CHECK_SECS \
-    PASSIVATE_WAIT_SECS SETTLE_SECS EVENTS HOT_SKUS USERS FILL_TIMEOUT_SECS RESTARTS; do
+    PASSIVATE_WAIT_SECS SETTLE_SECS EVENTS HOT_SKUS USERS FILL_TIMEOUT_SECS RESTARTS WALLETS \
+    WALLETS_TIMEOUT_SECS; do
     [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "$n must be a positive integer (got '${!n}')"
 done
 [ "$CONNS" -ge "$THREADS" ] || die "CONNS ($CONNS) must be >= THREADS ($THREADS)"
 [ "$N" -ge "$THREADS" ] || die "N ($N) must be >= THREADS ($THREADS)"
 for part in $PARTS; do
-    case "$part" in rss | parked | passivation | startup) ;; *) die "unknown part '$part' in PARTS" ;; esac
+    case "$part" in rss | parked | passivation | startup | wallets) ;; *) die "unknown part '$part' in PARTS" ;; esac
 done
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 [ -r "$SCRIPT_DIR/memory/create-items.lua" ] || die "missing $SCRIPT_DIR/memory/create-items.lua"
@@ -375,6 +386,8 @@ R2_SAMPLE_PEAK=n/a R2_LATER=n/a R2_LATER_MIN=n/a R2_LATER_MAX=n/a R2_RUN_LATER=n
 R3_FILL="not run" R3_EVENTS=n/a R3_DB=n/a R3_DB_ROWS=n/a R3_STARTUPS="" R3_MEDIAN=n/a
 R3_FIRST_GETS="" R3_FIRST_MEDIAN=n/a R3_SECOND_GETS="" R3_RSS_STARTS="" R3_VERDICT="not run"
 R3_EMPTY_START=n/a R3_FILL_STOP="n/a" R3_HOT_TAIL=n/a R3_RUNNING_AT_START=""
+R4_BEFORE=n/a R4_PEAK=n/a R4_AT_END=n/a R4_RUN_END=n/a R4_EARN="not run" R4_CHECK=n/a
+R4_VERDICT="not run"
 R3_WAL_AT_START="" R3_CKPT="not run (no WAL left, or no sqlite3)" R3_CLEAN_STARTUPS="" R3_CLEAN_MEDIAN=n/a
 
 # ---- build -----------------------------------------------------------------------------------
@@ -687,12 +700,68 @@ SQL
     fi
 }
 
+# ---- part 4: a million wallets, each earning once --------------------------------------------
+
+R4_SAMPLES="" R4_SAMPLE_PEAK=0 R4_RUN_PEAK=0
+sample_wallets() {
+    local run rss
+    overview
+    run=$(running wallet)
+    rss=$(proc_kb "$SURGE_PID" VmRSS)
+    R4_SAMPLES+=" ${run}:${rss}"
+    [ "$run" -le "$R4_RUN_PEAK" ] || R4_RUN_PEAK=$run
+    [ "$rss" -le "$R4_SAMPLE_PEAK" ] || R4_SAMPLE_PEAK=$rss
+}
+
+run_wallets() {
+    say "part 4: $WALLETS wallets earning once (passivate_after_secs=$PASSIVATE_AFTER_SECS, park_after_secs=$PARK_AFTER_SECS)"
+    start_surge wallets "$WORK/data-wallets" \
+        SURGE_ACTORS__PASSIVATE_AFTER_SECS="$PASSIVATE_AFTER_SECS" \
+        SURGE_ACTORS__PARK_AFTER_SECS="$PARK_AFTER_SECS" \
+        SURGE_ACTORS__IDLE_CHECK_INTERVAL_SECS="$IDLE_CHECK_SECS"
+    warm_up wallets
+    R4_BEFORE=$(proc_kb "$SURGE_PID" VmRSS)
+    R4_SAMPLE_PEAK=$R4_BEFORE
+    ON_TICK=sample_wallets
+    drive_wrk wallets "$SCRIPT_DIR/memory/create-items.lua" "$WALLETS_TIMEOUT_SECS" "$OP_TOKEN" \
+        "$WALLETS" "$THREADS" W wallet
+    ON_TICK=""
+    sample_wallets
+    local earned statuses
+    earned=$(mem_value "$WORK/wrk-wallets.txt" created)
+    statuses=$(mem_value "$WORK/wrk-wallets.txt" statuses)
+    R4_EARN="$earned earns (201) in $DRIVE_SECS s = $(awk -v c="$earned" -v s="$DRIVE_SECS" \
+        'BEGIN { printf "%.0f", c / s }')/s; statuses $statuses"
+    R4_AT_END=$(proc_kb "$SURGE_PID" VmRSS)
+    R4_PEAK=$(proc_kb "$SURGE_PID" VmHWM)
+    [ "$R4_SAMPLE_PEAK" -le "$R4_PEAK" ] || R4_PEAK=$R4_SAMPLE_PEAK
+    R4_RUN_END="$(running wallet) running, $(parked wallet) parked"
+    # A spot check that the earns are durable state, not just 201s: a wallet from each end.
+    local code first last
+    code=$(call GET /api/v1/wallets/W-1-1 "$OP_TOKEN")
+    first=$(jq -r '.balance' "$WORK/last.json" 2>/dev/null || echo "?")
+    [ "$code" = 200 ] || first="GET answered $code"
+    code=$(call GET "/api/v1/wallets/W-$THREADS-$((WALLETS / THREADS))" "$OP_TOKEN")
+    last=$(jq -r '.balance' "$WORK/last.json" 2>/dev/null || echo "?")
+    [ "$code" = 200 ] || last="GET answered $code"
+    R4_CHECK="balance of W-1-1: $first, of W-$THREADS-$((WALLETS / THREADS)): $last (each earned 10)"
+    if [ "$R4_PEAK" -lt "$TARGET_WALLETS_RSS_KB" ]; then
+        R4_VERDICT="under 1 GiB (target met)"
+    else
+        R4_VERDICT="1 GiB or more (target MISSED)"
+    fi
+    echo "wallets: $R4_EARN; VmRSS peak $R4_PEAK kB, at end $R4_AT_END kB; $R4_RUN_END; $R4_CHECK"
+    stop_surge
+    [ "$SURGE_EXIT" = 0 ] || warn "surge (wallets) exited with status $SURGE_EXIT after SIGTERM"
+}
+
 # ---- run -------------------------------------------------------------------------------------
 
 if want rss; then run_rss; fi
 if want parked; then run_parked; fi
 if want passivation; then run_passivation; fi
 if want startup; then run_startup; fi
+if want wallets; then run_wallets; fi
 
 # ---- report ----------------------------------------------------------------------------------
 
@@ -751,6 +820,14 @@ mkdir -p "$(dirname "$OUT")"
     row "diagnosis: offline WAL checkpoint" "$R3_CKPT"
     row "start-up after that checkpoint (ms)" "${R3_CLEAN_STARTUPS:+${R3_CLEAN_STARTUPS# }; median }$R3_CLEAN_MEDIAN"
     printf '   (start-up polls /healthz with curl every 10 ms: resolution about 15 ms)\n'
+    echo
+    printf '4. %s wallets, one earn each (passivate_after_secs=%s, park_after_secs=%s)\n' \
+        "$WALLETS" "$PASSIVATE_AFTER_SECS" "$PARK_AFTER_SECS"
+    row "earns" "$R4_EARN"
+    row "RSS before" "$(mib "$R4_BEFORE")"
+    row "RSS peak (VmHWM)" "$(mib "$R4_PEAK"): $R4_VERDICT; peak running sampled $R4_RUN_PEAK"
+    row "RSS when the earns ended" "$(mib "$R4_AT_END"); wallets $R4_RUN_END"
+    row "check" "$R4_CHECK"
 } | tee "$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 echo "(written to $OUT)"

@@ -1,9 +1,11 @@
--- wrk script for scripts/bench-memory.sh: create exactly TOTAL stock items, then stop.
+-- wrk script for scripts/bench-memory.sh: create exactly TOTAL stock items (or wallets), then stop.
 --
 -- Usage: wrk -tT -cC -d<bound>s -s scripts/memory/create-items.lua http://127.0.0.1:PORT/ \
---            -- DONE_DIR OPERATOR_TOKEN TOTAL THREADS [PREFIX]
+--            -- DONE_DIR OPERATOR_TOKEN TOTAL THREADS [PREFIX [KIND]]
 -- Thread t (1-based, given by setup()) POSTs /api/v1/stock-items with sku PREFIX-<t>-<n> for
--- n = 1..its share of TOTAL, so SKUs are unique across threads and connections. Once a thread
+-- n = 1..its share of TOTAL, so SKUs are unique across threads and connections. With KIND
+-- `wallet` it instead POSTs /api/v1/wallets/PREFIX-<t>-<n>/earn (10 points): a wallet is
+-- activated on demand, so each request brings one new wallet entity to life. Once a thread
 -- has sent its share, its connections only GET /healthz (which creates nothing; one every 20 ms)
 -- until every POST of the thread has been answered, and then the thread stops. So at most TOTAL
 -- items are created, and exactly TOTAL when every POST answers 201.
@@ -24,7 +26,7 @@ created = 0
 failed = 0
 codes_seen = ""
 
-local token, quota, prefix, done_dir
+local token, quota, prefix, kind, done_dir
 local sent = 0
 local answered = 0
 local seen = {}
@@ -38,6 +40,8 @@ function init(args)
    local total = assert(tonumber(args[3]), "create-items.lua: pass TOTAL")
    local nthreads = assert(tonumber(args[4]), "create-items.lua: pass THREADS")
    prefix = args[5] or "M"
+   kind = args[6] or "stock"
+   assert(kind == "stock" or kind == "wallet", "create-items.lua: KIND is stock or wallet")
    -- The script's caller makes TOTAL >= THREADS, so every thread has at least one item.
    quota = math.floor(total / nthreads)
    if tid <= total % nthreads then
@@ -60,6 +64,10 @@ end
 function request()
    if sent < quota then
       sent = sent + 1
+      if kind == "wallet" then
+         local path = string.format("/api/v1/wallets/%s-%d-%d/earn", prefix, tid, sent)
+         return wrk.format("POST", path, post_headers, '{"amount":10}')
+      end
       local body = string.format('{"sku":"%s-%d-%d","name":"m","on_hand":100}', prefix, tid, sent)
       return wrk.format("POST", "/api/v1/stock-items", post_headers, body)
    end
@@ -76,7 +84,7 @@ function delay()
 end
 
 function response(status, headers, body)
-   -- /healthz answers 200; a stock item creation 201 or an error, never 200.
+   -- /healthz answers 200; a creation (or an earn) 201 or an error, never 200.
    if status == 200 then
       return
    end

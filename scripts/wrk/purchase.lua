@@ -4,11 +4,14 @@
 --
 -- Usage (the URL's path is the one requested):
 --   wrk -t2 -c64 -d15s --latency -s scripts/wrk/purchase.lua \
---       http://127.0.0.1:18080/api/v1/time-sales/ID/purchase -- TOKENS_FILE RUN_ID THREADS
+--       http://127.0.0.1:18080/api/v1/time-sales/ID/purchase -- TOKENS_FILE RUN_ID THREADS [BODY]
 -- TOKENS_FILE: one customer token per line, each of a distinct user (`surge token --count N`);
 -- thread t of THREADS uses lines t, t+THREADS, t+2*THREADS, ... so no user buys twice while the
 -- file lasts (past its end a thread starts over, and those requests get 422: make it long
--- enough). done() prints one WRK_RESULT line (see report.lua).
+-- enough). BODY (default {"quantity":1}) is the JSON body of every request: the same script
+-- drives the coupon-issue storm (`{}` to /coupon-policies/ID/issue) and, with one token repeated
+-- THREADS times, spends on one hot wallet (`{"amount":1}` to /wallets/me/use).
+-- done() prints one WRK_RESULT line (see report.lua).
 
 local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./"
 local report = dofile(here .. "report.lua")
@@ -42,6 +45,7 @@ function init(args)
    end
    assert(#tokens > 0, "purchase.lua: no tokens for this thread in " .. path)
    run_id = args[2] or tostring(os.time())
+   body = args[4] or body
    counter = 0
 end
 
