@@ -20,14 +20,20 @@ use crate::auth::{is_valid_user_id, Caller};
 use crate::error::{ApiError, FieldError};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/coupon-policies", web::post().to(create))
-        .route("/coupon-policies", web::get().to(list_policies))
-        .route("/coupon-policies/{id}", web::get().to(get_policy))
-        .route("/coupon-policies/{id}/issue", web::post().to(issue))
-        .route("/coupons", web::get().to(list_coupons))
-        .route("/coupons/{id}", web::get().to(get_coupon))
-        .route("/coupons/{id}/use", web::post().to(use_coupon))
-        .route("/coupons/{id}/cancel", web::post().to(cancel));
+    cfg.service(
+        web::scope("/coupon-policies")
+            .route("/{id}/issue", web::post().to(issue))
+            .route("", web::post().to(create))
+            .route("", web::get().to(list_policies))
+            .route("/{id}", web::get().to(get_policy)),
+    )
+    .service(
+        web::scope("/coupons")
+            .route("/{id}/use", web::post().to(use_coupon))
+            .route("", web::get().to(list_coupons))
+            .route("/{id}", web::get().to(get_coupon))
+            .route("/{id}/cancel", web::post().to(cancel)),
+    );
 }
 
 fn one() -> i64 {

@@ -28,10 +28,13 @@ use crate::error::{ApiError, FieldError};
 const LINE_QUANTITY_MAX: i64 = 1_000_000;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/orders", web::post().to(place))
-        .route("/orders", web::get().to(list))
-        .route("/orders/{id}", web::get().to(get))
-        .route("/orders/{id}/cancel", web::post().to(cancel));
+    cfg.service(
+        web::scope("/orders")
+            .route("", web::post().to(place))
+            .route("", web::get().to(list))
+            .route("/{id}", web::get().to(get))
+            .route("/{id}/cancel", web::post().to(cancel)),
+    );
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,8 +14,11 @@ use crate::error::{ApiError, FieldError};
 pub const PRICE_MAX: i64 = 1_000_000_000_000;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/products", web::post().to(create))
-        .route("/products/{id}", web::get().to(get));
+    cfg.service(
+        web::scope("/products")
+            .route("", web::post().to(create))
+            .route("/{id}", web::get().to(get)),
+    );
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,10 +17,13 @@ use crate::persistence::codec;
 pub const UNITS_MAX: i64 = 1_000_000_000_000;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/stock-items", web::post().to(create))
-        .route("/stock-items/{sku}", web::get().to(get))
-        .route("/stock-items/{sku}/adjustments", web::post().to(adjust))
-        .route("/stock-items/{sku}/movements", web::get().to(movements));
+    cfg.service(
+        web::scope("/stock-items")
+            .route("", web::post().to(create))
+            .route("/{sku}", web::get().to(get))
+            .route("/{sku}/adjustments", web::post().to(adjust))
+            .route("/{sku}/movements", web::get().to(movements)),
+    );
 }
 
 #[derive(Debug, Deserialize)]

@@ -27,10 +27,13 @@ const PURCHASE_QUANTITY_MAX: i64 = 10_000;
 const SALE_QUANTITY_MAX: i64 = 1_000_000_000;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/time-sales", web::post().to(create))
-        .route("/time-sales", web::get().to(list))
-        .route("/time-sales/{id}", web::get().to(get))
-        .route("/time-sales/{id}/purchase", web::post().to(purchase));
+    cfg.service(
+        web::scope("/time-sales")
+            .route("/{id}/purchase", web::post().to(purchase))
+            .route("", web::post().to(create))
+            .route("", web::get().to(list))
+            .route("/{id}", web::get().to(get)),
+    );
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,16 +21,19 @@ use crate::error::{ApiError, FieldError};
 const TEXT_LEN_MAX: usize = 200;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/wallets/me", web::get().to(get_mine))
-        .route("/wallets/me/use", web::post().to(use_points))
-        .route("/wallets/me/transactions", web::get().to(list_mine))
-        .route("/wallets/{user_id}", web::get().to(get))
-        .route("/wallets/{user_id}/earn", web::post().to(earn))
-        .route("/wallets/{user_id}/transactions", web::get().to(list))
-        .route(
-            "/wallets/{user_id}/transactions/{tx_id}/cancel",
-            web::post().to(cancel),
-        );
+    cfg.service(
+        web::scope("/wallets")
+            .route("/me", web::get().to(get_mine))
+            .route("/me/use", web::post().to(use_points))
+            .route("/me/transactions", web::get().to(list_mine))
+            .route("/{user_id}/earn", web::post().to(earn))
+            .route("/{user_id}", web::get().to(get))
+            .route("/{user_id}/transactions", web::get().to(list))
+            .route(
+                "/{user_id}/transactions/{tx_id}/cancel",
+                web::post().to(cancel),
+            ),
+    );
 }
 
 #[derive(Debug, Deserialize)]
