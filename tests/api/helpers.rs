@@ -252,16 +252,24 @@ impl TestApp {
     }
 }
 
-/// Tests leave no schema behind in the shared test database.
+/// Tests leave no schema behind in the shared test database. Concurrent drops of schemas with
+/// many tables can deadlock on PostgreSQL's catalog locks; the loser is retried a few times.
 pub async fn drop_schema(schema: &str) {
     let Some(url) = postgres_url() else { return };
     let pool = sqlx::PgPool::connect(&url)
         .await
         .expect("postgres reachable");
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .execute(&pool)
-        .await
-        .expect("schema dropped");
+    let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+    let mut attempt = 1;
+    while let Err(e) = sqlx::query(&sql).execute(&pool).await {
+        assert!(
+            attempt < 5,
+            "schema {schema} not dropped after {attempt} tries: {e}"
+        );
+        eprintln!("drop schema {schema}, try {attempt}: {e}; retrying");
+        attempt += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+    }
     pool.close().await;
 }
 
