@@ -11,6 +11,7 @@ pub mod order;
 pub mod product;
 pub mod stock_item;
 pub mod time_sale;
+pub mod waiting_room;
 pub mod wallet;
 
 use std::fmt::Debug;
