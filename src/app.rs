@@ -14,11 +14,13 @@ use crate::actors::order::Order;
 use crate::actors::product::Product;
 use crate::actors::stock_item::StockItem;
 use crate::actors::time_sale::TimeSale;
+use crate::actors::waiting_room::WaitingRoom;
 use crate::actors::wallet::Wallet;
 use crate::auth::AuthService;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::http;
+use crate::http::queue::QueuePasses;
 use crate::persistence::idempotency::Idempotency;
 use crate::persistence::journal::JournalHandle;
 use crate::persistence::{self, SharedStore};
@@ -38,6 +40,8 @@ pub struct Services {
     pub sales: Region<TimeSale>,
     pub wallets: Region<Wallet>,
     pub coupons: Region<CouponPolicy>,
+    pub rooms: Region<WaitingRoom>,
+    pub passes: QueuePasses,
     pub idempotency: Idempotency,
     pub started_at_ms: i64,
 }
@@ -51,6 +55,7 @@ impl Services {
             self.sales.counts(),
             self.wallets.counts(),
             self.coupons.counts(),
+            self.rooms.counts(),
         ]
     }
 }
@@ -89,6 +94,8 @@ impl Surge {
         let sales = Region::<TimeSale>::start(rt.clone()).await?;
         let wallets = Region::<Wallet>::start(rt.clone()).await?;
         let coupons = Region::<CouponPolicy>::start(rt.clone()).await?;
+        let rooms = Region::<WaitingRoom>::start(rt.clone()).await?;
+        let passes = QueuePasses::new(&settings.auth.jwt_secret, settings.queue.pass_ttl_secs);
         let retention_ms = i64::try_from(settings.idempotency.retention_hours * 3_600_000)?;
         let idempotency = Idempotency::new(store.clone(), settings.idempotency.memory_keys_max);
         let warm_up = idempotency.warm_up(clock.now_ms() - retention_ms);
@@ -101,6 +108,7 @@ impl Surge {
             Arc::new(sales.clone()),
             Arc::new(wallets.clone()),
             Arc::new(coupons.clone()),
+            Arc::new(rooms.clone()),
         ];
         let scheduler = DeadlineScheduler::new(rt.clone(), regions).spawn();
         let indexer =
@@ -114,6 +122,8 @@ impl Surge {
             sales,
             wallets,
             coupons,
+            rooms,
+            passes,
             idempotency,
         });
         let purge = spawn_idempotency_purge(services.clone().into_inner(), retention_ms);

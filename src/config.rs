@@ -19,6 +19,7 @@ pub struct Settings {
     pub deadlines: DeadlineSettings,
     pub idempotency: IdempotencySettings,
     pub orders: OrderSettings,
+    pub queue: QueueSettings,
     pub lists: ListSettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
@@ -87,6 +88,13 @@ pub struct IdempotencySettings {
 pub struct OrderSettings {
     pub pay_within_secs: u64,
     pub lines_max: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueueSettings {
+    pub admit_per_sec_default: u32,
+    pub pass_ttl_secs: u64,
+    pub waiting_max: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -160,6 +168,15 @@ impl Settings {
         anyhow::ensure!(
             self.auth.jwt_secret.len() >= 16,
             "auth.jwt_secret must be at least 16 bytes"
+        );
+        anyhow::ensure!(
+            (1..=crate::actors::waiting_room::RATE_MAX_PER_SEC)
+                .contains(&self.queue.admit_per_sec_default),
+            "queue.admit_per_sec_default must be 1 to 1000000"
+        );
+        anyhow::ensure!(
+            self.queue.pass_ttl_secs > 0 && self.queue.waiting_max > 0,
+            "queue.pass_ttl_secs and queue.waiting_max must be > 0"
         );
         anyhow::ensure!(
             self.lists.limit_default <= self.lists.limit_max,

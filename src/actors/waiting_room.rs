@@ -74,12 +74,19 @@ pub struct WaitingRoom {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomCommand {
     /// `terms` configure a room that does not exist yet (ignored afterwards).
-    Join { user_id: String, terms: RoomTerms },
-    Me { user_id: String },
+    Join {
+        user_id: String,
+        terms: RoomTerms,
+    },
+    Me {
+        user_id: String,
+    },
     Stats,
+    /// `terms` configure a room nobody has joined yet, so a rate can be set before opening.
     Configure {
         admit_per_sec: Option<u32>,
         paused: Option<bool>,
+        terms: RoomTerms,
     },
     /// The opening deadline.
     Open,
@@ -87,10 +94,21 @@ pub enum RoomCommand {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RoomEvent {
-    Created { terms: RoomTerms },
-    Joined { user_id: String, at_ms: i64 },
-    Opened { at_ms: i64 },
-    Configured { at_ms: i64, admit_per_sec: u32, paused: bool },
+    Created {
+        terms: RoomTerms,
+    },
+    Joined {
+        user_id: String,
+        at_ms: i64,
+    },
+    Opened {
+        at_ms: i64,
+    },
+    Configured {
+        at_ms: i64,
+        admit_per_sec: u32,
+        paused: bool,
+    },
 }
 
 /// One user's place, as `GET .../queue/me` shows it (the pass is added by the handler).
@@ -248,27 +266,31 @@ impl WaitingRoom {
         &self,
         admit_per_sec: Option<u32>,
         paused: Option<bool>,
+        terms: &RoomTerms,
         now_ms: i64,
     ) -> Result<Decision<Self>, ApiError> {
+        let mut next = self.clone();
+        let mut events = Vec::new();
         if self.terms.is_none() {
-            return Err(ApiError::not_found("nobody has joined this waiting room"));
+            let created = RoomEvent::Created {
+                terms: terms.clone(),
+            };
+            next.step(&mut events, created);
         }
-        let admit_per_sec = admit_per_sec.unwrap_or(self.admit_per_sec);
+        let admit_per_sec = admit_per_sec.unwrap_or(next.admit_per_sec);
         if !(1..=RATE_MAX_PER_SEC).contains(&admit_per_sec) {
             return Err(ApiError::validation(
                 "admit_per_sec",
                 format!("must be 1 to {RATE_MAX_PER_SEC}"),
             ));
         }
-        let mut next = self.clone();
-        let mut events = Vec::new();
-        if let Some(opened) = self.opening_due(now_ms) {
+        if let Some(opened) = next.opening_due(now_ms) {
             next.step(&mut events, opened);
         }
         let configured = RoomEvent::Configured {
             at_ms: now_ms,
             admit_per_sec,
-            paused: paused.unwrap_or(self.paused),
+            paused: paused.unwrap_or(next.paused),
         };
         next.step(&mut events, configured);
         Ok(Decision {
@@ -337,7 +359,8 @@ impl Entity for WaitingRoom {
             RoomCommand::Configure {
                 admit_per_sec,
                 paused,
-            } => self.decide_configure(*admit_per_sec, *paused, now_ms),
+                terms,
+            } => self.decide_configure(*admit_per_sec, *paused, terms, now_ms),
             RoomCommand::Open => {
                 let mut next = self.clone();
                 let mut events = Vec::new();
@@ -412,7 +435,10 @@ impl Entity for WaitingRoom {
         self.check_invariants()?;
         for (place, user) in self.queue.iter().enumerate() {
             if self.tickets.get(user) != Some(&(place as u64 + 1)) {
-                return Err(format!("{user} is at place {} but holds another ticket", place + 1));
+                return Err(format!(
+                    "{user} is at place {} but holds another ticket",
+                    place + 1
+                ));
             }
         }
         Ok(())

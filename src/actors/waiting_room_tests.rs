@@ -78,7 +78,10 @@ fn after_opening_positions_are_fifo_and_admission_follows_the_rate() {
     assert_eq!(r.head_at(t0 + 1_000), 10);
     assert_eq!(r.head_at(t0 + 3_500), 35);
     let v = me(&mut r, "u25", t0 + 1_000);
-    assert_eq!((v.position, v.eta_secs, v.status), (15, Some(2), TicketStatus::Waiting));
+    assert_eq!(
+        (v.position, v.eta_secs, v.status),
+        (15, Some(2), TicketStatus::Waiting)
+    );
     let v = me(&mut r, "u10", t0 + 1_000);
     assert_eq!((v.position, v.status), (0, TicketStatus::Admitted));
     assert_eq!(r.head_at(t0 + 60_000), 100, "never beyond the tickets");
@@ -107,6 +110,7 @@ fn pause_freezes_admission_and_a_rate_change_keeps_what_was_admitted() {
     let pause = RoomCommand::Configure {
         admit_per_sec: None,
         paused: Some(true),
+        terms: terms(10, 1),
     };
     run(&mut r, pause, t0 + 2_000).expect("pause");
     assert_eq!(r.head_at(t0 + 2_000), 20);
@@ -115,6 +119,7 @@ fn pause_freezes_admission_and_a_rate_change_keeps_what_was_admitted() {
     let resume = RoomCommand::Configure {
         admit_per_sec: Some(40),
         paused: Some(false),
+        terms: terms(10, 1),
     };
     match run(&mut r, resume, t0 + 60_000).expect("resume") {
         RoomReply::Stats(stats) => {
@@ -127,17 +132,31 @@ fn pause_freezes_admission_and_a_rate_change_keeps_what_was_admitted() {
 }
 
 #[test]
-fn configure_checks_the_rate_and_needs_a_room() {
+fn configure_checks_the_rate_and_may_come_before_any_join() {
     let bad = RoomCommand::Configure {
         admit_per_sec: Some(0),
         paused: None,
+        terms: terms(10, 1),
     };
-    let err = run(&mut room(), bad.clone(), 0).expect_err("no room yet");
-    assert_eq!(err.code, ErrorCode::NotFound);
     let mut r = room();
-    join(&mut r, "u", OPENS_MS, 10, 1);
-    let err = run(&mut r, bad, OPENS_MS).expect_err("rate 0");
+    let err = run(&mut r, bad, 0).expect_err("rate 0");
     assert_eq!(err.code, ErrorCode::ValidationFailed);
+    assert!(!r.exists(), "a refused configure creates nothing");
+    let early = RoomCommand::Configure {
+        admit_per_sec: Some(2),
+        paused: None,
+        terms: terms(10, 1),
+    };
+    run(&mut r, early, OPENS_MS - 60_000).expect("before opening");
+    for i in 0..10 {
+        join(&mut r, &format!("u{i}"), OPENS_MS - 1_000, 10, 1);
+    }
+    run(&mut r, RoomCommand::Open, OPENS_MS).expect("open");
+    assert_eq!(
+        r.head_at(OPENS_MS + 1_000),
+        2,
+        "the operator's rate, not the default"
+    );
 }
 
 #[test]
@@ -147,10 +166,18 @@ fn joins_before_opening_are_shuffled_at_opening_by_the_seed() {
         for i in 0..50 {
             let view = join(&mut r, &format!("u{i}"), OPENS_MS - 10_000 + i, 10, seed);
             assert_eq!(view.status, TicketStatus::Waiting);
-            assert!(view.eta_secs.expect("eta") >= 10, "counts the wait for opening");
+            assert!(
+                view.eta_secs.expect("eta") >= 10,
+                "counts the wait for opening"
+            );
         }
         assert_eq!(r.next_deadline_ms(), Some(OPENS_MS));
-        assert_eq!(r.deadline_command(&Ctx { now_ms: OPENS_MS - 1 }), None);
+        assert_eq!(
+            r.deadline_command(&Ctx {
+                now_ms: OPENS_MS - 1
+            }),
+            None
+        );
         let open = r.deadline_command(&Ctx { now_ms: OPENS_MS }).expect("due");
         run(&mut r, open, OPENS_MS).expect("open");
         assert_eq!(r.next_deadline_ms(), None);
@@ -177,7 +204,11 @@ fn a_join_after_the_opening_time_opens_first() {
     join(&mut r, "b", OPENS_MS - 1, 10, 1);
     // No deadline ran: the join opens the room (shuffling a and b) before queueing c.
     assert_eq!(join(&mut r, "c", OPENS_MS + 100, 10, 1).ticket, 3);
-    assert_eq!(r.head_at(OPENS_MS + 100), 1, "the clock started at opening, not now");
+    assert_eq!(
+        r.head_at(OPENS_MS + 100),
+        1,
+        "the clock started at opening, not now"
+    );
 }
 
 #[test]
@@ -252,8 +283,8 @@ proptest! {
             let command = match s {
                 Step::Join(u) => RoomCommand::Join { user_id: format!("u{u}"), terms: terms(3, 5) },
                 Step::Wait(ms) => { now += i64::from(ms); continue; }
-                Step::Rate(rate) => RoomCommand::Configure { admit_per_sec: Some(rate), paused: None },
-                Step::Pause(p) => RoomCommand::Configure { admit_per_sec: None, paused: Some(p) },
+                Step::Rate(rate) => RoomCommand::Configure { admit_per_sec: Some(rate), paused: None, terms: terms(3, 5) },
+                Step::Pause(p) => RoomCommand::Configure { admit_per_sec: None, paused: Some(p), terms: terms(3, 5) },
                 Step::Open => RoomCommand::Open,
             };
             let Ok(decision) = r.decide(&command, &Ctx { now_ms: now }) else { continue };

@@ -8,6 +8,7 @@ pub mod idempotent;
 pub mod lists;
 pub mod orders;
 pub mod products;
+pub mod queue;
 pub mod stock;
 pub mod system;
 pub mod time_sales;

@@ -12,10 +12,11 @@ use serde::{Deserialize, Deserializer};
 
 use super::idempotent::{self, KeyedRequest, Prepared};
 use super::products::{uuid_path, PRICE_MAX};
-use super::{ListQuery, RawBody, State};
+use super::{queue, ListQuery, RawBody, State};
 use crate::actors::order::{birth, born_view, OrderItem, Placed, Source};
 use crate::actors::product::ProductCommand;
 use crate::actors::time_sale::{SaleCommand, SaleStatus, SaleTerms, SaleView, TimeSale};
+use crate::actors::waiting_room::{RoomCommand, RoomTerms};
 use crate::actors::SideWrites;
 use crate::auth::Caller;
 use crate::clock::parse_rfc3339;
@@ -32,7 +33,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/{id}/purchase", web::post().to(purchase))
             .route("", web::post().to(create))
             .route("", web::get().to(list))
-            .route("/{id}", web::get().to(get)),
+            .route("/{id}", web::get().to(get))
+            .route("/{id}/queue/join", web::post().to(join_queue))
+            .route("/{id}/queue/me", web::get().to(my_ticket))
+            .route("/{id}/queue", web::get().to(queue_stats))
+            .route("/{id}/queue", web::patch().to(configure_queue)),
     );
 }
 
@@ -152,6 +157,64 @@ async fn get(
     Ok(HttpResponse::Ok().json(view))
 }
 
+/// The sale's room settings for a first join or configure: admission starts at `starts_at`.
+async fn sale_room(state: &State, path: &str) -> Result<(String, RoomTerms), ApiError> {
+    let id = uuid_path(path, "time sale")?;
+    let sale = state.sales.ask(&id, SaleCommand::Get, None).await?;
+    let opens_at_ms = parse_rfc3339(&sale.starts_at)
+        .ok_or_else(|| ApiError::internal("a sale's starts_at does not parse"))?;
+    Ok((
+        queue::sale_resource(&id),
+        queue::room_terms(state, opens_at_ms),
+    ))
+}
+
+async fn join_queue(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (resource, terms) = sale_room(&state, &path).await?;
+    let command = RoomCommand::Join {
+        user_id: caller.user_id.clone(),
+        terms,
+    };
+    queue::ticket(&state, &caller, resource, command).await
+}
+
+async fn my_ticket(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = uuid_path(&path, "time sale")?;
+    let command = RoomCommand::Me {
+        user_id: caller.user_id.clone(),
+    };
+    queue::ticket(&state, &caller, queue::sale_resource(&id), command).await
+}
+
+async fn queue_stats(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    let (resource, _) = sale_room(&state, &path).await?;
+    queue::stats(&state, &caller, resource).await
+}
+
+async fn configure_queue(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<queue::ConfigureBody>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    let (resource, terms) = sale_room(&state, &path).await?;
+    queue::configure(&state, &caller, resource, body.into_inner(), terms).await
+}
+
 #[derive(Debug, Deserialize)]
 struct StatusQuery {
     status: Option<String>,
@@ -224,8 +287,13 @@ async fn purchase(
     let now_ms = state.rt.now_ms();
     let pay_within_ms = i64::try_from(state.rt.settings.orders.pay_within_secs * 1000)
         .map_err(ApiError::internal)?;
+    let queue_pass =
+        state
+            .passes
+            .request_admits(&req, &caller, &queue::sale_resource(&sale_id), now_ms);
     let order = Purchase {
         order_id: uuid::Uuid::now_v7(),
+        queue_pass,
         sale_id,
         user_id: caller.user_id.clone(),
         quantity: input.quantity,
@@ -240,6 +308,8 @@ async fn purchase(
 #[derive(Clone)]
 struct Purchase {
     order_id: uuid::Uuid,
+    /// The request showed the caller's valid pass for this sale's waiting room.
+    queue_pass: bool,
     sale_id: String,
     user_id: String,
     quantity: i64,
@@ -291,9 +361,7 @@ impl Purchase {
             user_id: self.user_id.clone(),
             quantity: self.quantity,
             expires_at_ms: self.expires_at_ms,
-            // Waiting-room passes are not issued yet (the waiting room comes next), so a sale
-            // that requires one refuses every purchase with 403 QUEUE_PASS_REQUIRED.
-            queue_pass: false,
+            queue_pass: self.queue_pass,
         };
         let side = self.birth_side(keyed.as_ref());
         let sale = idempotent::ask_keyed(

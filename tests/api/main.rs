@@ -6,6 +6,7 @@ mod crash;
 mod crash_promotions;
 mod helpers;
 mod orders;
+mod queue;
 mod store;
 mod supervision;
 mod time_sales;

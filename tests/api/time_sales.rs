@@ -13,7 +13,7 @@ use crate::on_both_stores;
 
 const HOUR_MS: i64 = 3_600_000;
 
-fn now_ms(app: &TestApp) -> i64 {
+pub(crate) fn now_ms(app: &TestApp) -> i64 {
     app.clock
         .as_ref()
         .map_or_else(|| SystemClock.now_ms(), |c| c.now_ms())
@@ -34,7 +34,7 @@ async fn create_product(app: &TestApp) -> String {
 }
 
 /// A sale of `quantity` whose window is [now + from_ms, now + to_ms).
-async fn create_sale(
+pub(crate) async fn create_sale(
     app: &TestApp,
     quantity: i64,
     extra: Value,

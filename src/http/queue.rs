@@ -1,0 +1,241 @@
+//! The waiting room in front of a resource: join, my status, stats and settings, and the signed
+//! pass an admitted user shows (`X-Queue-Pass`) to buy from a `queue_required` resource.
+//!
+//! A pass is an HS256 JWT `{sub: user, res: "time-sales/{id}", exp, typ: "queue_pass"}` signed
+//! with a key derived from `auth.jwt_secret`, so it can never pass for an access token (nor the
+//! reverse). It is handed out with every status answer while the ticket is admitted, valid for
+//! `queue.pass_ttl_secs` from then, and checked without touching any actor.
+
+use actix_web::{HttpRequest, HttpResponse};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use super::State;
+use crate::actors::waiting_room::{RoomCommand, RoomReply, RoomStats, RoomTerms, TicketStatus};
+use crate::auth::Caller;
+use crate::clock::rfc3339;
+use crate::error::{ApiError, ErrorCode};
+
+/// The request header that carries a pass.
+pub const PASS_HEADER: &str = "X-Queue-Pass";
+
+#[derive(Serialize, Deserialize)]
+struct PassClaims {
+    sub: String,
+    res: String,
+    exp: i64,
+    typ: PassKind,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PassKind {
+    QueuePass,
+}
+
+/// Mints and checks queue passes; keys are built once.
+pub struct QueuePasses {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl_secs: i64,
+}
+
+impl QueuePasses {
+    pub fn new(jwt_secret: &str, ttl_secs: u64) -> QueuePasses {
+        let key = format!("{jwt_secret}/queue-pass");
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Expiry is checked against the injected clock in `check`.
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        QueuePasses {
+            encoding: EncodingKey::from_secret(key.as_bytes()),
+            decoding: DecodingKey::from_secret(key.as_bytes()),
+            validation,
+            ttl_secs: i64::try_from(ttl_secs).unwrap_or(i64::MAX / 1000),
+        }
+    }
+
+    /// A pass for `user_id` on `resource`, and when it expires (ms).
+    pub fn mint(
+        &self,
+        user_id: &str,
+        resource: &str,
+        now_ms: i64,
+    ) -> Result<(String, i64), ApiError> {
+        let exp = now_ms.div_euclid(1000).saturating_add(self.ttl_secs);
+        let claims = PassClaims {
+            sub: user_id.to_string(),
+            res: resource.to_string(),
+            exp,
+            typ: PassKind::QueuePass,
+        };
+        let pass = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(ApiError::internal)?;
+        Ok((pass, exp.saturating_mul(1000)))
+    }
+
+    /// True when `pass` is a valid, unexpired pass of `user_id` for `resource`.
+    pub fn admits(&self, pass: Option<&str>, user_id: &str, resource: &str, now_ms: i64) -> bool {
+        let Some(pass) = pass else { return false };
+        match jsonwebtoken::decode::<PassClaims>(pass, &self.decoding, &self.validation) {
+            Ok(data) => {
+                let claims = data.claims;
+                claims.sub == user_id
+                    && claims.res == resource
+                    && now_ms < claims.exp.saturating_mul(1000)
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Whether the request carries a pass of the caller for `resource`.
+    pub fn request_admits(
+        &self,
+        req: &HttpRequest,
+        caller: &Caller,
+        resource: &str,
+        now_ms: i64,
+    ) -> bool {
+        let pass = req.headers().get(PASS_HEADER).and_then(|v| v.to_str().ok());
+        self.admits(pass, &caller.user_id, resource, now_ms)
+    }
+}
+
+/// The resource name of a time sale's room (also a pass's `res`).
+pub fn sale_resource(sale_id: &str) -> String {
+    format!("time-sales/{sale_id}")
+}
+
+/// One user's ticket as answered by join and me.
+#[derive(Serialize)]
+struct TicketBody {
+    ticket: u64,
+    position: u64,
+    eta_secs: Option<u64>,
+    status: TicketStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pass: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pass_expires_at: Option<String>,
+}
+
+#[derive(Serialize)]
+struct StatsBody {
+    waiting: u64,
+    admitted: u64,
+    admit_per_sec: u32,
+    paused: bool,
+}
+
+impl From<RoomStats> for StatsBody {
+    fn from(stats: RoomStats) -> StatsBody {
+        StatsBody {
+            waiting: stats.waiting,
+            admitted: stats.admitted,
+            admit_per_sec: stats.admit_per_sec,
+            paused: stats.paused,
+        }
+    }
+}
+
+/// The room's settings for a resource opening at `opens_at_ms`, used when a room is first made.
+pub fn room_terms(state: &State, opens_at_ms: i64) -> RoomTerms {
+    let queue = &state.rt.settings.queue;
+    RoomTerms {
+        opens_at_ms,
+        admit_per_sec: queue.admit_per_sec_default,
+        seed: rand::random(),
+        waiting_max: queue.waiting_max,
+    }
+}
+
+/// Join (201 with a new ticket, 200 with the one already held) or read one's own ticket.
+pub async fn ticket(
+    state: &State,
+    caller: &Caller,
+    resource: String,
+    command: RoomCommand,
+) -> Result<HttpResponse, ApiError> {
+    let reply = state.rooms.ask(&resource, command, None).await?;
+    let RoomReply::Ticket(view) = reply else {
+        return Err(ApiError::internal("a ticket command answered stats"));
+    };
+    let (pass, pass_expires_at) = match view.status {
+        TicketStatus::Admitted => {
+            let (pass, expires_ms) =
+                state
+                    .passes
+                    .mint(&caller.user_id, &resource, state.rt.now_ms())?;
+            (Some(pass), Some(rfc3339(expires_ms)))
+        }
+        TicketStatus::Waiting => (None, None),
+    };
+    let body = TicketBody {
+        ticket: view.ticket,
+        position: view.position,
+        eta_secs: view.eta_secs,
+        status: view.status,
+        pass,
+        pass_expires_at,
+    };
+    Ok(match view.joined_now {
+        true => HttpResponse::Created().json(body),
+        false => HttpResponse::Ok().json(body),
+    })
+}
+
+/// Stats of a room (operators); a room nobody joined or configured shows the defaults.
+pub async fn stats(
+    state: &State,
+    caller: &Caller,
+    resource: String,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    let RoomReply::Stats(stats) = state.rooms.ask(&resource, RoomCommand::Stats, None).await?
+    else {
+        return Err(ApiError::internal("stats answered a ticket"));
+    };
+    let mut body = StatsBody::from(stats.clone());
+    if stats.opens_at_ms.is_none() {
+        body.admit_per_sec = state.rt.settings.queue.admit_per_sec_default;
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigureBody {
+    admit_per_sec: Option<u32>,
+    paused: Option<bool>,
+}
+
+/// PATCH a room's rate or pause (operators).
+pub async fn configure(
+    state: &State,
+    caller: &Caller,
+    resource: String,
+    body: ConfigureBody,
+    terms: RoomTerms,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    if body.admit_per_sec.is_none() && body.paused.is_none() {
+        return Err(ApiError::validation(
+            "body",
+            "give admit_per_sec, paused or both",
+        ));
+    }
+    let command = RoomCommand::Configure {
+        admit_per_sec: body.admit_per_sec,
+        paused: body.paused,
+        terms,
+    };
+    match state.rooms.ask(&resource, command, None).await? {
+        RoomReply::Stats(stats) => Ok(HttpResponse::Ok().json(StatsBody::from(stats))),
+        RoomReply::Ticket(_) => Err(ApiError::new(
+            ErrorCode::Internal,
+            "configure answered a ticket",
+        )),
+    }
+}
