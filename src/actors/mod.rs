@@ -9,6 +9,7 @@ pub mod coupon_policy;
 pub mod entity_actor;
 pub mod order;
 pub mod product;
+pub mod seat_map;
 pub mod stock_item;
 pub mod time_sale;
 pub mod waiting_room;

@@ -1,0 +1,154 @@
+//! What a seat map answers: the event with its availability per section, a hold, and the
+//! list of every seat (GET /events/{id}/seats).
+
+use serde::{Deserialize, Serialize};
+
+use super::{sum_counts, Hold, SeatCounts, SeatMap, SeatStatus};
+use crate::clock::rfc3339;
+
+/// Seats by status; `available + held + sold` is the seats counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Availability {
+    pub available: u32,
+    pub held: u32,
+    pub sold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectionView {
+    pub name: String,
+    pub seats_total: u32,
+    pub availability: Availability,
+}
+
+/// The event as API.md shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapView {
+    pub id: String,
+    pub name: String,
+    pub venue: String,
+    pub starts_at: String,
+    pub sales_open_at: Option<String>,
+    pub hold_ttl_secs: i64,
+    pub max_seats_per_order: u32,
+    pub queue_required: bool,
+    pub seats_total: u32,
+    pub availability: Availability,
+    pub sections: Vec<SectionView>,
+    pub version: u64,
+}
+
+/// One hold: its seats by id, each seat's price (the order's unit prices) and their sum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldView {
+    pub order: u128,
+    pub user_id: String,
+    pub seats: Vec<String>,
+    /// The price of each seat, in the order of `seats`.
+    pub unit_prices: Vec<i64>,
+    pub total_price: i64,
+    pub expires_at_ms: i64,
+}
+
+/// One seat of GET /events/{id}/seats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatView {
+    pub id: String,
+    pub section: String,
+    pub row: String,
+    pub number: u32,
+    pub price: i64,
+    pub status: SeatStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeatReply {
+    Map(MapView),
+    Hold(HoldView),
+}
+
+impl SeatMap {
+    pub fn view(&self) -> MapView {
+        self.view_with(&self.counts, self.version)
+    }
+
+    /// The view with these counts and version: those after a decision, before it applies.
+    pub(super) fn view_with(&self, counts: &[SeatCounts], version: u64) -> MapView {
+        let terms = self.terms();
+        let sections: Vec<SectionView> = terms
+            .sections
+            .iter()
+            .zip(counts)
+            .enumerate()
+            .map(|(s, (section, c))| {
+                let seats_total = self.layout.seats_of_section(s).len() as u32;
+                SectionView {
+                    name: section.name.clone(),
+                    seats_total,
+                    availability: availability(seats_total, c),
+                }
+            })
+            .collect();
+        let seats_total = self.layout.seats_total();
+        let totals = sum_counts(counts);
+        MapView {
+            id: self.id.clone(),
+            name: terms.name.clone(),
+            venue: terms.venue.clone(),
+            starts_at: rfc3339(terms.starts_at_ms),
+            sales_open_at: terms.sales_open_at_ms.map(rfc3339),
+            hold_ttl_secs: terms.hold_ttl_secs,
+            max_seats_per_order: terms.max_seats_per_order,
+            queue_required: terms.queue_required,
+            seats_total,
+            availability: availability(seats_total, &totals),
+            sections,
+            version,
+        }
+    }
+
+    pub fn hold_view(&self, order: u128, hold: &Hold) -> HoldView {
+        let unit_prices: Vec<i64> = hold.seats.iter().map(|s| self.price_of(*s)).collect();
+        HoldView {
+            order,
+            user_id: hold.user_id.clone(),
+            seats: hold.seats.iter().map(|s| self.seat_id(*s)).collect(),
+            total_price: unit_prices.iter().sum(),
+            unit_prices,
+            expires_at_ms: hold.expires_at_ms,
+        }
+    }
+
+    /// Every seat, front first; empty for a map not created.
+    pub fn seats_view(&self) -> Vec<SeatView> {
+        let Some(terms) = &self.terms else {
+            return Vec::new();
+        };
+        let mut seats = Vec::with_capacity(self.status.len());
+        let mut seat = 0u32;
+        for section in &terms.sections {
+            for row in &section.rows {
+                for number in 1..=row.seats {
+                    seats.push(SeatView {
+                        id: format!("{}-{}-{number}", section.name, row.name),
+                        section: section.name.clone(),
+                        row: row.name.clone(),
+                        number,
+                        price: row.price,
+                        status: self.status_of(seat),
+                    });
+                    seat += 1;
+                }
+            }
+        }
+        seats
+    }
+}
+
+fn availability(seats_total: u32, counts: &SeatCounts) -> Availability {
+    Availability {
+        available: seats_total - counts.held - counts.sold,
+        held: counts.held,
+        sold: counts.sold,
+    }
+}
