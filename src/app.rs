@@ -12,6 +12,7 @@ use tracing_actix_web::TracingLogger;
 use crate::actors::coupon_policy::CouponPolicy;
 use crate::actors::order::Order;
 use crate::actors::product::Product;
+use crate::actors::seat_map::SeatMap;
 use crate::actors::stock_item::StockItem;
 use crate::actors::time_sale::TimeSale;
 use crate::actors::waiting_room::WaitingRoom;
@@ -41,6 +42,7 @@ pub struct Services {
     pub wallets: Region<Wallet>,
     pub coupons: Region<CouponPolicy>,
     pub rooms: Region<WaitingRoom>,
+    pub events: Region<SeatMap>,
     pub passes: QueuePasses,
     pub idempotency: Idempotency,
     pub started_at_ms: i64,
@@ -56,6 +58,7 @@ impl Services {
             self.wallets.counts(),
             self.coupons.counts(),
             self.rooms.counts(),
+            self.events.counts(),
         ]
     }
 }
@@ -95,6 +98,7 @@ impl Surge {
         let wallets = Region::<Wallet>::start(rt.clone()).await?;
         let coupons = Region::<CouponPolicy>::start(rt.clone()).await?;
         let rooms = Region::<WaitingRoom>::start(rt.clone()).await?;
+        let events = Region::<SeatMap>::start(rt.clone()).await?;
         let passes = QueuePasses::new(&settings.auth.jwt_secret, settings.queue.pass_ttl_secs);
         let retention_ms = i64::try_from(settings.idempotency.retention_hours * 3_600_000)?;
         let idempotency = Idempotency::new(store.clone(), settings.idempotency.memory_keys_max);
@@ -109,6 +113,7 @@ impl Surge {
             Arc::new(wallets.clone()),
             Arc::new(coupons.clone()),
             Arc::new(rooms.clone()),
+            Arc::new(events.clone()),
         ];
         let scheduler = DeadlineScheduler::new(rt.clone(), regions).spawn();
         let indexer =
@@ -123,6 +128,7 @@ impl Surge {
             wallets,
             coupons,
             rooms,
+            events,
             passes,
             idempotency,
         });

@@ -117,6 +117,8 @@ pub enum SeatRequest {
 pub enum SeatCommand {
     Create(EventTerms),
     Get,
+    /// Every seat with its status (GET /events/{id}/seats).
+    Seats,
     Hold {
         order: u128,
         user_id: String,
@@ -316,6 +318,7 @@ impl Entity for SeatMap {
         match command {
             SeatCommand::Create(_) => unreachable!("handled above"),
             SeatCommand::Get => Ok(Decision::reply(SeatReply::Map(self.view()))),
+            SeatCommand::Seats => Ok(Decision::reply(SeatReply::Seats(self.seats_view()))),
             SeatCommand::Hold {
                 order,
                 user_id,

@@ -106,14 +106,14 @@ fn best(section: Option<&str>, quantity: u32) -> SeatRequest {
 fn held(decision: &Decision<SeatMap>) -> Vec<String> {
     match &decision.reply {
         SeatReply::Hold(view) => view.seats.clone(),
-        SeatReply::Map(view) => panic!("a map, not a hold: {view:?}"),
+        other => panic!("not a hold: {other:?}"),
     }
 }
 
 fn map_view(decision: &Decision<SeatMap>) -> &MapView {
     match &decision.reply {
         SeatReply::Map(view) => view,
-        SeatReply::Hold(view) => panic!("a hold, not a map: {view:?}"),
+        other => panic!("not a map: {other:?}"),
     }
 }
 

@@ -65,6 +65,7 @@ pub struct SeatView {
 pub enum SeatReply {
     Map(MapView),
     Hold(HoldView),
+    Seats(Vec<SeatView>),
 }
 
 impl SeatMap {

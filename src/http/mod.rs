@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod coupons;
+pub mod events;
 pub mod idempotent;
 pub mod lists;
 pub mod orders;
@@ -40,6 +41,7 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
             .configure(time_sales::routes)
             .configure(coupons::routes)
             .configure(wallets::routes)
+            .configure(events::routes)
             .configure(stock::routes)
             .configure(products::routes)
             .configure(auth::routes)

@@ -18,6 +18,7 @@ use super::{is_valid_ident, ListQuery, RawBody, State};
 use crate::actors::order::{
     birth, born_view, OrderCommand, OrderItem, OrderStatus, OrderView, Placed, Source,
 };
+use crate::actors::seat_map::SeatCommand;
 use crate::actors::stock_item::{ReleaseReason, StockCommand, StockItem, StockView};
 use crate::actors::time_sale::SaleCommand;
 use crate::actors::SideWrites;
@@ -248,6 +249,15 @@ async fn give_back(state: &State, view: &OrderView) {
             };
             if let Err(error) = state.sales.ask(&view.source.id, command, None).await {
                 tracing::warn!(order_id = %id, error = %error.detail, "release failed; the reservation will expire");
+            }
+        }
+        "event" => {
+            let command = SeatCommand::Release {
+                order: id.as_u128(),
+                reason: ReleaseReason::Cancelled,
+            };
+            if let Err(error) = state.events.ask(&view.source.id, command, None).await {
+                tracing::warn!(order_id = %id, error = %error.detail, "release failed; the hold will expire");
             }
         }
         other => {

@@ -4,6 +4,7 @@ mod auth;
 mod coupons;
 mod crash;
 mod crash_promotions;
+mod events;
 mod helpers;
 mod orders;
 mod queue;

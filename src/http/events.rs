@@ -1,0 +1,378 @@
+//! Events, their seat maps and holds (API.md "Events, seat maps and holds"), and the waiting room
+//! in front of an event.
+//!
+//! A hold is one actor hop to the event's `SeatMap` and one journal append: the RESERVED order
+//! (one item per seat) is born in the same batch as the `Held` event, as a time-sale purchase
+//! is. Its expiry is `now + hold_ttl_secs`; the seat map and the order each carry that deadline
+//! and release or expire by themselves, also across a restart.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::idempotent::{self, KeyedRequest, Prepared};
+use super::products::uuid_path;
+use super::{queue, ListQuery, RawBody, State};
+use crate::actors::order::{birth, born_view, OrderItem, OrderView, Placed, Source};
+use crate::actors::seat_map::{
+    EventTerms, HoldView, MapView, SeatCommand, SeatMap, SeatReply, SeatRequest, SectionTerms,
+    HOLD_TTL_SECS_DEFAULT, MAX_SEATS_PER_ORDER_DEFAULT,
+};
+use crate::actors::waiting_room::{RoomCommand, RoomTerms};
+use crate::actors::{Entity, SideWrites};
+use crate::auth::Caller;
+use crate::clock::parse_rfc3339;
+use crate::error::{ApiError, FieldError};
+
+/// A stadium's layout is larger than an ordinary request: its create body may take this much.
+pub const LAYOUT_BODY_MAX_BYTES: usize = 1 << 20;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/events")
+            .route("/{id}/holds", web::post().to(hold))
+            .service(
+                web::resource("")
+                    .app_data(web::PayloadConfig::default().limit(LAYOUT_BODY_MAX_BYTES))
+                    .route(web::post().to(create))
+                    .route(web::get().to(list)),
+            )
+            .route("/{id}", web::get().to(get))
+            .route("/{id}/seats", web::get().to(seats))
+            .route("/{id}/queue/join", web::post().to(join_queue))
+            .route("/{id}/queue/me", web::get().to(my_ticket))
+            .route("/{id}/queue", web::get().to(queue_stats))
+            .route("/{id}/queue", web::patch().to(configure_queue)),
+    );
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+    venue: String,
+    starts_at: String,
+    sales_open_at: Option<String>,
+    hold_ttl_secs: Option<i64>,
+    max_seats_per_order: Option<u32>,
+    #[serde(default)]
+    queue_required: bool,
+    sections: Vec<SectionTerms>,
+}
+
+impl CreateBody {
+    /// Times parsed; the layout and bounds are checked by the entity (`validate_terms`).
+    fn terms(self) -> Result<EventTerms, ApiError> {
+        let time = |field: &str, text: &str| {
+            parse_rfc3339(text).ok_or_else(|| FieldError {
+                field: field.to_string(),
+                message: "must be an RFC 3339 time".into(),
+            })
+        };
+        let starts_at_ms = time("starts_at", &self.starts_at);
+        let sales_open_at_ms = self
+            .sales_open_at
+            .as_deref()
+            .map(|t| time("sales_open_at", t))
+            .transpose();
+        let errors: Vec<FieldError> =
+            [starts_at_ms.as_ref().err(), sales_open_at_ms.as_ref().err()]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+        if !errors.is_empty() {
+            return Err(ApiError::invalid_fields(errors));
+        }
+        Ok(EventTerms {
+            name: self.name,
+            venue: self.venue,
+            starts_at_ms: starts_at_ms.expect("checked above"),
+            sales_open_at_ms: sales_open_at_ms.expect("checked above"),
+            hold_ttl_secs: self.hold_ttl_secs.unwrap_or(HOLD_TTL_SECS_DEFAULT),
+            max_seats_per_order: self
+                .max_seats_per_order
+                .unwrap_or(MAX_SEATS_PER_ORDER_DEFAULT),
+            queue_required: self.queue_required,
+            sections: self.sections,
+        })
+    }
+}
+
+fn map_of(reply: SeatReply) -> Result<MapView, ApiError> {
+    match reply {
+        SeatReply::Map(view) => Ok(view),
+        other => Err(ApiError::internal(format!(
+            "expected the map, got {other:?}"
+        ))),
+    }
+}
+
+async fn create(
+    state: State,
+    req: HttpRequest,
+    caller: Caller,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    let terms = body.json::<CreateBody>()?.terms()?;
+    let keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
+        Prepared::Replay(response) => return Ok(response),
+        Prepared::Run(keyed) => keyed,
+    };
+    let side = idempotent::record_side::<SeatMap, _, _>(
+        keyed.as_ref(),
+        StatusCode::CREATED,
+        |reply: &SeatReply| match reply {
+            SeatReply::Map(view) => serde_json::to_value(view).expect("map view serialises"),
+            _ => serde_json::Value::Null,
+        },
+    );
+    let id = uuid::Uuid::now_v7().to_string();
+    let command = SeatCommand::Create(terms);
+    let reply = idempotent::ask_keyed(&state, &state.events, &id, command, side, keyed).await?;
+    Ok(HttpResponse::Created().json(map_of(reply)?))
+}
+
+async fn get(
+    state: State,
+    _caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = uuid_path(&path, "event")?;
+    let reply = state.events.ask(&id, SeatCommand::Get, None).await?;
+    Ok(HttpResponse::Ok().json(map_of(reply)?))
+}
+
+async fn seats(
+    state: State,
+    _caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = uuid_path(&path, "event")?;
+    match state.events.ask(&id, SeatCommand::Seats, None).await? {
+        SeatReply::Seats(seats) => {
+            Ok(HttpResponse::Ok().json(serde_json::json!({ "seats": seats })))
+        }
+        other => Err(ApiError::internal(format!("expected seats, got {other:?}"))),
+    }
+}
+
+/// Events, newest start first, from the read table each seat map's commits keep current.
+async fn list(
+    state: State,
+    _caller: Caller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit(&state)?;
+    let page = super::read_page(&state, SeatMap::KIND, None, None, &query, limit).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// `{seat_ids: [..]}` or `{section?, quantity}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldBody {
+    seat_ids: Option<Vec<String>>,
+    section: Option<String>,
+    quantity: Option<u32>,
+}
+
+impl HoldBody {
+    fn request(self) -> Result<SeatRequest, ApiError> {
+        match (self.seat_ids, self.quantity) {
+            (Some(ids), None) if self.section.is_none() => Ok(SeatRequest::ByIds(ids)),
+            (None, Some(quantity)) => Ok(SeatRequest::BestAvailable {
+                section: self.section,
+                quantity,
+            }),
+            _ => Err(ApiError::validation(
+                "body",
+                "give either seat_ids, or quantity (with an optional section)",
+            )),
+        }
+    }
+}
+
+async fn hold(
+    state: State,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    let event_id = uuid_path(&path, "event")?;
+    let request = body.json::<HoldBody>()?.request()?;
+    let keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
+        Prepared::Replay(response) => return Ok(response),
+        Prepared::Run(keyed) => keyed,
+    };
+    // The hold's lifetime is the event's: one read of the (in-memory) map first.
+    let event = map_of(state.events.ask(&event_id, SeatCommand::Get, None).await?)?;
+    let now_ms = state.rt.now_ms();
+    let resource = event_resource(&event_id);
+    let hold = SeatHold {
+        order_id: uuid::Uuid::now_v7(),
+        event_id,
+        user_id: caller.user_id.clone(),
+        expires_at_ms: now_ms + event.hold_ttl_secs * 1000,
+        created_at_ms: now_ms,
+        queue_pass: state
+            .passes
+            .request_admits(&req, &caller, &resource, now_ms),
+    };
+    let view = hold.run(&state, request, keyed).await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// One hold: the seats on the map, and the order it gives birth to.
+#[derive(Clone)]
+struct SeatHold {
+    order_id: uuid::Uuid,
+    event_id: String,
+    user_id: String,
+    expires_at_ms: i64,
+    created_at_ms: i64,
+    queue_pass: bool,
+}
+
+impl SeatHold {
+    /// One item per seat, priced by its row.
+    fn placed(&self, held: &HoldView) -> Placed {
+        let items = held
+            .seats
+            .iter()
+            .zip(&held.unit_prices)
+            .map(|(seat, price)| OrderItem {
+                reference: seat.clone(),
+                quantity: 1,
+                unit_price: *price,
+            })
+            .collect();
+        Placed {
+            user_id: self.user_id.clone(),
+            source: Source {
+                kind: "event".into(),
+                id: self.event_id.clone(),
+            },
+            items,
+            expires_at_ms: held.expires_at_ms,
+            created_at_ms: self.created_at_ms,
+        }
+    }
+
+    /// The order's birth, and the idempotency record of the 201, with the hold.
+    fn birth_side(&self, keyed: Option<&KeyedRequest>) -> SideWrites<SeatMap> {
+        let hold = self.clone();
+        let id = keyed.map(|k| k.id.clone());
+        Arc::new(move |reply: &SeatReply, now_ms: i64| {
+            let SeatReply::Hold(held) = reply else {
+                return Default::default();
+            };
+            let (mut batch, view) = birth(&hold.order_id.to_string(), hold.placed(held));
+            if let Some(id) = &id {
+                batch
+                    .idempotency
+                    .push(id.record(StatusCode::CREATED, &view, now_ms));
+            }
+            batch
+        })
+    }
+
+    async fn run(
+        &self,
+        state: &State,
+        request: SeatRequest,
+        keyed: Option<KeyedRequest>,
+    ) -> Result<OrderView, ApiError> {
+        let command = SeatCommand::Hold {
+            order: self.order_id.as_u128(),
+            user_id: self.user_id.clone(),
+            request,
+            expires_at_ms: self.expires_at_ms,
+            queue_pass: self.queue_pass,
+        };
+        let side = self.birth_side(keyed.as_ref());
+        let reply = idempotent::ask_keyed(
+            state,
+            &state.events,
+            &self.event_id,
+            command,
+            Some(side),
+            keyed,
+        )
+        .await?;
+        match reply {
+            SeatReply::Hold(held) => Ok(born_view(&self.order_id.to_string(), self.placed(&held))),
+            other => Err(ApiError::internal(format!(
+                "expected a hold, got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// The resource name of an event's room (also a pass's `res`).
+pub fn event_resource(event_id: &str) -> String {
+    format!("events/{event_id}")
+}
+
+/// The event's room settings: admission starts when sales open (at once when they have no
+/// opening time: the epoch is long past).
+async fn event_room(state: &State, path: &str) -> Result<(String, RoomTerms), ApiError> {
+    let id = uuid_path(path, "event")?;
+    let event = map_of(state.events.ask(&id, SeatCommand::Get, None).await?)?;
+    let opens_at_ms = match event.sales_open_at.as_deref() {
+        Some(text) => parse_rfc3339(text)
+            .ok_or_else(|| ApiError::internal("an event's sales_open_at does not parse"))?,
+        None => 0,
+    };
+    Ok((event_resource(&id), queue::room_terms(state, opens_at_ms)))
+}
+
+async fn join_queue(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (resource, terms) = event_room(&state, &path).await?;
+    let command = RoomCommand::Join {
+        user_id: caller.user_id.clone(),
+        terms,
+    };
+    queue::ticket(&state, &caller, resource, command).await
+}
+
+async fn my_ticket(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = uuid_path(&path, "event")?;
+    let command = RoomCommand::Me {
+        user_id: caller.user_id.clone(),
+    };
+    queue::ticket(&state, &caller, event_resource(&id), command).await
+}
+
+async fn queue_stats(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    let (resource, _) = event_room(&state, &path).await?;
+    queue::stats(&state, &caller, resource).await
+}
+
+async fn configure_queue(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<queue::ConfigureBody>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    let (resource, terms) = event_room(&state, &path).await?;
+    queue::configure(&state, &caller, resource, body.into_inner(), terms).await
+}
