@@ -44,6 +44,7 @@ use criterion::{
 };
 use surge::actors::order::{birth, OrderItem, Placed, Source};
 use surge::actors::stock_item::{ReleaseReason, StockCommand, StockEvent, StockItem};
+use surge::actors::waiting_room::{RoomCommand, RoomEvent, RoomTerms, WaitingRoom};
 use surge::actors::{Ctx, Entity};
 use surge::app::Surge;
 use surge::clock::{Clock, SystemClock};
@@ -367,5 +368,78 @@ fn actor_benches(c: &mut Criterion) {
     rt.block_on(surge.shutdown()).expect("surge shuts down");
 }
 
-criterion_group!(benches, entity_benches, journal_benches, actor_benches);
+/// A room with `waiting` tickets, opened, admitting 100/s from `NOW_MS`.
+fn room_with(waiting: u64) -> WaitingRoom {
+    let terms = RoomTerms {
+        opens_at_ms: NOW_MS - 1,
+        admit_per_sec: 100,
+        seed: 7,
+        waiting_max: 10_000_000,
+    };
+    let mut room = WaitingRoom::blank("time-sales/bench");
+    room.apply(&RoomEvent::Created { terms });
+    room.apply(&RoomEvent::Opened { at_ms: NOW_MS - 1 });
+    for n in 0..waiting {
+        room.apply(&RoomEvent::Joined {
+            user_id: format!("u{n}"),
+            at_ms: NOW_MS,
+        });
+    }
+    room
+}
+
+/// The admission "tick" is computed, not run: `head_at(now)` and a ticket's status must cost
+/// the same with 1,000 or 100,000 people waiting (issue 4's requirement).
+fn waiting_room_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("waiting_room");
+    configure(&mut group);
+    for waiting in [1_000u64, 100_000] {
+        let room = room_with(waiting);
+        let mut now_ms = NOW_MS;
+        group.bench_function(format!("admission_head/{waiting}_waiting"), |b| {
+            b.iter(|| {
+                now_ms += 7;
+                black_box(room.head_at(black_box(now_ms)))
+            })
+        });
+        let last = RoomCommand::Me {
+            user_id: format!("u{}", waiting - 1),
+        };
+        group.bench_function(format!("ticket_status/{waiting}_waiting"), |b| {
+            b.iter(|| {
+                let ctx = Ctx { now_ms: NOW_MS + 5_000 };
+                black_box(room.decide(black_box(&last), &ctx).expect("joined"))
+            })
+        });
+        let mut joins = room.clone();
+        let mut n = 0u64;
+        group.bench_function(format!("join_decide_apply/{waiting}_waiting"), |b| {
+            b.iter(|| {
+                n += 1;
+                let command = RoomCommand::Join {
+                    user_id: format!("new{n}"),
+                    terms: RoomTerms {
+                        opens_at_ms: NOW_MS - 1,
+                        admit_per_sec: 100,
+                        seed: 7,
+                        waiting_max: u64::MAX,
+                    },
+                };
+                let ctx = Ctx { now_ms: NOW_MS + 5_000 };
+                let decision = joins.decide(&command, &ctx).expect("room has space");
+                decision.events.iter().for_each(|e| joins.apply(e));
+                black_box(decision.reply)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    entity_benches,
+    waiting_room_benches,
+    journal_benches,
+    actor_benches
+);
 criterion_main!(benches);

@@ -235,6 +235,21 @@ impl WaitingRoom {
                 format!("the waiting room is full ({waiting_max} tickets)"),
             ));
         }
+        let joined = RoomEvent::Joined {
+            user_id: user_id.to_string(),
+            at_ms: now_ms,
+        };
+        if self.terms.is_some() && self.opening_due(now_ms).is_none() {
+            // The common case, and O(1): a join leaves `head_at(now)` as it was (a drained
+            // queue's head is already at its end), so the new ticket's view can be read off
+            // the current state. No copy of the queue.
+            let reply = RoomReply::Ticket(self.view(self.len() + 1, now_ms, true));
+            return Ok(Decision {
+                events: vec![joined],
+                reply,
+            });
+        }
+        // The first join, or the first event after opening: rare, so a scratch copy is fine.
         let mut next = self.clone();
         let mut events = Vec::new();
         if self.terms.is_none() {
@@ -246,10 +261,6 @@ impl WaitingRoom {
         if let Some(opened) = next.opening_due(now_ms) {
             next.step(&mut events, opened);
         }
-        let joined = RoomEvent::Joined {
-            user_id: user_id.to_string(),
-            at_ms: now_ms,
-        };
         next.step(&mut events, joined);
         let reply = RoomReply::Ticket(next.view(next.len(), now_ms, true));
         Ok(Decision { events, reply })

@@ -316,3 +316,25 @@ proptest! {
         prop_assert_eq!(replayed, r);
     }
 }
+
+proptest! {
+    /// The O(1) join reply (no scratch copy) is the view the room shows right after the join.
+    #[test]
+    fn a_join_reply_matches_the_room_after_it(
+        early in 0u64..20, gaps in prop::collection::vec(0i64..700, 1..40), rate in 1u32..20,
+    ) {
+        let mut r = room();
+        for i in 0..early {
+            join(&mut r, &format!("e{i}"), OPENS_MS - 100, rate, 3);
+        }
+        let mut now = OPENS_MS;
+        for (i, gap) in gaps.iter().enumerate() {
+            now += gap;
+            let user = format!("j{i}");
+            let reply = join(&mut r, &user, now, rate, 3);
+            let after = me(&mut r, &user, now);
+            prop_assert_eq!((reply.ticket, reply.position, reply.eta_secs, reply.status),
+                (after.ticket, after.position, after.eta_secs, after.status));
+        }
+    }
+}
