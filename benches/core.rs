@@ -407,7 +407,9 @@ fn waiting_room_benches(c: &mut Criterion) {
         };
         group.bench_function(format!("ticket_status/{waiting}_waiting"), |b| {
             b.iter(|| {
-                let ctx = Ctx { now_ms: NOW_MS + 5_000 };
+                let ctx = Ctx {
+                    now_ms: NOW_MS + 5_000,
+                };
                 black_box(room.decide(black_box(&last), &ctx).expect("joined"))
             })
         });
@@ -425,7 +427,9 @@ fn waiting_room_benches(c: &mut Criterion) {
                         waiting_max: u64::MAX,
                     },
                 };
-                let ctx = Ctx { now_ms: NOW_MS + 5_000 };
+                let ctx = Ctx {
+                    now_ms: NOW_MS + 5_000,
+                };
                 let decision = joins.decide(&command, &ctx).expect("room has space");
                 decision.events.iter().for_each(|e| joins.apply(e));
                 black_box(decision.reply)
