@@ -53,7 +53,8 @@ SURGE_BIN=${SURGE_BIN:-$CARGO_TARGET_DIR/release/surge}
 for n in USERS CONNS QUANTITY JOINS JOIN_CONNS THREADS PORT BOUND_SECS; do
     [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "$n must be a positive integer (got '${!n}')"
 done
-[ "$QUANTITY" -le 4 ] || die "QUANTITY must be at most 4 (the event's max_seats_per_order)"
+case "$QUANTITY" in 1 | 2 | 4) ;; *) die "QUANTITY must be 1, 2 or 4 (it divides the rows of 20 seats, so the stadium sells out exactly)" ;; esac
+[ "$JOINS" -ge "$THREADS" ] || die "JOINS must be at least THREADS"
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 for tool in curl jq wrk; do command -v "$tool" >/dev/null || die "$tool is needed (apt-get install $tool)"; done
 [ "$(ulimit -n)" -gt $((CONNS + 1000)) ] || ulimit -n $((CONNS + 1000)) 2>/dev/null ||

@@ -21,7 +21,7 @@ function done(summary, latency, requests)
 end
 
 local tokens = {}
-local done_dir, quota, body, stop_status
+local done_dir, quota, unlimited, body, stop_status
 local counter = 0
 local answered = 0
 local refused_in_row = 0
@@ -36,6 +36,7 @@ function init(args)
    local total = assert(tonumber(args[4]), "until.lua: pass QUOTA")
    body = assert(args[5], "until.lua: pass BODY")
    stop_status = tonumber(args[6] or "409")
+   unlimited = total == 0
    quota = math.floor(total / threads)
    if total > 0 and tid <= total % threads then
       quota = quota + 1
@@ -55,7 +56,7 @@ function init(args)
 end
 
 function request()
-   if not stopped_sending and (quota == 0 or counter < quota) then
+   if not stopped_sending and (unlimited or counter < quota) then
       counter = counter + 1
       sent = counter
       local token = tokens[(math.max(counter, 1) - 1) % #tokens + 1]

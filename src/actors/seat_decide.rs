@@ -33,7 +33,6 @@ impl SeatMap {
         order: u128,
         user_id: &str,
         request: &SeatRequest,
-        expires_at_ms: i64,
         queue_pass: bool,
         ctx: &Ctx,
     ) -> Result<Decision<Self>, ApiError> {
@@ -62,6 +61,8 @@ impl SeatMap {
                 self.pick_best(section.as_deref(), *quantity)?
             }
         };
+        // The event sets a hold's lifetime, so the handler needs no read of the map first.
+        let expires_at_ms = ctx.now_ms + terms.hold_ttl_secs * 1000;
         let hold = Hold {
             seats,
             expires_at_ms,

@@ -6,6 +6,7 @@
 //! so a row is a contiguous slice of the map's status bytes and a section a contiguous range of
 //! rows. The layout keeps only the prefix offsets of rows and sections: two `u32` per row.
 
+use std::collections::HashSet;
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
@@ -99,19 +100,22 @@ fn validate_sections(sections: &[SectionTerms]) -> Result<(), ApiError> {
         ));
     }
     let mut seats_total = 0u64;
+    // Sets, not pairwise scans: a 1 MiB layout holds tens of thousands of rows.
+    let mut section_names = HashSet::new();
     for (s, section) in sections.iter().enumerate() {
         let field = format!("sections[{s}]");
         validate_name(&field, &section.name)?;
-        if sections[..s].iter().any(|other| other.name == section.name) {
+        if !section_names.insert(section.name.as_str()) {
             return Err(ApiError::validation(&field, "section names must differ"));
         }
         if section.rows.is_empty() {
             return Err(ApiError::validation(&field, "name at least one row"));
         }
+        let mut row_names = HashSet::new();
         for (r, row) in section.rows.iter().enumerate() {
             let field = format!("sections[{s}].rows[{r}]");
             validate_row(&field, row)?;
-            if section.rows[..r].iter().any(|other| other.name == row.name) {
+            if !row_names.insert(row.name.as_str()) {
                 return Err(ApiError::validation(&field, "row names must differ"));
             }
             seats_total += u64::from(row.seats);

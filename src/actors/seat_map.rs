@@ -123,7 +123,6 @@ pub enum SeatCommand {
         order: u128,
         user_id: String,
         request: SeatRequest,
-        expires_at_ms: i64,
         /// The caller showed a valid waiting-room pass for this event.
         queue_pass: bool,
     },
@@ -323,9 +322,8 @@ impl Entity for SeatMap {
                 order,
                 user_id,
                 request,
-                expires_at_ms,
                 queue_pass,
-            } => self.decide_hold(*order, user_id, request, *expires_at_ms, *queue_pass, ctx),
+            } => self.decide_hold(*order, user_id, request, *queue_pass, ctx),
             SeatCommand::Release { order, reason } => Ok(self.decide_release(*order, *reason)),
             SeatCommand::Commit { order } => self.decide_commit(*order, ctx),
             SeatCommand::Expire => Ok(self.decide_expire(ctx)),

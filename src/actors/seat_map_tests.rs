@@ -86,7 +86,6 @@ fn hold(order: u128, request: SeatRequest) -> SeatCommand {
         order,
         user_id: "u1".into(),
         request,
-        expires_at_ms: OPEN + HOLD_MS,
         queue_pass: false,
     }
 }
@@ -481,11 +480,7 @@ fn a_hold_expires_by_its_deadline_command() {
 fn expiry_releases_only_the_holds_that_are_due() {
     let mut map = map_of(terms(&[("A", &[4])]));
     ok(&mut map, hold(1, best(None, 1)), OPEN);
-    let mut later = hold(2, best(None, 1));
-    if let SeatCommand::Hold { expires_at_ms, .. } = &mut later {
-        *expires_at_ms += 5_000;
-    }
-    ok(&mut map, later, OPEN);
+    ok(&mut map, hold(2, best(None, 1)), OPEN + 5_000);
     let decision = ok(&mut map, SeatCommand::Expire, OPEN + HOLD_MS);
     assert_eq!(decision.events.len(), 1);
     assert!(map.hold(2).is_some());
@@ -695,7 +690,6 @@ fn command_of(map: &SeatMap, step: &Step, order: u128, now_ms: i64) -> Option<Se
         order,
         user_id: format!("u{user}"),
         request,
-        expires_at_ms: now_ms + HOLD_MS,
         queue_pass: false,
     })
 }

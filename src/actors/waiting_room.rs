@@ -266,6 +266,18 @@ impl WaitingRoom {
         Ok(Decision { events, reply })
     }
 
+    /// The opening event and the opened room, when the opening is due and not yet journaled
+    /// (a scratch copy, taken once per room); otherwise nothing.
+    fn opened_by(&self, now_ms: i64) -> (Vec<RoomEvent>, Option<WaitingRoom>) {
+        let Some(opened) = self.opening_due(now_ms) else {
+            return (Vec::new(), None);
+        };
+        let mut next = self.clone();
+        let mut events = Vec::new();
+        next.step(&mut events, opened);
+        (events, Some(next))
+    }
+
     /// Applies `event` to this (scratch) state and records it: how a decision with several
     /// events computes its reply from the state they leave.
     fn step(&mut self, events: &mut Vec<RoomEvent>, event: RoomEvent) {
@@ -360,13 +372,27 @@ impl Entity for WaitingRoom {
         let now_ms = ctx.now_ms;
         match command {
             RoomCommand::Join { user_id, terms } => self.decide_join(user_id, terms, now_ms),
-            RoomCommand::Me { user_id } => match self.ticket_of(user_id) {
-                Some(ticket) => Ok(Decision::reply(RoomReply::Ticket(
-                    self.view(ticket, now_ms, false),
-                ))),
-                None => Err(ApiError::not_found("you have not joined this waiting room")),
-            },
-            RoomCommand::Stats => Ok(Decision::reply(RoomReply::Stats(self.stats(now_ms)))),
+            RoomCommand::Me { user_id } => {
+                // A read at or after the opening time opens the room first, so no answer ever
+                // shows a pre-shuffle ticket once the room should be open.
+                let (events, room) = self.opened_by(now_ms);
+                let room = room.as_ref().unwrap_or(self);
+                match room.ticket_of(user_id) {
+                    Some(ticket) => Ok(Decision {
+                        events,
+                        reply: RoomReply::Ticket(room.view(ticket, now_ms, false)),
+                    }),
+                    None => Err(ApiError::not_found("you have not joined this waiting room")),
+                }
+            }
+            RoomCommand::Stats => {
+                let (events, room) = self.opened_by(now_ms);
+                let stats = room.as_ref().unwrap_or(self).stats(now_ms);
+                Ok(Decision {
+                    events,
+                    reply: RoomReply::Stats(stats),
+                })
+            }
             RoomCommand::Configure {
                 admit_per_sec,
                 paused,

@@ -198,6 +198,43 @@ fn joins_before_opening_are_shuffled_at_opening_by_the_seed() {
 }
 
 #[test]
+fn a_status_read_after_the_opening_time_opens_first() {
+    let mut r = room();
+    for i in 0..10 {
+        join(&mut r, &format!("u{i}"), OPENS_MS - 100, 10, 4);
+    }
+    let decision = r
+        .decide(
+            &RoomCommand::Me {
+                user_id: "u0".into(),
+            },
+            &Ctx { now_ms: OPENS_MS },
+        )
+        .expect("me");
+    assert_eq!(decision.events, vec![RoomEvent::Opened { at_ms: OPENS_MS }]);
+    let RoomReply::Ticket(before_apply) = decision.reply else {
+        panic!("a ticket")
+    };
+    for event in &decision.events {
+        r.apply(event);
+    }
+    assert_eq!(
+        r.ticket_of("u0"),
+        Some(before_apply.ticket),
+        "the answer is the shuffled ticket"
+    );
+    let again = r
+        .decide(
+            &RoomCommand::Stats,
+            &Ctx {
+                now_ms: OPENS_MS + 1,
+            },
+        )
+        .expect("stats");
+    assert!(again.events.is_empty(), "opened once");
+}
+
+#[test]
 fn a_join_after_the_opening_time_opens_first() {
     let mut r = room();
     join(&mut r, "a", OPENS_MS - 1, 10, 1);

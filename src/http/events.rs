@@ -3,8 +3,9 @@
 //!
 //! A hold is one actor hop to the event's `SeatMap` and one journal append: the RESERVED order
 //! (one item per seat) is born in the same batch as the `Held` event, as a time-sale purchase
-//! is. Its expiry is `now + hold_ttl_secs`; the seat map and the order each carry that deadline
-//! and release or expire by themselves, also across a restart.
+//! is. Its expiry is `now + hold_ttl_secs`, set by the map and copied into the order; the seat
+//! map and the order each carry that deadline and release or expire by themselves, also across
+//! a restart.
 
 use std::sync::Arc;
 
@@ -209,15 +210,12 @@ async fn hold(
         Prepared::Replay(response) => return Ok(response),
         Prepared::Run(keyed) => keyed,
     };
-    // The hold's lifetime is the event's: one read of the (in-memory) map first.
-    let event = map_of(state.events.ask(&event_id, SeatCommand::Get, None).await?)?;
     let now_ms = state.rt.now_ms();
     let resource = event_resource(&event_id);
     let hold = SeatHold {
         order_id: uuid::Uuid::now_v7(),
         event_id,
         user_id: caller.user_id.clone(),
-        expires_at_ms: now_ms + event.hold_ttl_secs * 1000,
         created_at_ms: now_ms,
         queue_pass: state
             .passes
@@ -233,7 +231,6 @@ struct SeatHold {
     order_id: uuid::Uuid,
     event_id: String,
     user_id: String,
-    expires_at_ms: i64,
     created_at_ms: i64,
     queue_pass: bool,
 }
@@ -291,7 +288,6 @@ impl SeatHold {
             order: self.order_id.as_u128(),
             user_id: self.user_id.clone(),
             request,
-            expires_at_ms: self.expires_at_ms,
             queue_pass: self.queue_pass,
         };
         let side = self.birth_side(keyed.as_ref());
