@@ -653,7 +653,7 @@ enum Owner {
     Sold(u128),
 }
 
-fn command_of(map: &SeatMap, step: &Step, order: u128, now_ms: i64) -> Option<SeatCommand> {
+fn command_of(map: &SeatMap, step: &Step, order: u128) -> Option<SeatCommand> {
     let request = match step {
         Step::HoldIds { seats, .. } => SeatRequest::ByIds(
             seats
@@ -767,7 +767,7 @@ proptest! {
                 continue;
             }
             next_order += 1;
-            let command = command_of(&map, &step, next_order, now_ms).expect("not a wait");
+            let command = command_of(&map, &step, next_order).expect("not a wait");
             match run(&mut map, &command, now_ms) {
                 Ok(decision) => {
                     if let (Step::HoldBest { .. }, [SeatEvent::Held { seats, .. }]) =
