@@ -43,7 +43,7 @@ pub use layout::{
     HOLD_TTL_SECS_DEFAULT, HOLD_TTL_SECS_MAX, MAX_SEATS_PER_ORDER_DEFAULT, NAME_LEN_MAX,
     ROW_SEATS_MAX, SEATS_MAX, SEATS_PER_ORDER_MAX, TEXT_LEN_MAX,
 };
-pub use views::{Availability, HoldView, MapView, SeatReply, SeatView, SectionView};
+pub use views::{Availability, HoldView, MapView, SeatReply, SeatView, SeatsSnapshot, SectionView};
 
 /// Most holds one expiry step releases; the rest follow in the next step at once.
 const EXPIRE_BATCH_MAX: usize = 1000;
@@ -59,7 +59,7 @@ pub enum SeatStatus {
 }
 
 impl SeatStatus {
-    fn from_byte(byte: u8) -> Option<SeatStatus> {
+    pub(crate) fn from_byte(byte: u8) -> Option<SeatStatus> {
         match byte {
             0 => Some(SeatStatus::Available),
             1 => Some(SeatStatus::Held),
@@ -317,7 +317,12 @@ impl Entity for SeatMap {
         match command {
             SeatCommand::Create(_) => unreachable!("handled above"),
             SeatCommand::Get => Ok(Decision::reply(SeatReply::Map(self.view()))),
-            SeatCommand::Seats => Ok(Decision::reply(SeatReply::Seats(self.seats_view()))),
+            SeatCommand::Seats => {
+                let snapshot = self
+                    .seats_snapshot()
+                    .expect("checked above: the map exists");
+                Ok(Decision::reply(SeatReply::Seats(snapshot)))
+            }
             SeatCommand::Hold {
                 order,
                 user_id,

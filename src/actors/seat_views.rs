@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{sum_counts, Hold, SeatCounts, SeatMap, SeatStatus};
+use super::{sum_counts, EventTerms, Hold, SeatCounts, SeatMap, SeatStatus};
 use crate::clock::rfc3339;
 
 /// Seats by status; `available + held + sold` is the seats counted.
@@ -65,7 +65,7 @@ pub struct SeatView {
 pub enum SeatReply {
     Map(MapView),
     Hold(HoldView),
-    Seats(Vec<SeatView>),
+    Seats(SeatsSnapshot),
 }
 
 impl SeatMap {
@@ -122,23 +122,45 @@ impl SeatMap {
 
     /// Every seat, front first; empty for a map not created.
     pub fn seats_view(&self) -> Vec<SeatView> {
-        let Some(terms) = &self.terms else {
-            return Vec::new();
-        };
+        self.seats_snapshot()
+            .map(|snapshot| snapshot.views())
+            .unwrap_or_default()
+    }
+
+    /// A copy of the terms and one byte per seat: what the seat list needs, taken on the map's
+    /// turn (a memcpy) so that the list itself is built on the HTTP worker.
+    pub fn seats_snapshot(&self) -> Option<SeatsSnapshot> {
+        Some(SeatsSnapshot {
+            terms: self.terms.clone()?,
+            status: self.status.clone(),
+        })
+    }
+}
+
+/// The seat map's state as `GET /events/{id}/seats` needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatsSnapshot {
+    pub terms: EventTerms,
+    pub status: Vec<u8>,
+}
+
+impl SeatsSnapshot {
+    /// Every seat with its id, price and status, front first.
+    pub fn views(&self) -> Vec<SeatView> {
         let mut seats = Vec::with_capacity(self.status.len());
-        let mut seat = 0u32;
-        for section in &terms.sections {
+        let mut statuses = self.status.iter();
+        for section in &self.terms.sections {
             for row in &section.rows {
                 for number in 1..=row.seats {
+                    let byte = *statuses.next().expect("one status byte per seat");
                     seats.push(SeatView {
                         id: format!("{}-{}-{number}", section.name, row.name),
                         section: section.name.clone(),
                         row: row.name.clone(),
                         number,
                         price: row.price,
-                        status: self.status_of(seat),
+                        status: SeatStatus::from_byte(byte).expect("status bytes are checked"),
                     });
-                    seat += 1;
                 }
             }
         }

@@ -154,7 +154,9 @@ async fn seats(
 ) -> Result<HttpResponse, ApiError> {
     let id = uuid_path(&path, "event")?;
     match state.events.ask(&id, SeatCommand::Seats, None).await? {
-        SeatReply::Seats(seats) => {
+        SeatReply::Seats(snapshot) => {
+            // Built here, not on the map's turn: a stadium is 60,000 views.
+            let seats = snapshot.views();
             Ok(HttpResponse::Ok().json(serde_json::json!({ "seats": seats })))
         }
         other => Err(ApiError::internal(format!("expected seats, got {other:?}"))),
