@@ -4,10 +4,12 @@
 use std::collections::BTreeSet;
 
 use futures::future::join_all;
-use reqwest::{Response, StatusCode};
+use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 use surge::auth::Role;
+use surge::clock::{rfc3339, Clock, SystemClock};
 
+use crate::crash::{kill_9, Node};
 use crate::helpers::{assert_problem, spawn_app_with, Backend, Options, TestApp};
 use crate::on_both_stores;
 use crate::time_sales::create_sale;
@@ -311,3 +313,125 @@ async fn the_queue_checks_roles_and_input(backend: Backend) {
     app.stop().await;
 }
 on_both_stores!(the_queue_checks_roles_and_input);
+
+/// Joins acknowledged before a kill -9 keep their tickets after the restart, through a
+/// snapshot (more than a thousand events) and its journal tail.
+async fn acknowledged_joins_keep_their_tickets_after_kill_9(backend: Backend) {
+    let Some(node) = Node::new(backend, &[]) else {
+        return;
+    };
+    let server = node.start().await;
+    let op = node.token("op", Role::Operator);
+    let product = node
+        .call(
+            &server,
+            Method::POST,
+            "/products",
+            &op,
+            Some(json!({"name": "p", "price": 1})),
+        )
+        .await
+        .expect("sent");
+    let product = product.json::<Value>().await.expect("json")["id"].clone();
+    let now = SystemClock.now_ms();
+    let body = json!({"product_id": product, "quantity": 10, "sale_price": 1,
+        "starts_at": rfc3339(now - 60_000), "ends_at": rfc3339(now + 3_600_000)});
+    let sale = node
+        .call(&server, Method::POST, "/time-sales", &op, Some(body))
+        .await
+        .expect("sent");
+    let sale = sale.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let path = format!("/time-sales/{sale}/queue/join");
+    let mut acked: Vec<(String, u64)> = Vec::new();
+    let mut wave = 0;
+    // Waves of 50 concurrent joins until 1,300 are acknowledged (a snapshot is taken at 1,000).
+    while acked.len() < 1_300 {
+        let (node, server, path, this_wave) = (&node, &server, &path, wave);
+        let joins = (0..50).map(move |i| {
+            let user = format!("w{this_wave}-{i}");
+            async move {
+                let token = node.token(&user, Role::Customer);
+                let response = node.call(server, Method::POST, path, &token, None).await;
+                (user, response)
+            }
+        });
+        wave += 1;
+        for (user, response) in join_all(joins).await {
+            let response = response.expect("sent");
+            assert_eq!(response.status(), StatusCode::CREATED);
+            let ticket = response.json::<Value>().await.expect("json")["ticket"]
+                .as_u64()
+                .expect("ticket");
+            acked.push((user, ticket));
+        }
+    }
+    // One more wave is on its way when the kill lands: it may or may not have been committed.
+    let url = format!("{}/api/v1{path}", server.base);
+    let racing: Vec<_> = (0..50)
+        .map(|i| {
+            let (url, token) = (
+                url.clone(),
+                node.token(&format!("late-{i}"), Role::Customer),
+            );
+            tokio::spawn(async move {
+                let _ = reqwest::Client::new()
+                    .post(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await;
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    kill_9(server).await;
+    for task in racing {
+        task.await.expect("joined");
+    }
+    let server = node.start().await;
+    let mut seen = BTreeSet::new();
+    for (user, ticket) in &acked {
+        let token = node.token(user, Role::Customer);
+        let response = node
+            .call(
+                &server,
+                Method::GET,
+                &format!("/time-sales/{sale}/queue/me"),
+                &token,
+                None,
+            )
+            .await
+            .expect("sent");
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "{user} lost their ticket"
+        );
+        let now_ticket = response.json::<Value>().await.expect("json")["ticket"].clone();
+        assert_eq!(now_ticket, json!(ticket), "{user} kept ticket {ticket}");
+        assert!(seen.insert(*ticket), "ticket {ticket} given twice");
+    }
+    let stats = node
+        .json(&server, &format!("/time-sales/{sale}/queue"))
+        .await;
+    let total = stats["waiting"].as_u64().expect("n") + stats["admitted"].as_u64().expect("n");
+    let acked_count = acked.len() as u64;
+    assert!(
+        (acked_count..=acked_count + 50).contains(&total),
+        "{total} tickets for {acked_count} acknowledged joins and 50 in flight"
+    );
+    let late = node.token("after-restart", Role::Customer);
+    let again = node
+        .call(&server, Method::POST, &path, &late, None)
+        .await
+        .expect("sent");
+    assert_eq!(
+        again.json::<Value>().await.expect("json")["ticket"],
+        json!(total + 1)
+    );
+    kill_9(server).await;
+    node.clean_up().await;
+}
+on_both_stores!(acknowledged_joins_keep_their_tickets_after_kill_9);
