@@ -9,8 +9,9 @@
 #   3. surge  GET  /healthz                         (wrk, scripts/wrk/healthz.lua)  - HTTP ceiling
 #   4. peer   PostgreSQL row lock   (pgbench, ../shared/peers/pg_row_lock)
 #   5. peer   Redis Lua script      (redis-benchmark, ../shared/peers/redis_lua)
-# then checks that the stock item's and the sale's `reserved` grew by exactly the 2xx answers wrk
-# saw, and prints one table (also written to $OUT). The peers are run exactly as ../shared/peers/README.md says:
+# then checks that each entity's own count moved by exactly the 2xx answers wrk saw, and prints
+# one table (also written to $OUT). Each surge part runs on its own server and fresh data dir,
+# started before and stopped (SIGTERM) after it. The peers are run exactly as ../shared/peers/README.md says:
 # they are not to be tuned either way.
 #
 # Usage: scripts/bench-hot.sh [KEY=VALUE ...]   (the same keys can be set in the environment)
@@ -328,7 +329,7 @@ measure() { # NAME PREFIX CHECK_PATH FIELD SIGN LUA URL [SCRIPT ARGS...]
 OPERATOR=""
 CUSTOMER=""
 
-start_surge() {
+build_surge() {
     if [ "$BUILD_SURGE" = 1 ]; then
         say "cargo build --release"
         if [ -d "${HOME:-/root}/.cargo/bin" ]; then PATH="${HOME:-/root}/.cargo/bin:$PATH"; fi
@@ -336,17 +337,24 @@ start_surge() {
         (cd "$REPO_ROOT" && timeout 2700 cargo build --release)
     fi
     [ -x "$SURGE_BIN" ] || die "no surge binary at $SURGE_BIN"
+}
+
+# Starts a server on a fresh data dir, $WORK/data-NAME: every measured part begins from an empty
+# journal, as the PostgreSQL peer begins from freshly created tables, so no part pays for the
+# rows (and the index catch-up) an earlier part left behind.
+start_surge() { # NAME
+    local data="$WORK/data-$1"
 
     if curl -s --max-time 2 -o /dev/null "$BASE_URL/healthz"; then
         die "something already answers on 127.0.0.1:$PORT; stop it or pick another PORT"
     fi
 
-    say "starting surge on 127.0.0.1:$PORT (sqlite synchronous=$SQLITE_SYNC, data in $WORK/data)"
-    mkdir -p "$WORK/data"
+    say "starting surge on 127.0.0.1:$PORT (sqlite synchronous=$SQLITE_SYNC, data in $data)"
+    mkdir -p "$data"
     # pay_within is set far beyond the run so no reservation expires while it is being counted.
     (cd "$REPO_ROOT" && exec env SURGE_AUTH__JWT_SECRET="$JWT_SECRET" \
         SURGE_DATABASE__SQLITE_SYNCHRONOUS="$SQLITE_SYNC" SURGE_ORDERS__PAY_WITHIN_SECS=3600 \
-        RUST_LOG=warn "$SURGE_BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data") \
+        RUST_LOG=warn "$SURGE_BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$data") \
         >"$WORK/surge.log" 2>&1 &
     SURGE_PID=$!
     local i up=0
@@ -362,7 +370,9 @@ start_surge() {
         tail -n 40 "$WORK/surge.log" >&2
         die "GET /healthz did not answer 200 within 60 s"
     fi
+}
 
+mint_tokens() {
     say "minting 1 operator and $USERS customer tokens with 'surge token'"
     OPERATOR=$(surge_cli token --user-id bench-operator --role operator | tail -n 1 | tr -d '[:space:]')
     [[ $OPERATOR == *.*.* ]] || die "surge token did not print a JWT for the operator (got '$OPERATOR')"
@@ -462,18 +472,26 @@ bench_healthz() {
 }
 
 run_surge() {
-    start_surge
-    if want surge; then bench_orders; fi
-    if want sale; then bench_sale; fi
-    if want coupons; then bench_coupons; fi
-    if want wallet; then bench_wallet; fi
-    bench_healthz
+    build_surge
+    mint_tokens
+    local part
+    for part in surge sale coupons wallet healthz; do
+        [ "$part" = healthz ] || want "$part" || continue
+        start_surge "$part"
+        case "$part" in
+            surge) bench_orders ;;
+            sale) bench_sale ;;
+            coupons) bench_coupons ;;
+            wallet) bench_wallet ;;
+            healthz) bench_healthz ;;
+        esac
+        # Stopped before the next part and the peers, so each has the machine to itself.
+        say "stopping surge (SIGTERM)"
+        stop_surge
+        echo "surge exited with status $SURGE_EXIT"
+        [ "$SURGE_EXIT" = 0 ] || FAILED_CHECK=1
+    done
     SURGE_NOTE="run"
-
-    # Stop surge before the peers run, so they have the machine to themselves as surge had.
-    say "stopping surge (SIGTERM)"
-    stop_surge
-    echo "surge exited with status $SURGE_EXIT"
 }
 
 # ---- peer: PostgreSQL row lock ---------------------------------------------------------------
