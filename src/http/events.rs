@@ -368,9 +368,11 @@ async fn configure_queue(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<queue::ConfigureBody>,
+    body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
+    // The role first: a customer learns nothing from how their body would have been judged.
     caller.require_operator()?;
+    let body: queue::ConfigureBody = body.json()?;
     let (resource, terms) = event_room(&state, &path).await?;
-    queue::configure(&state, &caller, resource, body.into_inner(), terms).await
+    queue::configure(&state, &caller, resource, body, terms).await
 }

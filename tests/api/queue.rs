@@ -277,6 +277,8 @@ async fn the_queue_checks_roles_and_input(backend: Backend) {
     assert_problem(stats, StatusCode::FORBIDDEN, "FORBIDDEN").await;
     let set = patch(&app, &customer, &sale, json!({"paused": true})).await;
     assert_problem(set, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    let nonsense = patch(&app, &customer, &sale, json!({"speed": 3})).await;
+    assert_problem(nonsense, StatusCode::FORBIDDEN, "FORBIDDEN").await;
     let op = app.operator();
     for bad in [
         json!({}),
