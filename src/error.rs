@@ -74,6 +74,35 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// Collects the invalid fields of one request body, so the client hears of all of them in one
+/// 422 `VALIDATION_FAILED`.
+#[derive(Debug, Default)]
+pub struct FieldErrors(Vec<FieldError>);
+
+impl FieldErrors {
+    pub fn new() -> FieldErrors {
+        FieldErrors::default()
+    }
+
+    /// Records `field` as invalid with `message` unless `ok`.
+    pub fn check(&mut self, ok: bool, field: &str, message: impl Into<String>) {
+        if !ok {
+            self.0.push(FieldError {
+                field: field.to_string(),
+                message: message.into(),
+            });
+        }
+    }
+
+    /// `Ok` when every check passed, else the 422 listing each failure.
+    pub fn finish(self) -> Result<(), ApiError> {
+        match self.0.is_empty() {
+            true => Ok(()),
+            false => Err(ApiError::invalid_fields(self.0)),
+        }
+    }
+}
+
 /// An error as the client sees it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code:?}: {detail}")]
@@ -184,6 +213,19 @@ impl ResponseError for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_errors_list_every_failed_check_in_order() {
+        let mut errors = FieldErrors::new();
+        errors.check(true, "fine", "never shown");
+        errors.check(false, "quantity", "must be 1 to 10");
+        errors.check(false, "name", format!("must be at most {} bytes", 200));
+        let err = errors.finish().expect_err("two checks failed");
+        assert_eq!(err.code, ErrorCode::ValidationFailed);
+        let fields: Vec<&str> = err.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["quantity", "name"]);
+        assert!(FieldErrors::new().finish().is_ok());
+    }
 
     #[test]
     fn every_code_has_a_distinct_screaming_snake_name() {

@@ -17,7 +17,7 @@ use crate::actors::coupon_policy::{
     AMOUNT_MAX, COUPON_ROW_KIND, POLICY_ROW_KIND, TEXT_LEN_MAX,
 };
 use crate::auth::{is_valid_user_id, Caller};
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, FieldError, FieldErrors};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -265,26 +265,21 @@ async fn use_coupon(
 ) -> Result<HttpResponse, ApiError> {
     let (policy, n) = coupon_of(&path)?;
     let input: UseBody = body.json()?;
-    let mut errors = Vec::new();
-    if !(0..=AMOUNT_MAX).contains(&input.order_amount) {
-        errors.push(FieldError {
-            field: "order_amount".into(),
-            message: format!("must be 0 to {AMOUNT_MAX}"),
-        });
-    }
-    if input
-        .reference
-        .as_ref()
-        .is_some_and(|r| r.len() > TEXT_LEN_MAX)
-    {
-        errors.push(FieldError {
-            field: "reference".into(),
-            message: format!("must be at most {TEXT_LEN_MAX} bytes"),
-        });
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::invalid_fields(errors));
-    }
+    let mut errors = FieldErrors::new();
+    errors.check(
+        (0..=AMOUNT_MAX).contains(&input.order_amount),
+        "order_amount",
+        format!("must be 0 to {AMOUNT_MAX}"),
+    );
+    errors.check(
+        input
+            .reference
+            .as_ref()
+            .is_none_or(|r| r.len() <= TEXT_LEN_MAX),
+        "reference",
+        format!("must be at most {TEXT_LEN_MAX} bytes"),
+    );
+    errors.finish()?;
     let command = CouponCommand::Use {
         n,
         by_user: caller.user_id.clone(),

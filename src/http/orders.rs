@@ -23,7 +23,7 @@ use crate::actors::stock_item::{ReleaseReason, StockCommand, StockItem, StockVie
 use crate::actors::time_sale::SaleCommand;
 use crate::actors::SideWrites;
 use crate::auth::Caller;
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, FieldErrors};
 
 /// Most units one order line may ask for.
 const LINE_QUANTITY_MAX: i64 = 1_000_000;
@@ -50,38 +50,28 @@ struct LineBody {
 }
 
 fn validate_lines(lines: &[LineBody], lines_max: usize) -> Result<(), ApiError> {
-    let mut errors = Vec::new();
-    if lines.is_empty() || lines.len() > lines_max {
-        errors.push(FieldError {
-            field: "items".into(),
-            message: format!("must hold 1 to {lines_max} lines"),
-        });
-    }
+    let mut errors = FieldErrors::new();
+    errors.check(
+        !lines.is_empty() && lines.len() <= lines_max,
+        "items",
+        format!("must hold 1 to {lines_max} lines"),
+    );
     let mut seen = BTreeSet::new();
     for (i, line) in lines.iter().enumerate() {
+        let sku_field = format!("items[{i}].sku");
         if !is_valid_ident(&line.sku) {
-            errors.push(FieldError {
-                field: format!("items[{i}].sku"),
-                message: "must match [A-Za-z0-9._-]{1,64}".into(),
-            });
-        } else if !seen.insert(line.sku.as_str()) {
-            errors.push(FieldError {
-                field: format!("items[{i}].sku"),
-                message: "each SKU may appear once".into(),
-            });
+            errors.check(false, &sku_field, "must match [A-Za-z0-9._-]{1,64}");
+        } else {
+            let first = seen.insert(line.sku.as_str());
+            errors.check(first, &sku_field, "each SKU may appear once");
         }
-        if !(1..=LINE_QUANTITY_MAX).contains(&line.quantity) {
-            errors.push(FieldError {
-                field: format!("items[{i}].quantity"),
-                message: format!("must be 1 to {LINE_QUANTITY_MAX}"),
-            });
-        }
+        errors.check(
+            (1..=LINE_QUANTITY_MAX).contains(&line.quantity),
+            &format!("items[{i}].quantity"),
+            format!("must be 1 to {LINE_QUANTITY_MAX}"),
+        );
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_fields(errors))
-    }
+    errors.finish()
 }
 
 /// What the order will be born with, once the last line's price is known.

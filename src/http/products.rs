@@ -8,7 +8,7 @@ use super::idempotent::{self, Prepared};
 use super::{RawBody, State};
 use crate::actors::product::{Product, ProductCommand, ProductDetails, ProductView};
 use crate::auth::Caller;
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, FieldErrors};
 
 /// The highest price a product or a sale may carry, far below overflow of any total.
 pub const PRICE_MAX: i64 = 1_000_000_000_000;
@@ -30,30 +30,23 @@ struct CreateBody {
 
 impl CreateBody {
     fn validate(&self) -> Result<(), ApiError> {
-        let mut errors = Vec::new();
-        if self.name.trim().is_empty() || self.name.len() > 200 {
-            errors.push(FieldError {
-                field: "name".into(),
-                message: "must be 1-200 characters".into(),
-            });
-        }
-        if !(0..=PRICE_MAX).contains(&self.price) {
-            errors.push(FieldError {
-                field: "price".into(),
-                message: "must be 0..=10^12".into(),
-            });
-        }
-        if self.description.as_ref().is_some_and(|d| d.len() > 2000) {
-            errors.push(FieldError {
-                field: "description".into(),
-                message: "must be at most 2000 characters".into(),
-            });
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::invalid_fields(errors))
-        }
+        let mut errors = FieldErrors::new();
+        errors.check(
+            !self.name.trim().is_empty() && self.name.len() <= 200,
+            "name",
+            "must be 1-200 characters",
+        );
+        errors.check(
+            (0..=PRICE_MAX).contains(&self.price),
+            "price",
+            "must be 0..=10^12",
+        );
+        errors.check(
+            self.description.as_ref().is_none_or(|d| d.len() <= 2000),
+            "description",
+            "must be at most 2000 characters",
+        );
+        errors.finish()
     }
 }
 

@@ -10,7 +10,7 @@ use crate::actors::stock_item::{StockCommand, StockEvent, StockItem, StockView};
 use crate::actors::{pid, Entity};
 use crate::auth::Caller;
 use crate::clock::rfc3339;
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, FieldErrors};
 use crate::persistence::codec;
 
 /// The largest unit count one call may name; far above any real stock, far below overflow.
@@ -39,45 +39,33 @@ struct CreateBody {
 
 impl CreateBody {
     fn validate(&self) -> Result<(), ApiError> {
-        let mut errors = Vec::new();
-        let mut check = |ok: bool, field: &str, message: &str| {
-            if !ok {
-                errors.push(FieldError {
-                    field: field.into(),
-                    message: message.into(),
-                });
-            }
-        };
-        check(
+        let mut errors = FieldErrors::new();
+        errors.check(
             is_valid_ident(&self.sku),
             "sku",
             "must match [A-Za-z0-9._-]{1,64}",
         );
-        check(
+        errors.check(
             !self.name.trim().is_empty() && self.name.len() <= 200,
             "name",
             "must be 1-200 characters",
         );
-        check(
+        errors.check(
             (0..=UNITS_MAX).contains(&self.on_hand),
             "on_hand",
             "must be 0..=10^12",
         );
-        check(
+        errors.check(
             (0..=UNITS_MAX).contains(&self.safety_stock),
             "safety_stock",
             "must be 0..=10^12",
         );
-        check(
+        errors.check(
             (0..=UNITS_MAX).contains(&self.price),
             "price",
             "must be 0..=10^12",
         );
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::invalid_fields(errors))
-        }
+        errors.finish()
     }
 }
 

@@ -20,7 +20,7 @@ use crate::actors::waiting_room::{RoomCommand, RoomTerms};
 use crate::actors::SideWrites;
 use crate::auth::Caller;
 use crate::clock::parse_rfc3339;
-use crate::error::{ApiError, ErrorCode, FieldError};
+use crate::error::{ApiError, ErrorCode, FieldErrors};
 
 /// Most units of a sale one purchase may ask for.
 const PURCHASE_QUANTITY_MAX: i64 = 10_000;
@@ -62,43 +62,33 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Er
 
 impl CreateBody {
     fn terms(&self) -> Result<SaleTerms, ApiError> {
-        let mut errors = Vec::new();
-        let mut check = |ok: bool, field: &str, message: &str| {
-            if !ok {
-                errors.push(FieldError {
-                    field: field.into(),
-                    message: message.into(),
-                });
-            }
-        };
+        let mut errors = FieldErrors::new();
         let starts_at_ms = parse_rfc3339(&self.starts_at);
         let ends_at_ms = parse_rfc3339(&self.ends_at);
         let per_user_limit = self.per_user_limit.unwrap_or(Some(1));
-        check(
+        errors.check(
             (1..=SALE_QUANTITY_MAX).contains(&self.quantity),
             "quantity",
             "must be 1..=10^9",
         );
-        check(
+        errors.check(
             (0..=PRICE_MAX).contains(&self.sale_price),
             "sale_price",
             "must be 0..=10^12",
         );
-        check(starts_at_ms.is_some(), "starts_at", "must be RFC 3339");
-        check(ends_at_ms.is_some(), "ends_at", "must be RFC 3339");
-        check(
+        errors.check(starts_at_ms.is_some(), "starts_at", "must be RFC 3339");
+        errors.check(ends_at_ms.is_some(), "ends_at", "must be RFC 3339");
+        errors.check(
             starts_at_ms.zip(ends_at_ms).is_none_or(|(s, e)| s < e),
             "ends_at",
             "must be after starts_at",
         );
-        check(
+        errors.check(
             per_user_limit.is_none_or(|l| (1..=SALE_QUANTITY_MAX).contains(&l)),
             "per_user_limit",
             "must be at least 1, or null for unlimited",
         );
-        if !errors.is_empty() {
-            return Err(ApiError::invalid_fields(errors));
-        }
+        errors.finish()?;
         Ok(SaleTerms {
             product_id: self.product_id.clone(),
             quantity: self.quantity,

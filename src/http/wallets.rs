@@ -15,7 +15,7 @@ use crate::actors::wallet::{
     parse_tx_id, TxView, Wallet, WalletCommand, WalletReply, WalletView, AMOUNT_MAX, TX_ROW_KIND,
 };
 use crate::auth::{is_valid_user_id, Caller};
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, FieldErrors};
 
 /// Longest description or reference a transaction may carry.
 const TEXT_LEN_MAX: usize = 200;
@@ -45,29 +45,23 @@ struct AmountBody {
 
 impl AmountBody {
     fn validate(&self) -> Result<(), ApiError> {
-        let mut errors = Vec::new();
-        if !(1..=AMOUNT_MAX).contains(&self.amount) {
-            errors.push(FieldError {
-                field: "amount".into(),
-                message: format!("must be 1 to {AMOUNT_MAX}"),
-            });
-        }
+        let mut errors = FieldErrors::new();
+        errors.check(
+            (1..=AMOUNT_MAX).contains(&self.amount),
+            "amount",
+            format!("must be 1 to {AMOUNT_MAX}"),
+        );
         for (field, text) in [
             ("description", &self.description),
             ("reference", &self.reference),
         ] {
-            if text.as_ref().is_some_and(|t| t.len() > TEXT_LEN_MAX) {
-                errors.push(FieldError {
-                    field: field.into(),
-                    message: format!("must be at most {TEXT_LEN_MAX} bytes"),
-                });
-            }
+            errors.check(
+                text.as_ref().is_none_or(|t| t.len() <= TEXT_LEN_MAX),
+                field,
+                format!("must be at most {TEXT_LEN_MAX} bytes"),
+            );
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::invalid_fields(errors))
-        }
+        errors.finish()
     }
 }
 
