@@ -38,8 +38,9 @@
 #   SURGE_BIN=            a surge binary to use instead of building with cargo --release
 #   WRK_TIMEOUT_SECS=10   wrk's per-request timeout; slower answers count as errors, not latency
 #   KEEP_TMP=0            1 keeps the temp dir (server log, wrk output, pgbench logs)
-# Exit status: 0 when everything ran and the reservation count matched; 3 on MISMATCH (or on
-# idempotent replays, which would make the orders figure meaningless); other non-zero on failure.
+# Exit status: 0 when everything ran and every count matched; 3 on a MISMATCH, on idempotent
+# replays (they would make a figure meaningless) or when a server did not exit 0 on SIGTERM;
+# other non-zero on failure.
 #
 # Only loopback traffic: every server is on 127.0.0.1. Bounded: every step has a timeout.
 set -euo pipefail
