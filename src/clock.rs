@@ -37,6 +37,23 @@ impl Clock for SystemClock {
     }
 }
 
+/// The system clock shifted by a fixed offset: what a test gives a real server process so that
+/// it starts "later" (deadlines that fell due while it was down) without waiting for it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OffsetClock {
+    pub offset_ms: i64,
+}
+
+impl Clock for OffsetClock {
+    fn now_ms(&self) -> i64 {
+        SystemClock.now_ms() + self.offset_ms
+    }
+
+    fn sleep_until(&self, at_ms: i64) -> SleepFuture {
+        SystemClock.sleep_until(at_ms - self.offset_ms)
+    }
+}
+
 /// A clock that only moves when told to; sleepers wake when it passes their time.
 #[derive(Debug, Clone)]
 pub struct ManualClock {

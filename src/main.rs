@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
 use surge::auth::{mint_access_token, Role};
-use surge::clock::{Clock, SystemClock};
+use surge::clock::{Clock, OffsetClock, SystemClock};
 use surge::config::{CliOverrides, Settings};
 
 /// mimalloc: the hot path allocates many small short-lived values, and passivated actors'
@@ -38,6 +38,10 @@ enum Command {
         /// Where the embedded SQLite journal lives (default ./data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Runs the server's clock this far ahead of the system clock. For tests that restart
+        /// the binary "later" (crash tests of expiry) instead of sleeping.
+        #[arg(long, hide = true, default_value_t = 0, allow_negative_numbers = true)]
+        clock_offset_ms: i64,
     },
     /// Print an access token for any user id, signed with the configured secret.
     Token {
@@ -62,6 +66,7 @@ fn main() -> anyhow::Result<()> {
             config,
             listen,
             data_dir,
+            clock_offset_ms,
         } => {
             let cli = CliOverrides { listen, data_dir };
             let settings = Settings::load(config.as_deref(), &cli)?;
@@ -69,7 +74,7 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(serve(settings))
+            runtime.block_on(serve(settings, clock_offset_ms))
         }
         Command::Token {
             config,
@@ -97,9 +102,12 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(settings: Settings, clock_offset_ms: i64) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(&settings.server.listen)?;
-    let surge = surge::app::Surge::build(settings, Arc::new(SystemClock)).await?;
+    let clock = OffsetClock {
+        offset_ms: clock_offset_ms,
+    };
+    let surge = surge::app::Surge::build(settings, Arc::new(clock)).await?;
     // Tests and scripts that listen on port 0 read the address from this line.
     println!("surge listening on http://{}", listener.local_addr()?);
     tracing::info!(
