@@ -21,7 +21,6 @@ use crate::actors::seat_map::{
     EventTerms, HoldView, MapView, SeatCommand, SeatMap, SeatReply, SeatRequest, SectionTerms,
     HOLD_TTL_SECS_DEFAULT, MAX_SEATS_PER_ORDER_DEFAULT,
 };
-use crate::actors::waiting_room::{RoomCommand, RoomTerms};
 use crate::actors::{Entity, SideWrites};
 use crate::auth::Caller;
 use crate::clock::parse_rfc3339;
@@ -31,22 +30,17 @@ use crate::error::{ApiError, FieldError};
 pub const LAYOUT_BODY_MAX_BYTES: usize = 1 << 20;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/events")
-            .route("/{id}/holds", web::post().to(hold))
-            .service(
-                web::resource("")
-                    .app_data(web::PayloadConfig::default().limit(LAYOUT_BODY_MAX_BYTES))
-                    .route(web::post().to(create))
-                    .route(web::get().to(list)),
-            )
-            .route("/{id}", web::get().to(get))
-            .route("/{id}/seats", web::get().to(seats))
-            .route("/{id}/queue/join", web::post().to(join_queue))
-            .route("/{id}/queue/me", web::get().to(my_ticket))
-            .route("/{id}/queue", web::get().to(queue_stats))
-            .route("/{id}/queue", web::patch().to(configure_queue)),
-    );
+    let scope = web::scope("/events")
+        .route("/{id}/holds", web::post().to(hold))
+        .service(
+            web::resource("")
+                .app_data(web::PayloadConfig::default().limit(LAYOUT_BODY_MAX_BYTES))
+                .route(web::post().to(create))
+                .route(web::get().to(list)),
+        )
+        .route("/{id}", web::get().to(get))
+        .route("/{id}/seats", web::get().to(seats));
+    cfg.service(queue::routes::<EventQueue>(scope));
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,7 +207,7 @@ async fn hold(
         Prepared::Run(keyed) => keyed,
     };
     let now_ms = state.rt.now_ms();
-    let resource = event_resource(&event_id);
+    let resource = queue::resource_of::<EventQueue>(&event_id);
     let hold = SeatHold {
         order_id: uuid::Uuid::now_v7(),
         event_id,
@@ -311,68 +305,23 @@ impl SeatHold {
     }
 }
 
-/// The resource name of an event's room (also a pass's `res`).
-pub fn event_resource(event_id: &str) -> String {
-    format!("events/{event_id}")
-}
+/// An event's waiting room opens when its sales open (at once without a time: the epoch is
+/// long past).
+pub struct EventQueue;
 
-/// The event's room settings: admission starts when sales open (at once when they have no
-/// opening time: the epoch is long past).
-async fn event_room(state: &State, path: &str) -> Result<(String, RoomTerms), ApiError> {
-    let id = uuid_path(path, "event")?;
-    let event = map_of(state.events.ask(&id, SeatCommand::Get, None).await?)?;
-    let opens_at_ms = match event.sales_open_at.as_deref() {
-        Some(text) => parse_rfc3339(text)
-            .ok_or_else(|| ApiError::internal("an event's sales_open_at does not parse"))?,
-        None => 0,
-    };
-    Ok((event_resource(&id), queue::room_terms(state, opens_at_ms)))
-}
+impl queue::Queued for EventQueue {
+    const KIND: &'static str = "events";
 
-async fn join_queue(
-    state: State,
-    caller: Caller,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let (resource, terms) = event_room(&state, &path).await?;
-    let command = RoomCommand::Join {
-        user_id: caller.user_id.clone(),
-        terms,
-    };
-    queue::ticket(&state, &caller, resource, command).await
-}
+    fn id_of(path: &str) -> Result<String, ApiError> {
+        uuid_path(path, "event")
+    }
 
-async fn my_ticket(
-    state: State,
-    caller: Caller,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = uuid_path(&path, "event")?;
-    let command = RoomCommand::Me {
-        user_id: caller.user_id.clone(),
-    };
-    queue::ticket(&state, &caller, event_resource(&id), command).await
-}
-
-async fn queue_stats(
-    state: State,
-    caller: Caller,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    caller.require_operator()?;
-    let (resource, _) = event_room(&state, &path).await?;
-    queue::stats(&state, &caller, resource).await
-}
-
-async fn configure_queue(
-    state: State,
-    caller: Caller,
-    path: web::Path<String>,
-    body: RawBody,
-) -> Result<HttpResponse, ApiError> {
-    // The role first: a customer learns nothing from how their body would have been judged.
-    caller.require_operator()?;
-    let body: queue::ConfigureBody = body.json()?;
-    let (resource, terms) = event_room(&state, &path).await?;
-    queue::configure(&state, &caller, resource, body, terms).await
+    async fn opens_at_ms(state: &State, id: &str) -> Result<i64, ApiError> {
+        let event = map_of(state.events.ask(id, SeatCommand::Get, None).await?)?;
+        match event.sales_open_at.as_deref() {
+            Some(text) => parse_rfc3339(text)
+                .ok_or_else(|| ApiError::internal("an event's sales_open_at does not parse")),
+            None => Ok(0),
+        }
+    }
 }

@@ -6,11 +6,13 @@
 //! reverse). It is handed out with every status answer while the ticket is admitted, valid for
 //! `queue.pass_ttl_secs` from then, and checked without touching any actor.
 
-use actix_web::{HttpRequest, HttpResponse};
+use std::future::Future;
+
+use actix_web::{web, HttpRequest, HttpResponse, Scope};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use super::State;
+use super::{RawBody, State};
 use crate::actors::waiting_room::{RoomCommand, RoomReply, RoomStats, RoomTerms, TicketStatus};
 use crate::auth::Caller;
 use crate::clock::rfc3339;
@@ -103,9 +105,85 @@ impl QueuePasses {
     }
 }
 
-/// The resource name of a time sale's room (also a pass's `res`).
-pub fn sale_resource(sale_id: &str) -> String {
-    format!("time-sales/{sale_id}")
+/// A resource with a waiting room in front of it: a time sale, an event. The room's routes,
+/// handlers and pass names are the same for every kind; only these differ.
+pub trait Queued: 'static {
+    /// The resource's path segment, also the prefix of its room's and passes' names.
+    const KIND: &'static str;
+    /// The canonical id named by a path segment; 404 when it names none.
+    fn id_of(path: &str) -> Result<String, ApiError>;
+    /// When the resource's room opens (admission starts, early joins are shuffled); 404 when
+    /// there is no such resource.
+    fn opens_at_ms(state: &State, id: &str) -> impl Future<Output = Result<i64, ApiError>>;
+}
+
+/// The name of a resource's room, also the `res` of its passes: `time-sales/{id}`.
+pub fn resource_of<R: Queued>(id: &str) -> String {
+    format!("{}/{id}", R::KIND)
+}
+
+/// The waiting-room routes of `R`, added to its scope.
+pub fn routes<R: Queued>(scope: Scope) -> Scope {
+    scope
+        .route("/{id}/queue/join", web::post().to(join::<R>))
+        .route("/{id}/queue/me", web::get().to(my_ticket::<R>))
+        .route("/{id}/queue", web::get().to(queue_stats::<R>))
+        .route("/{id}/queue", web::patch().to(configure_queue::<R>))
+}
+
+/// The room's name, and its settings for a first join or configure.
+async fn room<R: Queued>(state: &State, path: &str) -> Result<(String, RoomTerms), ApiError> {
+    let id = R::id_of(path)?;
+    let opens_at_ms = R::opens_at_ms(state, &id).await?;
+    Ok((resource_of::<R>(&id), room_terms(state, opens_at_ms)))
+}
+
+async fn join<R: Queued>(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (resource, terms) = room::<R>(&state, &path).await?;
+    let command = RoomCommand::Join {
+        user_id: caller.user_id.clone(),
+        terms,
+    };
+    ticket(&state, &caller, resource, command).await
+}
+
+async fn my_ticket<R: Queued>(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let resource = resource_of::<R>(&R::id_of(&path)?);
+    let command = RoomCommand::Me {
+        user_id: caller.user_id.clone(),
+    };
+    ticket(&state, &caller, resource, command).await
+}
+
+async fn queue_stats<R: Queued>(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    let (resource, _) = room::<R>(&state, &path).await?;
+    stats(&state, resource).await
+}
+
+async fn configure_queue<R: Queued>(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    // The role first: a customer learns nothing from how their body would have been judged.
+    caller.require_operator()?;
+    let body: ConfigureBody = body.json()?;
+    let (resource, terms) = room::<R>(&state, &path).await?;
+    configure(&state, resource, body, terms).await
 }
 
 /// One user's ticket as answered by join and me.
@@ -141,7 +219,7 @@ impl From<RoomStats> for StatsBody {
 }
 
 /// The room's settings for a resource opening at `opens_at_ms`, used when a room is first made.
-pub fn room_terms(state: &State, opens_at_ms: i64) -> RoomTerms {
+fn room_terms(state: &State, opens_at_ms: i64) -> RoomTerms {
     let queue = &state.rt.settings.queue;
     RoomTerms {
         opens_at_ms,
@@ -152,7 +230,7 @@ pub fn room_terms(state: &State, opens_at_ms: i64) -> RoomTerms {
 }
 
 /// Join (201 with a new ticket, 200 with the one already held) or read one's own ticket.
-pub async fn ticket(
+async fn ticket(
     state: &State,
     caller: &Caller,
     resource: String,
@@ -186,13 +264,8 @@ pub async fn ticket(
     })
 }
 
-/// Stats of a room (operators); a room nobody joined or configured shows the defaults.
-pub async fn stats(
-    state: &State,
-    caller: &Caller,
-    resource: String,
-) -> Result<HttpResponse, ApiError> {
-    caller.require_operator()?;
+/// Stats of a room; a room nobody joined or configured shows the defaults.
+async fn stats(state: &State, resource: String) -> Result<HttpResponse, ApiError> {
     let RoomReply::Stats(stats) = state.rooms.ask(&resource, RoomCommand::Stats, None).await?
     else {
         return Err(ApiError::internal("stats answered a ticket"));
@@ -206,20 +279,18 @@ pub async fn stats(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConfigureBody {
+struct ConfigureBody {
     admit_per_sec: Option<u32>,
     paused: Option<bool>,
 }
 
-/// PATCH a room's rate or pause (operators).
-pub async fn configure(
+/// PATCH a room's rate or pause.
+async fn configure(
     state: &State,
-    caller: &Caller,
     resource: String,
     body: ConfigureBody,
     terms: RoomTerms,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_operator()?;
     if body.admit_per_sec.is_none() && body.paused.is_none() {
         return Err(ApiError::validation(
             "body",

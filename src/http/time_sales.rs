@@ -16,7 +16,6 @@ use super::{queue, ListQuery, RawBody, State};
 use crate::actors::order::{birth, born_view, OrderItem, Placed, Source};
 use crate::actors::product::ProductCommand;
 use crate::actors::time_sale::{SaleCommand, SaleStatus, SaleTerms, SaleView, TimeSale};
-use crate::actors::waiting_room::{RoomCommand, RoomTerms};
 use crate::actors::SideWrites;
 use crate::auth::Caller;
 use crate::clock::parse_rfc3339;
@@ -28,17 +27,12 @@ const PURCHASE_QUANTITY_MAX: i64 = 10_000;
 const SALE_QUANTITY_MAX: i64 = 1_000_000_000;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/time-sales")
-            .route("/{id}/purchase", web::post().to(purchase))
-            .route("", web::post().to(create))
-            .route("", web::get().to(list))
-            .route("/{id}", web::get().to(get))
-            .route("/{id}/queue/join", web::post().to(join_queue))
-            .route("/{id}/queue/me", web::get().to(my_ticket))
-            .route("/{id}/queue", web::get().to(queue_stats))
-            .route("/{id}/queue", web::patch().to(configure_queue)),
-    );
+    let scope = web::scope("/time-sales")
+        .route("/{id}/purchase", web::post().to(purchase))
+        .route("", web::post().to(create))
+        .route("", web::get().to(list))
+        .route("/{id}", web::get().to(get));
+    cfg.service(queue::routes::<SaleQueue>(scope));
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,64 +141,21 @@ async fn get(
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// The sale's room settings for a first join or configure: admission starts at `starts_at`.
-async fn sale_room(state: &State, path: &str) -> Result<(String, RoomTerms), ApiError> {
-    let id = uuid_path(path, "time sale")?;
-    let sale = state.sales.ask(&id, SaleCommand::Get, None).await?;
-    let opens_at_ms = parse_rfc3339(&sale.starts_at)
-        .ok_or_else(|| ApiError::internal("a sale's starts_at does not parse"))?;
-    Ok((
-        queue::sale_resource(&id),
-        queue::room_terms(state, opens_at_ms),
-    ))
-}
+/// A sale's waiting room opens at its `starts_at`.
+pub struct SaleQueue;
 
-async fn join_queue(
-    state: State,
-    caller: Caller,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let (resource, terms) = sale_room(&state, &path).await?;
-    let command = RoomCommand::Join {
-        user_id: caller.user_id.clone(),
-        terms,
-    };
-    queue::ticket(&state, &caller, resource, command).await
-}
+impl queue::Queued for SaleQueue {
+    const KIND: &'static str = "time-sales";
 
-async fn my_ticket(
-    state: State,
-    caller: Caller,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = uuid_path(&path, "time sale")?;
-    let command = RoomCommand::Me {
-        user_id: caller.user_id.clone(),
-    };
-    queue::ticket(&state, &caller, queue::sale_resource(&id), command).await
-}
+    fn id_of(path: &str) -> Result<String, ApiError> {
+        uuid_path(path, "time sale")
+    }
 
-async fn queue_stats(
-    state: State,
-    caller: Caller,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    caller.require_operator()?;
-    let (resource, _) = sale_room(&state, &path).await?;
-    queue::stats(&state, &caller, resource).await
-}
-
-async fn configure_queue(
-    state: State,
-    caller: Caller,
-    path: web::Path<String>,
-    body: RawBody,
-) -> Result<HttpResponse, ApiError> {
-    // The role first: a customer learns nothing from how their body would have been judged.
-    caller.require_operator()?;
-    let body: queue::ConfigureBody = body.json()?;
-    let (resource, terms) = sale_room(&state, &path).await?;
-    queue::configure(&state, &caller, resource, body, terms).await
+    async fn opens_at_ms(state: &State, id: &str) -> Result<i64, ApiError> {
+        let sale = state.sales.ask(id, SaleCommand::Get, None).await?;
+        parse_rfc3339(&sale.starts_at)
+            .ok_or_else(|| ApiError::internal("a sale's starts_at does not parse"))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -279,10 +230,12 @@ async fn purchase(
     let now_ms = state.rt.now_ms();
     let pay_within_ms = i64::try_from(state.rt.settings.orders.pay_within_secs * 1000)
         .map_err(ApiError::internal)?;
-    let queue_pass =
-        state
-            .passes
-            .request_admits(&req, &caller, &queue::sale_resource(&sale_id), now_ms);
+    let queue_pass = state.passes.request_admits(
+        &req,
+        &caller,
+        &queue::resource_of::<SaleQueue>(&sale_id),
+        now_ms,
+    );
     let order = Purchase {
         order_id: uuid::Uuid::now_v7(),
         queue_pass,
