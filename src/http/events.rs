@@ -207,15 +207,13 @@ async fn hold(
         Prepared::Run(keyed) => keyed,
     };
     let now_ms = state.rt.now_ms();
-    let resource = queue::resource_of::<EventQueue>(&event_id);
+    let queue_pass = (state.passes).request_admits::<EventQueue>(&req, &caller, &event_id, now_ms);
     let hold = SeatHold {
         order_id: uuid::Uuid::now_v7(),
         event_id,
         user_id: caller.user_id.clone(),
         created_at_ms: now_ms,
-        queue_pass: state
-            .passes
-            .request_admits(&req, &caller, &resource, now_ms),
+        queue_pass,
     };
     let view = hold.run(&state, request, keyed).await?;
     Ok(HttpResponse::Created().json(view))

@@ -92,16 +92,20 @@ impl QueuePasses {
         }
     }
 
-    /// Whether the request carries a pass of the caller for `resource`.
-    pub fn request_admits(
+    /// Whether the request carries a pass of the caller for resource `id` of kind `R`. Without
+    /// the header (every purchase of a sale that needs none) it costs one header look-up.
+    pub fn request_admits<R: Queued>(
         &self,
         req: &HttpRequest,
         caller: &Caller,
-        resource: &str,
+        id: &str,
         now_ms: i64,
     ) -> bool {
-        let pass = req.headers().get(PASS_HEADER).and_then(|v| v.to_str().ok());
-        self.admits(pass, &caller.user_id, resource, now_ms)
+        let Some(pass) = req.headers().get(PASS_HEADER) else {
+            return false;
+        };
+        let pass = pass.to_str().ok();
+        self.admits(pass, &caller.user_id, &resource_of::<R>(id), now_ms)
     }
 }
 

@@ -230,12 +230,7 @@ async fn purchase(
     let now_ms = state.rt.now_ms();
     let pay_within_ms = i64::try_from(state.rt.settings.orders.pay_within_secs * 1000)
         .map_err(ApiError::internal)?;
-    let queue_pass = state.passes.request_admits(
-        &req,
-        &caller,
-        &queue::resource_of::<SaleQueue>(&sale_id),
-        now_ms,
-    );
+    let queue_pass = (state.passes).request_admits::<SaleQueue>(&req, &caller, &sale_id, now_ms);
     let order = Purchase {
         order_id: uuid::Uuid::now_v7(),
         queue_pass,
