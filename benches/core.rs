@@ -42,7 +42,7 @@ use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput,
 };
-use surge::actors::order::{birth, OrderItem, Placed, Source};
+use surge::actors::order::{birth, Birth, OrderItem, Placed, Source};
 use surge::actors::stock_item::{ReleaseReason, StockCommand, StockEvent, StockItem};
 use surge::actors::waiting_room::{RoomCommand, RoomEvent, RoomTerms, WaitingRoom};
 use surge::actors::{Ctx, Entity};
@@ -197,14 +197,16 @@ fn order_batch(keys: &mut Keys, now_ms: i64) -> Batch {
             expires_at_ms: now_ms + TTL_MS,
             created_at_ms: now_ms,
         };
-        let (born, view) = birth(&order_id.to_string(), placed);
+        let Birth {
+            batch: born, json, ..
+        } = birth(&order_id.to_string(), placed);
         batch.extend(born);
         batch.idempotency.push(IdempotencyRecord {
             scope: user_id,
             key: format!("bench-{n}"),
             fingerprint: format!("{n:064x}"),
             status: 201,
-            body: serde_json::to_vec(&view).expect("order views serialise"),
+            body: json.into_bytes(),
             created_at_ms: now_ms,
         });
     }

@@ -287,12 +287,27 @@ reservation_verdict() { # DELTA OK IN_FLIGHT
 run_wrk() { # NAME LUA URL [SCRIPT ARGS...]
     local name=$1 lua=$2 url=$3
     shift 3
-    local out="$WORK/wrk-$name.txt"
+    local out="$WORK/wrk-$name.txt" ticks_before ticks_after
     say "wrk $name: -t$THREADS -c$CONNS -d${DURATION_SECS}s --latency $url"
+    ticks_before=$(surge_cpu_ticks)
     timeout -k 10 $((DURATION_SECS + WRK_TIMEOUT_SECS + 60)) \
         wrk -t"$THREADS" -c"$CONNS" -d"${DURATION_SECS}s" --timeout "${WRK_TIMEOUT_SECS}s" --latency \
         -s "$lua" "$url" -- "$@" 2>&1 | tee "$out"
+    ticks_after=$(surge_cpu_ticks)
     grep -q '^WRK_RESULT ' "$out" || die "wrk $name printed no WRK_RESULT line (see above)"
+    # The server's own CPU (user + system, all threads) per request wrk counted: steadier than
+    # req/s on a shared machine, and it tells CPU cost from waiting (fsync, queues) apart.
+    awk -v n="$name" -v a="$ticks_before" -v b="$ticks_after" -v hz="$(getconf CLK_TCK)" \
+        -v req="$(wrk_value "$out" requests)" 'BEGIN {
+            if (a != "" && b != "" && req > 0)
+                printf "%s: %.1f us of surge CPU per request (%.2f cores busy)\n", n,
+                    (b - a) * 1e6 / hz / req, (b - a) / hz / '"$DURATION_SECS"' }' | tee -a "$WORK/cpu.txt"
+}
+
+# User + system clock ticks the running surge server has used so far (empty when none runs).
+surge_cpu_ticks() {
+    [ -n "$SURGE_PID" ] || return 0
+    awk '{ print $14 + $15 }' "/proc/$SURGE_PID/stat" 2>/dev/null || true
 }
 
 # One measured load with its consistency check: FIELD of CHECK_PATH is read (settled) before and
@@ -356,7 +371,7 @@ start_surge() { # NAME
     (cd "$REPO_ROOT" && exec env SURGE_AUTH__JWT_SECRET="$JWT_SECRET" \
         SURGE_DATABASE__SQLITE_SYNCHRONOUS="$SQLITE_SYNC" SURGE_ORDERS__PAY_WITHIN_SECS=3600 \
         RUST_LOG=warn "$SURGE_BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$data") \
-        >"$WORK/surge.log" 2>&1 &
+        >>"$WORK/surge.log" 2>&1 &
     SURGE_PID=$!
     local i up=0
     for ((i = 0; i < 120; i++)); do
@@ -648,6 +663,7 @@ mkdir -p "$(dirname "$OUT")"
             "$(v DELTA)" "$(v VERDICT)"
     done
     printf 'healthz: non-2xx %s; surge exit status after SIGTERM: %s\n' "$HZ_NON2XX" "$SURGE_EXIT"
+    [ ! -s "$WORK/cpu.txt" ] || sed 's/^/cpu: /' "$WORK/cpu.txt"
     printf 'machine: %s, %s cores; sqlite synchronous %s; conns %s; wrk threads %s; pgbench -j 2\n' \
         "$CPU_MODEL" "$CORES" "$SQLITE_SYNC" "$CONNS" "$THREADS"
     printf 'tools: %s; %s; %s\n' "$(wrk -v 2>&1 | head -n 1 | awk '{print $1, $2}' || true)" \

@@ -331,9 +331,19 @@ pub fn amount_of(items: &[OrderItem]) -> i64 {
     })
 }
 
-/// The rows that create order `id` in the same transaction as the step that reserved its
-/// units: its first event, its expiry deadline and its read row. Returns them with the view.
-pub fn birth(id: &str, placed: Placed) -> (Batch, OrderView) {
+/// An order as it is born: the rows that create it (its first event, its expiry deadline and
+/// its read row), its view, and that view as JSON: the read row's body, which is also what the
+/// request that placed the order answers and what its idempotency record keeps, so the order
+/// is serialised once.
+pub struct Birth {
+    pub batch: Batch,
+    pub view: OrderView,
+    pub json: String,
+}
+
+/// The birth of order `id`, written in the same transaction as the step that reserved its
+/// units.
+pub fn birth(id: &str, placed: Placed) -> Birth {
     let event = OrderEvent::Placed(placed);
     let order = born(id, &event);
     let pid = pid::<Order>(id);
@@ -348,17 +358,11 @@ pub fn birth(id: &str, placed: Placed) -> (Batch, OrderView) {
         pid,
         due_at_ms: order.placed().expires_at_ms,
     });
-    batch.read_rows.extend(order.read_row());
+    let row = order.read_row().expect("a placed order has a read row");
+    let json = row.body.clone();
+    batch.read_rows.push(row);
     let view = order.view().expect("a placed order has a view");
-    (batch, view)
-}
-
-/// The view an order has right after its birth: what the request that placed it answers,
-/// without building the rows [`birth`] commits.
-pub fn born_view(id: &str, placed: Placed) -> OrderView {
-    born(id, &OrderEvent::Placed(placed))
-        .view()
-        .expect("a placed order has a view")
+    Birth { batch, view, json }
 }
 
 fn born(id: &str, placed: &OrderEvent) -> Order {

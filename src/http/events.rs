@@ -13,10 +13,10 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::idempotent::{self, KeyedRequest, Prepared};
+use super::idempotent::{self, Answer, KeyedRequest, Prepared};
 use super::products::uuid_path;
 use super::{queue, ListQuery, RawBody, State};
-use crate::actors::order::{birth, born_view, OrderItem, OrderView, Placed, Source};
+use crate::actors::order::{OrderItem, Placed, Source};
 use crate::actors::seat_map::{
     EventTerms, HoldView, MapView, SeatCommand, SeatMap, SeatReply, SeatRequest, SectionTerms,
     HOLD_TTL_SECS_DEFAULT, MAX_SEATS_PER_ORDER_DEFAULT,
@@ -215,8 +215,7 @@ async fn hold(
         created_at_ms: now_ms,
         queue_pass,
     };
-    let view = hold.run(&state, request, keyed).await?;
-    Ok(HttpResponse::Created().json(view))
+    hold.run(&state, request, keyed).await
 }
 
 /// One hold: the seats on the map, and the order it gives birth to.
@@ -255,20 +254,16 @@ impl SeatHold {
     }
 
     /// The order's birth, and the idempotency record of the 201, with the hold.
-    fn birth_side(&self, keyed: Option<&KeyedRequest>) -> SideWrites<SeatMap> {
+    fn birth_side(&self, keyed: Option<&KeyedRequest>, answer: &Answer) -> SideWrites<SeatMap> {
         let hold = self.clone();
         let id = keyed.map(|k| k.id.clone());
+        let answer = answer.clone();
         Arc::new(move |reply: &SeatReply, now_ms: i64| {
             let SeatReply::Hold(held) = reply else {
                 return Default::default();
             };
-            let (mut batch, view) = birth(&hold.order_id.to_string(), hold.placed(held));
-            if let Some(id) = &id {
-                batch
-                    .idempotency
-                    .push(id.record(StatusCode::CREATED, &view, now_ms));
-            }
-            batch
+            let placed = hold.placed(held);
+            answer.birth(&hold.order_id.to_string(), placed, id.as_ref(), now_ms)
         })
     }
 
@@ -277,14 +272,15 @@ impl SeatHold {
         state: &State,
         request: SeatRequest,
         keyed: Option<KeyedRequest>,
-    ) -> Result<OrderView, ApiError> {
+    ) -> Result<HttpResponse, ApiError> {
         let command = SeatCommand::Hold {
             order: self.order_id.as_u128(),
             user_id: self.user_id.clone(),
             request,
             queue_pass: self.queue_pass,
         };
-        let side = self.birth_side(keyed.as_ref());
+        let answer = Answer::default();
+        let side = self.birth_side(keyed.as_ref(), &answer);
         let reply = idempotent::ask_keyed(
             state,
             &state.events,
@@ -295,7 +291,7 @@ impl SeatHold {
         )
         .await?;
         match reply {
-            SeatReply::Hold(held) => Ok(born_view(&self.order_id.to_string(), self.placed(&held))),
+            SeatReply::Hold(_) => answer.created(),
             other => Err(ApiError::internal(format!(
                 "expected a hold, got {other:?}"
             ))),

@@ -13,11 +13,9 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::idempotent::{self, KeyedRequest, Prepared};
+use super::idempotent::{self, Answer, KeyedRequest, Prepared};
 use super::{is_valid_ident, ListQuery, RawBody, State};
-use crate::actors::order::{
-    birth, born_view, OrderCommand, OrderItem, OrderStatus, OrderView, Placed, Source,
-};
+use crate::actors::order::{OrderCommand, OrderItem, OrderStatus, OrderView, Placed, Source};
 use crate::actors::seat_map::SeatCommand;
 use crate::actors::stock_item::{ReleaseReason, StockCommand, StockItem, StockView};
 use crate::actors::time_sale::SaleCommand;
@@ -116,20 +114,21 @@ impl Plan {
     }
 
     /// The birth of the order (and its idempotency record) riding on the last reservation.
-    fn birth_side(&self, prices: &[i64], keyed: Option<&KeyedRequest>) -> SideWrites<StockItem> {
+    fn birth_side(
+        &self,
+        prices: &[i64],
+        keyed: Option<&KeyedRequest>,
+        answer: &Answer,
+    ) -> SideWrites<StockItem> {
         let plan = self.clone();
         let prices = prices.to_vec();
         let id = keyed.map(|k| k.id.clone());
+        let answer = answer.clone();
         Arc::new(move |last: &StockView, now_ms: i64| {
             let mut all_prices = prices.clone();
             all_prices.push(last.price);
-            let (mut batch, view) = birth(&plan.order_id.to_string(), plan.placed(&all_prices));
-            if let Some(id) = &id {
-                batch
-                    .idempotency
-                    .push(id.record(StatusCode::CREATED, &view, now_ms));
-            }
-            batch
+            let placed = plan.placed(&all_prices);
+            answer.birth(&plan.order_id.to_string(), placed, id.as_ref(), now_ms)
         })
     }
 }
@@ -157,12 +156,13 @@ async fn place(
         expires_at_ms: now_ms + pay_within_ms,
         created_at_ms: now_ms,
     };
-    let prices = reserve_lines(&state, &plan, &mut keyed).await?;
-    let view = born_view(&plan.order_id.to_string(), plan.placed(&prices));
+    let answer = Answer::default();
+    reserve_lines(&state, &plan, &mut keyed, &answer).await?;
+    let created = answer.created()?;
     if let Some(keyed) = keyed {
         keyed.finish(&state);
     }
-    Ok(HttpResponse::Created().json(view))
+    Ok(created)
 }
 
 /// Reserves every line or none; returns the unit prices in line order. A definite refusal
@@ -172,11 +172,12 @@ async fn reserve_lines(
     state: &State,
     plan: &Plan,
     keyed: &mut Option<KeyedRequest>,
-) -> Result<Vec<i64>, ApiError> {
+    answer: &Answer,
+) -> Result<(), ApiError> {
     let mut prices = Vec::with_capacity(plan.lines.len());
     for (i, line) in plan.lines.iter().enumerate() {
         let last = i + 1 == plan.lines.len();
-        let side = last.then(|| plan.birth_side(&prices, keyed.as_ref()));
+        let side = last.then(|| plan.birth_side(&prices, keyed.as_ref(), answer));
         let mut none = None;
         let hold = idempotent::hold_of(keyed, &mut none);
         match state
@@ -192,7 +193,7 @@ async fn reserve_lines(
             }
         }
     }
-    Ok(prices)
+    Ok(())
 }
 
 /// Best effort: what is not released here expires at `expires_at`.

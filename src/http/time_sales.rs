@@ -10,10 +10,10 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer};
 
-use super::idempotent::{self, KeyedRequest, Prepared};
+use super::idempotent::{self, Answer, KeyedRequest, Prepared};
 use super::products::{uuid_path, PRICE_MAX};
 use super::{queue, ListQuery, RawBody, State};
-use crate::actors::order::{birth, born_view, OrderItem, Placed, Source};
+use crate::actors::order::{OrderItem, Placed, Source};
 use crate::actors::product::ProductCommand;
 use crate::actors::time_sale::{SaleCommand, SaleStatus, SaleTerms, SaleView, TimeSale};
 use crate::actors::SideWrites;
@@ -240,8 +240,7 @@ async fn purchase(
         expires_at_ms: now_ms + pay_within_ms,
         created_at_ms: now_ms,
     };
-    let view = order.run(&state, keyed).await?;
-    Ok(HttpResponse::Created().json(view))
+    order.run(&state, keyed).await
 }
 
 /// One purchase: the reservation on the sale, and the order it gives birth to.
@@ -276,18 +275,14 @@ impl Purchase {
     }
 
     /// The order's birth, and the idempotency record of the 201, with the reservation.
-    fn birth_side(&self, keyed: Option<&KeyedRequest>) -> SideWrites<TimeSale> {
+    fn birth_side(&self, keyed: Option<&KeyedRequest>, answer: &Answer) -> SideWrites<TimeSale> {
         let purchase = self.clone();
         let id = keyed.map(|k| k.id.clone());
+        let answer = answer.clone();
         Arc::new(move |sale: &SaleView, now_ms: i64| {
             let order_id = purchase.order_id.to_string();
-            let (mut batch, view) = birth(&order_id, purchase.placed(sale.sale_price));
-            if let Some(id) = &id {
-                batch
-                    .idempotency
-                    .push(id.record(StatusCode::CREATED, &view, now_ms));
-            }
-            batch
+            let placed = purchase.placed(sale.sale_price);
+            answer.birth(&order_id, placed, id.as_ref(), now_ms)
         })
     }
 
@@ -295,7 +290,7 @@ impl Purchase {
         &self,
         state: &State,
         keyed: Option<KeyedRequest>,
-    ) -> Result<crate::actors::order::OrderView, ApiError> {
+    ) -> Result<HttpResponse, ApiError> {
         let command = SaleCommand::Purchase {
             order: self.order_id.as_u128(),
             user_id: self.user_id.clone(),
@@ -303,8 +298,9 @@ impl Purchase {
             expires_at_ms: self.expires_at_ms,
             queue_pass: self.queue_pass,
         };
-        let side = self.birth_side(keyed.as_ref());
-        let sale = idempotent::ask_keyed(
+        let answer = Answer::default();
+        let side = self.birth_side(keyed.as_ref(), &answer);
+        idempotent::ask_keyed(
             state,
             &state.sales,
             &self.sale_id,
@@ -313,9 +309,6 @@ impl Purchase {
             keyed,
         )
         .await?;
-        Ok(born_view(
-            &self.order_id.to_string(),
-            self.placed(sale.sale_price),
-        ))
+        answer.created()
     }
 }

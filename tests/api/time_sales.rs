@@ -295,6 +295,7 @@ async fn a_purchase_retried_with_its_key_replays_and_reserves_once(backend: Back
     let id = open_sale(&app, 10, json!({"per_user_limit": 5})).await;
     let first = purchase(&app, "fay", &id, 2, Some("buy-1")).await;
     assert_eq!(first.status(), StatusCode::CREATED);
+    assert_eq!(first.headers()["content-type"], "application/json");
     let first: Value = first.json().await.expect("json");
     let retry = purchase(&app, "fay", &id, 2, Some("buy-1")).await;
     assert_eq!(retry.headers()["Idempotent-Replayed"], "true");
