@@ -21,9 +21,9 @@ end
 
 -- Thread state below. `tid` is set by setup() in the main state before init() runs here.
 local tokens = {}
-local run_id
-local body
 local counter = 0
+-- The request around the token and the key, built once per thread (see purchase.lua).
+local head, mid, tail
 
 function init(args)
    local path = args[1] or os.getenv("TOKENS_FILE")
@@ -36,9 +36,16 @@ function init(args)
    end
    assert(#tokens > 0, "orders.lua: no tokens in " .. path)
    assert(tid, "orders.lua: setup() did not give this thread an id")
-   run_id = args[2] or tostring(os.time())
+   local run_id = args[2] or tostring(os.time())
    local sku = args[3] or "HOT-1"
-   body = '{"items":[{"sku":"' .. sku .. '","quantity":1}]}'
+   local body = '{"items":[{"sku":"' .. sku .. '","quantity":1}]}'
+   head = "POST " .. wrk.path .. " HTTP/1.1\r\n"
+      .. "Host: " .. wrk.host .. ":" .. wrk.port .. "\r\n"
+      .. "Content-Type: application/json\r\n"
+      .. "Content-Length: " .. #body .. "\r\n"
+      .. "Authorization: Bearer "
+   mid = "\r\nIdempotency-Key: " .. run_id .. "-" .. tid .. "-"
+   tail = "\r\n\r\n" .. body
    counter = 0
 end
 
@@ -47,10 +54,5 @@ function request()
    sent = counter
    -- Threads start at different points of the token list so they do not walk it in lockstep.
    local token = tokens[(tid * 7919 + counter) % #tokens + 1]
-   local headers = {
-      ["Content-Type"] = "application/json",
-      ["Authorization"] = "Bearer " .. token,
-      ["Idempotency-Key"] = run_id .. "-" .. tid .. "-" .. counter,
-   }
-   return wrk.format("POST", nil, headers, body)
+   return head .. token .. mid .. counter .. tail
 end
