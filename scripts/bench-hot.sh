@@ -10,7 +10,8 @@
 #   4. peer   PostgreSQL row lock   (pgbench, ../shared/peers/pg_row_lock)
 #   5. peer   Redis Lua script      (redis-benchmark, ../shared/peers/redis_lua)
 # then checks that each entity's own count moved by exactly the 2xx answers wrk saw, and prints
-# one table (also written to $OUT). Each surge part runs on its own server and fresh data dir,
+# one table (also written to $OUT), with the server's CPU (user + system) per request of each wrk
+# run beneath it. Each surge part runs on its own server and fresh data dir,
 # started before and stopped (SIGTERM) after it. The peers are run exactly as ../shared/peers/README.md says:
 # they are not to be tuned either way.
 #
