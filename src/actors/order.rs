@@ -307,15 +307,7 @@ impl Entity for Order {
     }
 
     fn read_row(&self) -> Option<ReadRow> {
-        let view = self.view()?;
-        Some(ReadRow {
-            kind: Self::KIND.to_string(),
-            id: self.id.clone(),
-            owner: view.user_id.clone(),
-            created_at_ms: self.placed().created_at_ms,
-            status: view.status.as_str().to_string(),
-            body: serde_json::to_string(&view).expect("order view serialises"),
-        })
+        self.view().map(|view| self.read_row_of(&view))
     }
 
     fn state_json(&self) -> serde_json::Value {
@@ -358,11 +350,25 @@ pub fn birth(id: &str, placed: Placed) -> Birth {
         pid,
         due_at_ms: order.placed().expires_at_ms,
     });
-    let row = order.read_row().expect("a placed order has a read row");
+    let view = order.view().expect("a placed order has a view");
+    let row = order.read_row_of(&view);
     let json = row.body.clone();
     batch.read_rows.push(row);
-    let view = order.view().expect("a placed order has a view");
     Birth { batch, view, json }
+}
+
+impl Order {
+    /// The read row of a placed order whose view is `view`.
+    fn read_row_of(&self, view: &OrderView) -> ReadRow {
+        ReadRow {
+            kind: Self::KIND.to_string(),
+            id: self.id.clone(),
+            owner: view.user_id.clone(),
+            created_at_ms: self.placed().created_at_ms,
+            status: view.status.as_str().to_string(),
+            body: serde_json::to_string(view).expect("order view serialises"),
+        }
+    }
 }
 
 fn born(id: &str, placed: &OrderEvent) -> Order {

@@ -7,8 +7,6 @@
 //! map and the order each carry that deadline and release or expire by themselves, also across
 //! a restart.
 
-use std::sync::Arc;
-
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -256,15 +254,14 @@ impl SeatHold {
     /// The order's birth, and the idempotency record of the 201, with the hold.
     fn birth_side(&self, keyed: Option<&KeyedRequest>, answer: &Answer) -> SideWrites<SeatMap> {
         let hold = self.clone();
-        let id = keyed.map(|k| k.id.clone());
-        let answer = answer.clone();
-        Arc::new(move |reply: &SeatReply, now_ms: i64| {
-            let SeatReply::Hold(held) = reply else {
-                return Default::default();
-            };
-            let placed = hold.placed(held);
-            answer.birth(&hold.order_id.to_string(), placed, id.as_ref(), now_ms)
-        })
+        answer.birth_side::<SeatMap, _>(
+            self.order_id,
+            keyed,
+            move |reply: &SeatReply| match reply {
+                SeatReply::Hold(held) => Some(hold.placed(held)),
+                _ => None,
+            },
+        )
     }
 
     async fn run(

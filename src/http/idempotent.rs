@@ -79,6 +79,26 @@ impl Answer {
         batch
     }
 
+    /// The side writes that give birth to order `order_id` with the step whose reply
+    /// `placed` reads the order's lines from (`None`: this reply places no order).
+    pub fn birth_side<E, F>(
+        &self,
+        order_id: uuid::Uuid,
+        keyed: Option<&KeyedRequest>,
+        placed: F,
+    ) -> SideWrites<E>
+    where
+        E: Entity,
+        F: Fn(&E::Reply) -> Option<Placed> + Send + Sync + 'static,
+    {
+        let answer = self.clone();
+        let key = keyed.map(|k| k.id.clone());
+        Arc::new(move |reply: &E::Reply, now_ms: i64| match placed(reply) {
+            Some(placed) => answer.birth(&order_id.to_string(), placed, key.as_ref(), now_ms),
+            None => Batch::default(),
+        })
+    }
+
     /// The 201 with the order the actor gave birth to (after its commit).
     pub fn created(&self) -> Result<HttpResponse, ApiError> {
         let json = self.0.get().cloned().ok_or_else(|| {

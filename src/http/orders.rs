@@ -7,7 +7,6 @@
 //! reservations expire by themselves at `expires_at`.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -122,13 +121,10 @@ impl Plan {
     ) -> SideWrites<StockItem> {
         let plan = self.clone();
         let prices = prices.to_vec();
-        let id = keyed.map(|k| k.id.clone());
-        let answer = answer.clone();
-        Arc::new(move |last: &StockView, now_ms: i64| {
+        answer.birth_side::<StockItem, _>(self.order_id, keyed, move |last: &StockView| {
             let mut all_prices = prices.clone();
             all_prices.push(last.price);
-            let placed = plan.placed(&all_prices);
-            answer.birth(&plan.order_id.to_string(), placed, id.as_ref(), now_ms)
+            Some(plan.placed(&all_prices))
         })
     }
 }

@@ -4,8 +4,6 @@
 //! order's birth (first event, expiry deadline, read row) and the idempotency record ride on
 //! it as side writes, so the 201 follows one journal append.
 
-use std::sync::Arc;
-
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer};
@@ -277,12 +275,8 @@ impl Purchase {
     /// The order's birth, and the idempotency record of the 201, with the reservation.
     fn birth_side(&self, keyed: Option<&KeyedRequest>, answer: &Answer) -> SideWrites<TimeSale> {
         let purchase = self.clone();
-        let id = keyed.map(|k| k.id.clone());
-        let answer = answer.clone();
-        Arc::new(move |sale: &SaleView, now_ms: i64| {
-            let order_id = purchase.order_id.to_string();
-            let placed = purchase.placed(sale.sale_price);
-            answer.birth(&order_id, placed, id.as_ref(), now_ms)
+        answer.birth_side::<TimeSale, _>(self.order_id, keyed, move |sale: &SaleView| {
+            Some(purchase.placed(sale.sale_price))
         })
     }
 
