@@ -10,6 +10,7 @@ pub mod codec;
 pub mod idempotency;
 pub mod journal;
 mod sql;
+mod sqlite_journal;
 
 use std::sync::Arc;
 

@@ -11,14 +11,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, QueryBuilder, SqlitePool};
 
 use super::idempotency::stored_key_hash;
+use super::sqlite_journal::{JournalConnection, JournalConnectionOptions};
 use super::*;
 use crate::config::{DatabaseSettings, SqliteSynchronous as SyncSetting};
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// The one connection commits go through: SQLite has one writer anyway, and a single
-    /// connection keeps the hot pages in its cache.
-    writer: SqlitePool,
+    /// The one connection commits go through, on its own thread (see [`JournalConnection`]):
+    /// SQLite has one writer anyway, and a single connection keeps the hot pages in its cache.
+    journal: JournalConnection,
     /// The one connection that fills the deferred indexes. They live in a second database
     /// file (attached as `ix` to every connection), so filling them takes that file's write
     /// lock and never the journal's: index steps run beside group commits, not between them.
@@ -65,6 +66,13 @@ impl Drop for SqliteStore {
         self.checkpointer.abort();
     }
 }
+
+/// The writer checkpoints every 1000 pages of WAL (SQLite's default, ~4 MiB), which is what
+/// restarts the WAL; the background checkpointer has done most of the copying by then.
+/// Measured on the hot-SKU bench (15 s, FULL): 1000 pages gave p99 18 ms at 7.8k orders/s,
+/// 2000 pages 24 ms at 8.7k/s, 10000 pages 31 ms at 10k/s, 65536 pages 96 ms; a background
+/// checkpointer alone let the WAL grow to 7 GB.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 1000;
 
 /// How often a PASSIVE checkpoint copies the WAL back beside the writer.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
@@ -158,12 +166,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(10))
-            // The writer checkpoints every 1000 pages of WAL (SQLite's default, ~4 MiB), which
-            // is what restarts the WAL; the background checkpointer has done most of the
-            // copying by then. Measured on the hot-SKU bench (15 s, FULL): 1000 pages gave p99
-            // 18 ms at 7.8k orders/s, 2000 pages 24 ms at 8.7k/s, 10000 pages 31 ms at 10k/s,
-            // 65536 pages 96 ms; a background checkpointer alone let the WAL grow to 7 GB.
-            .pragma("wal_autocheckpoint", "1000");
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
         let pools = |connections: u32, options: SqliteConnectOptions, ix_cache_kib: i64| {
             let index_path = index_path.to_string_lossy().into_owned();
             SqlitePoolOptions::new()
@@ -194,20 +197,22 @@ impl SqliteStore {
         // SQLite's default page cache (2 MiB) for the index file, but the indexer's own
         // connection, whose inserts land all over it, gets 32 MiB.
         let pool = pools(db.max_connections.max(2), options.clone(), 2048).await?;
-        // The writer alone gets 64 MiB of page cache, so the hot index pages stay in memory;
-        // readers keep SQLite's default (2 MiB each). FULL becomes NORMAL plus the journal's
-        // pipelined fsync of the WAL (see `WalFile`).
+        // The journal's connection alone gets 64 MiB of page cache, so the hot index pages stay
+        // in memory; readers keep SQLite's default (2 MiB each). FULL becomes NORMAL plus the
+        // journal's pipelined fsync of the WAL (see `WalFile`).
         let pipelined = matches!(synchronous, SqliteSynchronous::Full);
-        let writer_options =
-            options
-                .clone()
-                .pragma("cache_size", "-65536")
-                .synchronous(if pipelined {
-                    SqliteSynchronous::Normal
-                } else {
-                    synchronous
-                });
-        let writer = pools(1, writer_options, 2048).await?;
+        let journal = JournalConnection::open(
+            path,
+            &JournalConnectionOptions {
+                synchronous: match db.sqlite_synchronous {
+                    SyncSetting::Normal => "NORMAL",
+                    SyncSetting::Full if pipelined => "NORMAL",
+                    SyncSetting::Full => "FULL",
+                },
+                cache_size_kib: 65_536,
+                wal_autocheckpoint_pages: WAL_AUTOCHECKPOINT_PAGES,
+            },
+        )?;
         let indexer = pools(1, options, 32768).await?;
         let checkpointer = spawn_checkpointer(pool.clone());
         let wal = pipelined.then(|| {
@@ -218,7 +223,7 @@ impl SqliteStore {
         });
         Ok(SqliteStore {
             pool,
-            writer,
+            journal,
             indexer,
             checkpointer,
             wal,
@@ -229,6 +234,10 @@ impl SqliteStore {
 impl SqliteStore {
     fn wal_file(&self) -> Option<Arc<WalFile>> {
         self.wal.clone()
+    }
+
+    async fn commit_group(&self, parts: &[&Batch]) -> StoreResult<()> {
+        self.journal.commit(parts).await
     }
 }
 
@@ -371,9 +380,6 @@ type ReadRowTuple = (String, String, String, i64, String, String);
 /// stay prepared in the connection's statement cache instead of being parsed every batch.
 const CHUNK_SIZES: [usize; 4] = [64, 16, 4, 1];
 
-/// Rows of one statement in a SQLite commit script.
-const SCRIPT_ROWS_MAX: usize = 1024;
-
 /// Splits `items` into chunks whose sizes are all in [`CHUNK_SIZES`].
 fn fixed_chunks<T>(mut items: &[T]) -> Vec<&[T]> {
     let mut chunks = Vec::new();
@@ -503,144 +509,127 @@ fn check_cursor(cursor: &str) -> StoreResult<&str> {
     Ok(cursor)
 }
 
-macro_rules! impl_store {
-    ($store:ty, $db:ty, $backend:literal, $migrator:expr, $one_script:literal) => {
-        impl $store {
-            /// Ends one statement of a commit: SQLite gathers the whole batch into one script
-            /// (one round trip to its worker thread instead of one per statement, which under
-            /// load cost more than the statements); PostgreSQL's extended protocol takes one
-            /// statement per round trip, so it runs each at once.
-            async fn end_statement(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                query: &mut QueryBuilder<'_, $db>,
-            ) -> Result<(), sqlx::Error> {
-                if $one_script {
-                    query.push("; ");
-                    Ok(())
-                } else {
-                    Self::flush(tx, query).await
-                }
-            }
+impl PostgresStore {
+    /// One transaction on the writer connection. PostgreSQL's extended protocol takes one
+    /// statement per round trip, so each table's rows go as a few fixed-size multi-row
+    /// statements that stay prepared.
+    async fn commit_group(&self, parts: &[&Batch]) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        Self::commit_in(&mut tx, parts).await?;
+        tx.commit().await?;
+        Ok(())
+    }
 
-            async fn flush(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                query: &mut QueryBuilder<'_, $db>,
-            ) -> Result<(), sqlx::Error> {
-                if !query.sql().is_empty() {
-                    query.build().execute(&mut **tx).await?;
-                    query.reset();
-                }
-                Ok(())
-            }
-
-            /// SQLite parses the script anyway, so it takes each table's rows in one statement
-            /// (at most [`SCRIPT_ROWS_MAX`], well inside its 32,766 bind parameters);
-            /// PostgreSQL keeps a few fixed statement sizes that stay prepared.
-            fn chunks<T>(items: &[T]) -> Vec<&[T]> {
-                if $one_script {
-                    items.chunks(SCRIPT_ROWS_MAX).collect()
-                } else {
-                    fixed_chunks(items)
-                }
-            }
-
-            async fn commit_in(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                parts: &[&Batch],
-            ) -> Result<(), sqlx::Error> {
-                let all = Parts(parts);
-                let mut query = QueryBuilder::<$db>::new("");
-                for chunk in Self::chunks(&all.rows(|b| &b.events)) {
-                    query.push("INSERT INTO journal (pid, seq, at_ms, payload) ");
-                    query.push_values(chunk, |mut row, e| {
-                        row.push_bind(&e.pid)
-                            .push_bind(to_i64(e.seq))
-                            .push_bind(e.at_ms)
-                            .push_bind(&e.payload);
-                    });
-                    Self::end_statement(tx, &mut query).await?;
-                }
-                for chunk in Self::chunks(&all.rows(|b| &b.idempotency)) {
-                    query.push(
-                        "INSERT INTO idempotency \
-                         (key_hash, scope, key, fingerprint, status, body, created_at_ms) ",
-                    );
-                    query.push_values(chunk, |mut row, r| {
-                        row.push_bind(stored_key_hash(&r.scope, &r.key))
-                            .push_bind(&r.scope)
-                            .push_bind(&r.key)
-                            .push_bind(&r.fingerprint)
-                            .push_bind(i64::from(r.status))
-                            .push_bind(&r.body)
-                            .push_bind(r.created_at_ms);
-                    });
-                    Self::end_statement(tx, &mut query).await?;
-                }
-                let read_rows = all.rows(|b| &b.read_rows);
-                for chunk in Self::chunks(&last_per_key(&read_rows, |r| (&r.kind, &r.id))) {
-                    query.push("INSERT INTO read_rows (kind, id, owner, created_at_ms, status, body) ");
-                    query.push_values(chunk, |mut row, r| {
-                        row.push_bind(&r.kind)
-                            .push_bind(&r.id)
-                            .push_bind(&r.owner)
-                            .push_bind(r.created_at_ms)
-                            .push_bind(&r.status)
-                            .push_bind(&r.body);
-                    });
-                    // The owner is fixed at creation: the deferred owner index never revisits a row.
-                    query.push(
-                        " ON CONFLICT (kind, id) DO UPDATE SET \
-                         status = excluded.status, body = excluded.body",
-                    );
-                    Self::end_statement(tx, &mut query).await?;
-                }
-                let deadlines = all.rows(|b| &b.deadlines);
-                let deadlines = last_per_key(&deadlines, |d| match d {
-                    DeadlineWrite::Set { pid, .. } | DeadlineWrite::Clear { pid } => pid,
-                });
-                let (sets, clears): (Vec<&&DeadlineWrite>, Vec<_>) = deadlines
-                    .into_iter()
-                    .partition(|d| matches!(d, DeadlineWrite::Set { .. }));
-                for chunk in Self::chunks(&sets) {
-                    query.push("INSERT INTO deadlines (pid, due_at_ms) ");
-                    query.push_values(chunk, |mut row, d| {
-                        if let DeadlineWrite::Set { pid, due_at_ms } = d {
-                            row.push_bind(pid).push_bind(*due_at_ms);
-                        }
-                    });
-                    query.push(" ON CONFLICT (pid) DO UPDATE SET due_at_ms = excluded.due_at_ms");
-                    Self::end_statement(tx, &mut query).await?;
-                }
-                for chunk in Self::chunks(&clears) {
-                    query.push("DELETE FROM deadlines WHERE pid IN (");
-                    let mut pids = query.separated(", ");
-                    for d in chunk {
-                        if let DeadlineWrite::Clear { pid } = d {
-                            pids.push_bind(pid);
-                        }
-                    }
-                    query.push(")");
-                    Self::end_statement(tx, &mut query).await?;
-                }
-                let snapshots = all.rows(|b| &b.snapshots);
-                for chunk in Self::chunks(&last_per_key(&snapshots, |s| &s.pid)) {
-                    query.push("INSERT INTO snapshots (pid, seq, at_ms, payload) ");
-                    query.push_values(chunk, |mut row, snap| {
-                        row.push_bind(&snap.pid)
-                            .push_bind(to_i64(snap.seq))
-                            .push_bind(snap.at_ms)
-                            .push_bind(&snap.payload);
-                    });
-                    query.push(
-                        " ON CONFLICT (pid) DO UPDATE SET seq = excluded.seq, at_ms = excluded.at_ms, \
-                         payload = excluded.payload WHERE excluded.seq > snapshots.seq",
-                    );
-                    Self::end_statement(tx, &mut query).await?;
-                }
-                Self::flush(tx, &mut query).await
-            }
+    async fn flush(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        query: &mut QueryBuilder<'_, sqlx::Postgres>,
+    ) -> Result<(), sqlx::Error> {
+        if !query.sql().is_empty() {
+            query.build().execute(&mut **tx).await?;
+            query.reset();
         }
+        Ok(())
+    }
 
+    async fn commit_in(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        parts: &[&Batch],
+    ) -> Result<(), sqlx::Error> {
+        let all = Parts(parts);
+        let mut query = QueryBuilder::<sqlx::Postgres>::new("");
+        for chunk in fixed_chunks(&all.rows(|b| &b.events)) {
+            query.push("INSERT INTO journal (pid, seq, at_ms, payload) ");
+            query.push_values(chunk, |mut row, e| {
+                row.push_bind(&e.pid)
+                    .push_bind(to_i64(e.seq))
+                    .push_bind(e.at_ms)
+                    .push_bind(&e.payload);
+            });
+            Self::flush(tx, &mut query).await?;
+        }
+        for chunk in fixed_chunks(&all.rows(|b| &b.idempotency)) {
+            query.push(
+                "INSERT INTO idempotency \
+                 (key_hash, scope, key, fingerprint, status, body, created_at_ms) ",
+            );
+            query.push_values(chunk, |mut row, r| {
+                row.push_bind(stored_key_hash(&r.scope, &r.key))
+                    .push_bind(&r.scope)
+                    .push_bind(&r.key)
+                    .push_bind(&r.fingerprint)
+                    .push_bind(i64::from(r.status))
+                    .push_bind(&r.body)
+                    .push_bind(r.created_at_ms);
+            });
+            Self::flush(tx, &mut query).await?;
+        }
+        let read_rows = all.rows(|b| &b.read_rows);
+        for chunk in fixed_chunks(&last_per_key(&read_rows, |r| (&r.kind, &r.id))) {
+            query.push("INSERT INTO read_rows (kind, id, owner, created_at_ms, status, body) ");
+            query.push_values(chunk, |mut row, r| {
+                row.push_bind(&r.kind)
+                    .push_bind(&r.id)
+                    .push_bind(&r.owner)
+                    .push_bind(r.created_at_ms)
+                    .push_bind(&r.status)
+                    .push_bind(&r.body);
+            });
+            // The owner is fixed at creation: the deferred owner index never revisits a row.
+            query.push(
+                " ON CONFLICT (kind, id) DO UPDATE SET \
+                 status = excluded.status, body = excluded.body",
+            );
+            Self::flush(tx, &mut query).await?;
+        }
+        let deadlines = all.rows(|b| &b.deadlines);
+        let deadlines = last_per_key(&deadlines, |d| match d {
+            DeadlineWrite::Set { pid, .. } | DeadlineWrite::Clear { pid } => pid,
+        });
+        let (sets, clears): (Vec<&&DeadlineWrite>, Vec<_>) = deadlines
+            .into_iter()
+            .partition(|d| matches!(d, DeadlineWrite::Set { .. }));
+        for chunk in fixed_chunks(&sets) {
+            query.push("INSERT INTO deadlines (pid, due_at_ms) ");
+            query.push_values(chunk, |mut row, d| {
+                if let DeadlineWrite::Set { pid, due_at_ms } = d {
+                    row.push_bind(pid).push_bind(*due_at_ms);
+                }
+            });
+            query.push(" ON CONFLICT (pid) DO UPDATE SET due_at_ms = excluded.due_at_ms");
+            Self::flush(tx, &mut query).await?;
+        }
+        for chunk in fixed_chunks(&clears) {
+            query.push("DELETE FROM deadlines WHERE pid IN (");
+            let mut pids = query.separated(", ");
+            for d in chunk {
+                if let DeadlineWrite::Clear { pid } = d {
+                    pids.push_bind(pid);
+                }
+            }
+            query.push(")");
+            Self::flush(tx, &mut query).await?;
+        }
+        let snapshots = all.rows(|b| &b.snapshots);
+        for chunk in fixed_chunks(&last_per_key(&snapshots, |s| &s.pid)) {
+            query.push("INSERT INTO snapshots (pid, seq, at_ms, payload) ");
+            query.push_values(chunk, |mut row, snap| {
+                row.push_bind(&snap.pid)
+                    .push_bind(to_i64(snap.seq))
+                    .push_bind(snap.at_ms)
+                    .push_bind(&snap.payload);
+            });
+            query.push(
+                " ON CONFLICT (pid) DO UPDATE SET seq = excluded.seq, at_ms = excluded.at_ms, \
+                 payload = excluded.payload WHERE excluded.seq > snapshots.seq",
+            );
+            Self::flush(tx, &mut query).await?;
+        }
+        Self::flush(tx, &mut query).await
+    }
+}
+
+macro_rules! impl_store {
+    ($store:ty, $db:ty, $backend:literal, $migrator:expr) => {
         #[async_trait]
         impl Store for $store {
             fn backend(&self) -> &'static str {
@@ -674,10 +663,7 @@ macro_rules! impl_store {
             }
 
             async fn commit_parts(&self, parts: &[&Batch]) -> StoreResult<()> {
-                let mut tx = self.writer.begin().await?;
-                Self::commit_in(&mut tx, parts).await?;
-                tx.commit().await?;
-                Ok(())
+                self.commit_group(parts).await
             }
 
             async fn load(
@@ -1014,13 +1000,11 @@ impl_store!(
     SqliteStore,
     sqlx::Sqlite,
     "sqlite",
-    sqlx::migrate!("migrations/sqlite"),
-    true
+    sqlx::migrate!("migrations/sqlite")
 );
 impl_store!(
     PostgresStore,
     sqlx::Postgres,
     "postgres",
-    sqlx::migrate!("migrations/postgres"),
-    false
+    sqlx::migrate!("migrations/postgres")
 );

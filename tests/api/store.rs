@@ -3,7 +3,8 @@
 //! indexed it, and purging takes index entries with the records.
 
 use surge::persistence::{
-    catch_up_deferred_indexes, Batch, IdempotencyRecord, Lookup, ReadRow, Store,
+    catch_up_deferred_indexes, Batch, DeadlineWrite, EventRecord, IdempotencyRecord, Lookup,
+    ReadRow, Store, StoreError,
 };
 
 use crate::helpers::{Backend, TestStore};
@@ -49,6 +50,87 @@ async fn found(store: &dyn Store, scope: &str, key: &str, lookup: Lookup) -> boo
     }
     got.is_some()
 }
+
+fn event(pid: &str, seq: u64) -> EventRecord {
+    EventRecord {
+        pid: pid.into(),
+        seq,
+        at_ms: 0,
+        payload: vec![1, 2, 3],
+    }
+}
+
+fn set(pid: &str, due_at_ms: i64) -> DeadlineWrite {
+    DeadlineWrite::Set {
+        pid: pid.into(),
+        due_at_ms,
+    }
+}
+
+async fn statuses(store: &dyn Store) -> Vec<(String, String)> {
+    let page = store
+        .read_rows("order", None, None, None, 100)
+        .await
+        .expect("lists");
+    page.rows.into_iter().map(|r| (r.id, r.status)).collect()
+}
+
+/// A group commit writes its batches in order (the later write of a key stays), and a
+/// (pid, seq) clash is a conflict that writes nothing of its batch.
+async fn a_group_keeps_the_last_write_per_key_and_a_clash_writes_nothing(backend: Backend) {
+    let Some(test) = TestStore::open(backend).await else {
+        return;
+    };
+    let store = test.store.as_ref();
+    let first = Batch {
+        events: vec![event("order:a", 1)],
+        read_rows: vec![row("a", "alice", "RESERVED")],
+        deadlines: vec![set("order:a", 10), set("order:b", 20)],
+        ..Batch::default()
+    };
+    let second = Batch {
+        events: vec![event("order:a", 2)],
+        read_rows: vec![row("a", "alice", "PAID")],
+        deadlines: vec![
+            DeadlineWrite::Clear {
+                pid: "order:a".into(),
+            },
+            set("order:b", 30),
+        ],
+        ..Batch::default()
+    };
+    store
+        .commit_parts(&[&first, &second])
+        .await
+        .expect("commits");
+    let (_, events) = store.load("order:a").await.expect("loads");
+    assert_eq!(events, vec![event("order:a", 1), event("order:a", 2)]);
+    assert_eq!(statuses(store).await, vec![("a".into(), "PAID".into())]);
+    let due = store
+        .due_deadlines(i64::MAX, None, 10)
+        .await
+        .expect("scans");
+    assert_eq!(due, vec![("order:b".to_string(), 30)]);
+
+    let clashing = Batch {
+        events: vec![event("order:c", 1), event("order:a", 2)],
+        read_rows: vec![row("c", "carol", "RESERVED")],
+        deadlines: vec![set("order:c", 5)],
+        ..Batch::default()
+    };
+    let result = store.commit(&clashing).await;
+    assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+    let (_, events) = store.load("order:c").await.expect("loads");
+    assert!(events.is_empty(), "the clashing batch wrote {events:?}");
+    assert_eq!(statuses(store).await, vec![("a".into(), "PAID".into())]);
+    let due = store
+        .due_deadlines(i64::MAX, None, 10)
+        .await
+        .expect("scans");
+    assert_eq!(due, vec![("order:b".to_string(), 30)]);
+}
+
+on_both_stores!(a_group_keeps_the_last_write_per_key_and_a_clash_writes_nothing);
 
 async fn idempotency_records_are_found_before_and_after_indexing(backend: Backend) {
     let Some(test) = TestStore::open(backend).await else {
