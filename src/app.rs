@@ -84,7 +84,7 @@ impl Surge {
     ) -> anyhow::Result<Surge> {
         let settings = Arc::new(settings);
         persistence::catch_up_deferred_indexes(store.as_ref()).await?;
-        let (journal, _writer) = JournalHandle::start(store.clone(), &settings.journal);
+        let journal = JournalHandle::start(store.clone(), &settings.journal);
         let rt = Arc::new(Runtime::new(
             store.clone(),
             journal,

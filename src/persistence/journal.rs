@@ -8,10 +8,16 @@
 //!
 //! Pipelined fsync: a store whose commits return before they are durable (SQLite with
 //! `synchronous=full`, see [`super::Store::defers_sync`]) hands each group's completions to a
-//! syncer task, which runs one fsync for everything committed since its last one and only then
+//! syncer, which runs one fsync for everything committed since its last one and only then
 //! runs them, in order. The writer meanwhile commits the next group, so the disk flush of one
 //! group overlaps the writing of the next; every reply still waits for an fsync that began
 //! after its group was written. An fsync that fails stops the process (see [`run_syncer`]).
+//!
+//! Threads: on PostgreSQL the writer and the syncer are tasks of the runtime, awaiting sqlx.
+//! On SQLite each runs on a thread of its own (`surge-journal`, `surge-fsync`) and calls the
+//! store's connection and the WAL's fsync directly ([`super::Store::blocking`]): under load
+//! every hop to another thread costs a wait in the run queue, and a group commit through
+//! sqlx's worker thread took about eight of them.
 //!
 //! Failure rules:
 //! - A unique-key clash in a group means some append reused a (pid, seq): the group is retried
@@ -21,13 +27,14 @@
 //!   gap in its sequence. A new incarnation, recovered from the journal, writes again.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Batch, SharedStore, StoreError};
+use super::{Batch, BlockingJournal, SharedStore, StoreError};
 use crate::config::JournalSettings;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,28 +91,33 @@ pub struct JournalHandle {
 pub type Permit<'a> = mpsc::Permit<'a, Append>;
 
 impl JournalHandle {
-    /// Starts the writer task; it ends when every handle is dropped and the queue is empty.
-    pub fn start(
-        store: SharedStore,
-        settings: &JournalSettings,
-    ) -> (JournalHandle, tokio::task::JoinHandle<()>) {
+    /// Starts the writer (and the syncer, for a store that defers its fsync); they end when
+    /// every handle is dropped and the queue is empty.
+    pub fn start(store: SharedStore, settings: &JournalSettings) -> JournalHandle {
         let (tx, rx) = mpsc::channel(settings.queue_len_max);
         let stats = Arc::new(JournalStats::default());
+        let committer = match store.blocking() {
+            Some(blocking) => Committer::Blocking(blocking),
+            None => Committer::Async(store.clone()),
+        };
         let syncer = store.defers_sync().then(|| {
             let (settle_tx, settle_rx) = mpsc::channel(SETTLE_QUEUE_MAX);
-            tokio::spawn(run_syncer(store.clone(), settle_rx, stats.clone()));
+            committer.spawn(
+                "surge-fsync",
+                run_syncer(committer.clone(), settle_rx, stats.clone()),
+            );
             settle_tx
         });
         let writer = Writer {
-            store,
+            committer: committer.clone(),
             rx,
             batch_rows_max: settings.batch_events_max,
             stats: stats.clone(),
             poisoned: HashMap::new(),
             syncer,
         };
-        let task = tokio::spawn(writer.run());
-        (JournalHandle { tx, stats }, task)
+        committer.spawn("surge-journal", writer.run());
+        JournalHandle { tx, stats }
     }
 
     /// False once the writer task has ended (then nothing can be made durable).
@@ -141,8 +153,58 @@ impl JournalHandle {
     }
 }
 
+/// How the writer and the syncer reach the store.
+#[derive(Clone)]
+enum Committer {
+    /// Awaited, as tasks of the caller's runtime (PostgreSQL: sqlx drives the connection).
+    Async(SharedStore),
+    /// Blocking calls, each of the writer and the syncer on a thread of its own (SQLite, see
+    /// [`super::Store::blocking`]): a commit or an fsync is then no hop to another thread
+    /// and back, which on 2 busy cores cost ~100 us of run-queue wait each way.
+    Blocking(Arc<dyn BlockingJournal>),
+}
+
+impl Committer {
+    /// Runs `work` as a task, or on a named thread of its own with a single-threaded runtime
+    /// (its awaits are only on channels, which work across runtimes).
+    fn spawn(&self, name: &str, work: impl Future<Output = ()> + Send + 'static) {
+        match self {
+            Committer::Async(_) => {
+                tokio::spawn(work);
+            }
+            Committer::Blocking(_) => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .expect("a single-threaded runtime builds");
+                std::thread::Builder::new()
+                    .name(name.into())
+                    .spawn(move || runtime.block_on(work))
+                    .expect("the journal's thread starts");
+            }
+        }
+    }
+
+    async fn commit_parts(&self, parts: &[&Batch]) -> Result<(), StoreError> {
+        match self {
+            Committer::Async(store) => store.commit_parts(parts).await,
+            Committer::Blocking(journal) => journal.commit_parts(parts),
+        }
+    }
+
+    async fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        self.commit_parts(&[batch]).await
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        match self {
+            Committer::Async(store) => store.sync().await,
+            Committer::Blocking(journal) => journal.sync(),
+        }
+    }
+}
+
 struct Writer {
-    store: SharedStore,
+    committer: Committer,
     rx: mpsc::Receiver<Append>,
     batch_rows_max: usize,
     stats: Arc<JournalStats>,
@@ -256,7 +318,7 @@ impl Writer {
             .collect();
         if !parts.is_empty() {
             let started = Instant::now();
-            let result = self.store.commit_parts(&parts).await;
+            let result = self.committer.commit_parts(&parts).await;
             self.record(&parts, started, result.is_ok());
             match result {
                 Ok(()) => self.settle(succeeded(group), true).await,
@@ -312,7 +374,7 @@ impl Writer {
             snapshots,
             ..Batch::default()
         };
-        if let Err(error) = self.store.commit(&batch).await {
+        if let Err(error) = self.committer.commit(&batch).await {
             tracing::warn!(%error, "snapshot write failed; recovery replays more events");
         }
     }
@@ -325,7 +387,7 @@ impl Writer {
                 continue;
             };
             let started = Instant::now();
-            let result = self.store.commit(&append.batch).await;
+            let result = self.committer.commit(&append.batch).await;
             self.record(&[&append.batch], started, result.is_ok());
             match result {
                 Ok(()) => self.settle(vec![(append.done, Ok(()))], true).await,
@@ -388,7 +450,11 @@ fn succeeded(group: Vec<Append>) -> Vec<(Completion, Result<(), CommitError>)> {
 /// dirty pages, so neither retrying nor carrying on can be trusted (PostgreSQL panics for the
 /// same reason). A restart recovers from what the journal holds; callers who got no answer
 /// resolve the outcome with their Idempotency-Key, as after any crash.
-async fn run_syncer(store: SharedStore, mut rx: mpsc::Receiver<Settle>, stats: Arc<JournalStats>) {
+async fn run_syncer(
+    committer: Committer,
+    mut rx: mpsc::Receiver<Settle>,
+    stats: Arc<JournalStats>,
+) {
     while let Some(first) = rx.recv().await {
         let mut settles = vec![first];
         while let Ok(next) = rx.try_recv() {
@@ -396,7 +462,7 @@ async fn run_syncer(store: SharedStore, mut rx: mpsc::Receiver<Settle>, stats: A
         }
         if settles.iter().any(|s| s.needs_sync) {
             let started = Instant::now();
-            if let Err(error) = store.sync().await {
+            if let Err(error) = committer.sync().await {
                 tracing::error!(%error, "journal fsync failed; stopping the process");
                 std::process::abort();
             }
@@ -473,7 +539,7 @@ mod tests {
     #[tokio::test]
     async fn appends_queued_together_share_one_commit() {
         let (_dir, store) = store().await;
-        let (handle, _task) = JournalHandle::start(store.clone(), &settings());
+        let handle = JournalHandle::start(store.clone(), &settings());
         let outcomes: Vec<_> = (1..=20)
             .map(|i| queue(&handle, event(&format!("e:{i}"), 1), None))
             .collect();
@@ -490,7 +556,7 @@ mod tests {
     async fn a_clashing_append_is_fenced_and_its_neighbours_commit() {
         let (_dir, store) = store().await;
         store.commit(&event("x:1", 1)).await.expect("first writer");
-        let (handle, _task) = JournalHandle::start(store.clone(), &settings());
+        let handle = JournalHandle::start(store.clone(), &settings());
         let clash = queue(&handle, event("x:1", 1), Some(("x:1", 7)));
         let neighbour = queue(&handle, event("y:1", 1), Some(("y:1", 8)));
         assert!(matches!(
@@ -518,7 +584,7 @@ mod tests {
             .commit(&event("p:1", 1))
             .await
             .expect("the other writer");
-        let (handle, _task) = JournalHandle::start(store.clone(), &settings());
+        let handle = JournalHandle::start(store.clone(), &settings());
         // One group: the stale incarnation's seq 1 (clash) and seq 2, and a neighbour.
         let clash = queue(&handle, event("p:1", 1), Some(("p:1", 3)));
         let behind = queue(&handle, event("p:1", 2), Some(("p:1", 3)));
@@ -543,7 +609,7 @@ mod tests {
             .commit(&event("r:1", 1))
             .await
             .expect("the other writer");
-        let (handle, _task) = JournalHandle::start(store.clone(), &settings());
+        let handle = JournalHandle::start(store.clone(), &settings());
         let clash = queue(&handle, event("r:1", 1), Some(("r:1", 6)));
         let read = queue(&handle, Batch::default(), Some(("r:1", 6)));
         let unrelated = queue(&handle, Batch::default(), None);
@@ -562,7 +628,7 @@ mod tests {
     async fn with_synchronous_full_no_append_is_answered_before_an_fsync_covers_it() {
         let (_dir, store) = store().await;
         assert!(store.defers_sync(), "FULL pipelines its fsync");
-        let (handle, _task) = JournalHandle::start(store.clone(), &settings());
+        let handle = JournalHandle::start(store.clone(), &settings());
         let mut seen = Vec::new();
         for i in 1..=20 {
             let (tx, rx) = oneshot::channel();
@@ -604,7 +670,7 @@ mod tests {
         store.migrate().await.expect("migrates");
         let store: SharedStore = Arc::new(store);
         assert!(!store.defers_sync());
-        let (handle, _task) = JournalHandle::start(store.clone(), &settings());
+        let handle = JournalHandle::start(store.clone(), &settings());
         let outcome = queue(&handle, event("n:1", 1), None);
         assert_eq!(outcome.await.expect("answered"), Ok(()));
         assert_eq!(handle.stats.syncs.load(Ordering::Relaxed), 0);
@@ -613,7 +679,7 @@ mod tests {
     #[tokio::test]
     async fn a_barrier_waits_for_everything_queued_before_it() {
         let (_dir, store) = store().await;
-        let (handle, _task) = JournalHandle::start(store.clone(), &settings());
+        let handle = JournalHandle::start(store.clone(), &settings());
         let _first = queue(&handle, event("b:1", 1), None);
         handle.barrier().await.expect("barrier");
         let (_, events) = store.load("b:1").await.expect("loads");

@@ -149,6 +149,12 @@ pub struct ReadPage {
     pub next_cursor: Option<String>,
 }
 
+/// [`Store::commit_parts`] and [`Store::sync`] as blocking calls (see [`Store::blocking`]).
+pub trait BlockingJournal: Send + Sync + 'static {
+    fn commit_parts(&self, parts: &[&Batch]) -> StoreResult<()>;
+    fn sync(&self) -> StoreResult<()>;
+}
+
 /// The journal, snapshots, deadlines, idempotency records, read rows and users, on one
 /// database. Implemented for SQLite and PostgreSQL with the same SQL where possible.
 #[async_trait]
@@ -172,6 +178,12 @@ pub trait Store: Send + Sync + 'static {
     /// Makes every commit that has returned so far durable.
     async fn sync(&self) -> StoreResult<()> {
         Ok(())
+    }
+    /// The same commits and syncs as blocking calls, for stores that own their connection
+    /// (SQLite): the journal then runs its writer and syncer on threads of their own and
+    /// calls these directly, with no hop to a driver's thread and back for each.
+    fn blocking(&self) -> Option<Arc<dyn BlockingJournal>> {
+        None
     }
     /// The latest snapshot and the events after it, in seq order.
     async fn load(&self, pid: &str) -> StoreResult<(Option<SnapshotRecord>, Vec<EventRecord>)>;

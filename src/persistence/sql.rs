@@ -11,54 +11,20 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, QueryBuilder, SqlitePool};
 
 use super::idempotency::stored_key_hash;
-use super::sqlite_journal::{JournalConnection, JournalConnectionOptions};
+use super::sqlite_journal::{SqliteJournal, SqliteJournalOptions};
 use super::*;
 use crate::config::{DatabaseSettings, SqliteSynchronous as SyncSetting};
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// The one connection commits go through, on its own thread (see [`JournalConnection`]):
-    /// SQLite has one writer anyway, and a single connection keeps the hot pages in its cache.
-    journal: JournalConnection,
+    /// The one connection commits go through (see [`SqliteJournal`]): SQLite has one writer
+    /// anyway, and a single connection keeps the hot pages in its cache.
+    journal: Arc<SqliteJournal>,
     /// The one connection that fills the deferred indexes. They live in a second database
     /// file (attached as `ix` to every connection), so filling them takes that file's write
     /// lock and never the journal's: index steps run beside group commits, not between them.
     indexer: SqlitePool,
     checkpointer: tokio::task::AbortHandle,
-    /// With `synchronous = full` the writer commits with NORMAL (no fsync) and the journal
-    /// syncs the WAL through this handle before it answers anyone: the same durability as
-    /// FULL, but the fsync of one group overlaps the writing of the next.
-    wal: Option<Arc<WalFile>>,
-}
-
-/// The journal's WAL file, for the pipelined fsync.
-struct WalFile {
-    path: std::path::PathBuf,
-    file: std::sync::Mutex<Option<std::fs::File>>,
-}
-
-impl WalFile {
-    /// fdatasync of the WAL as it is now. SQLite only deletes a WAL (last connection closed)
-    /// after checkpointing it into the database file and syncing that, so frames in an older
-    /// WAL file are durable already; the inode check makes sure the current one is synced.
-    fn sync(&self) -> std::io::Result<()> {
-        use std::os::unix::fs::MetadataExt;
-        let mut file = self.file.lock().expect("WAL file lock");
-        let current = match std::fs::metadata(&self.path) {
-            Ok(meta) => meta.ino(),
-            // No WAL: the last connection checkpointed it into the database and synced that.
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(error) => return Err(error),
-        };
-        let stale = match file.as_ref() {
-            Some(open) => open.metadata()?.ino() != current,
-            None => true,
-        };
-        if stale {
-            *file = Some(std::fs::File::open(&self.path)?);
-        }
-        file.as_ref().expect("opened above").sync_data()
-    }
 }
 
 impl Drop for SqliteStore {
@@ -198,52 +164,67 @@ impl SqliteStore {
         // connection, whose inserts land all over it, gets 32 MiB.
         let pool = pools(db.max_connections.max(2), options.clone(), 2048).await?;
         // The journal's connection alone gets 64 MiB of page cache, so the hot index pages stay
-        // in memory; readers keep SQLite's default (2 MiB each). FULL becomes NORMAL plus the
-        // journal's pipelined fsync of the WAL (see `WalFile`).
-        let pipelined = matches!(synchronous, SqliteSynchronous::Full);
-        let journal = JournalConnection::open(
+        // in memory; readers keep SQLite's default (2 MiB each).
+        let journal = Arc::new(SqliteJournal::open(
             path,
-            &JournalConnectionOptions {
-                synchronous: match db.sqlite_synchronous {
-                    SyncSetting::Normal => "NORMAL",
-                    SyncSetting::Full if pipelined => "NORMAL",
-                    SyncSetting::Full => "FULL",
-                },
+            &SqliteJournalOptions {
+                pipelined_fsync: matches!(synchronous, SqliteSynchronous::Full),
                 cache_size_kib: 65_536,
                 wal_autocheckpoint_pages: WAL_AUTOCHECKPOINT_PAGES,
             },
-        )?;
+        )?);
         let indexer = pools(1, options, 32768).await?;
         let checkpointer = spawn_checkpointer(pool.clone());
-        let wal = pipelined.then(|| {
-            Arc::new(WalFile {
-                path: std::path::PathBuf::from(format!("{}-wal", path.display())),
-                file: std::sync::Mutex::new(None),
-            })
-        });
         Ok(SqliteStore {
             pool,
             journal,
             indexer,
             checkpointer,
-            wal,
         })
     }
 }
 
 impl SqliteStore {
-    fn wal_file(&self) -> Option<Arc<WalFile>> {
-        self.wal.clone()
+    fn journal_defers_sync(&self) -> bool {
+        self.journal.defers_sync()
     }
 
+    async fn journal_sync(&self) -> StoreResult<()> {
+        let journal = self.journal.clone();
+        tokio::task::spawn_blocking(move || journal.sync())
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("WAL fsync task: {e}")))?
+    }
+
+    fn journal_blocking(&self) -> Option<Arc<dyn BlockingJournal>> {
+        Some(self.journal.clone())
+    }
+
+    /// For callers other than the journal writer (which calls the connection directly, see
+    /// [`Store::blocking`]): the rows are copied for a blocking thread.
     async fn commit_group(&self, parts: &[&Batch]) -> StoreResult<()> {
-        self.journal.commit(parts).await
+        let journal = self.journal.clone();
+        let batches: Vec<Batch> = parts.iter().map(|b| (*b).clone()).collect();
+        tokio::task::spawn_blocking(move || {
+            let parts: Vec<&Batch> = batches.iter().collect();
+            journal.commit_parts(&parts)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("journal commit task: {e}")))?
     }
 }
 
 impl PostgresStore {
     /// PostgreSQL commits durably (`synchronous_commit = on`) before it answers.
-    fn wal_file(&self) -> Option<Arc<WalFile>> {
+    fn journal_defers_sync(&self) -> bool {
+        false
+    }
+
+    async fn journal_sync(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    fn journal_blocking(&self) -> Option<Arc<dyn BlockingJournal>> {
         None
     }
 }
@@ -637,17 +618,15 @@ macro_rules! impl_store {
             }
 
             fn defers_sync(&self) -> bool {
-                self.wal_file().is_some()
+                self.journal_defers_sync()
             }
 
             async fn sync(&self) -> StoreResult<()> {
-                let Some(wal) = self.wal_file() else {
-                    return Ok(());
-                };
-                tokio::task::spawn_blocking(move || wal.sync())
-                    .await
-                    .map_err(|e| StoreError::Unavailable(format!("WAL fsync task: {e}")))?
-                    .map_err(|e| StoreError::Unavailable(format!("WAL fsync failed: {e}")))
+                self.journal_sync().await
+            }
+
+            fn blocking(&self) -> Option<Arc<dyn BlockingJournal>> {
+                self.journal_blocking()
             }
 
             async fn migrate(&self) -> StoreResult<()> {

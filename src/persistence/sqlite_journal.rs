@@ -1,90 +1,115 @@
-//! The SQLite journal's own connection, on its own thread: where every group commit of a
-//! SQLite store is written.
+//! The SQLite journal's own connection: where every group commit of a SQLite store is
+//! written, by blocking calls from the journal writer's own thread (see
+//! [`super::journal`]), and the WAL file the journal's syncer fsyncs.
 //!
 //! Why not sqlx's connection: sqlx runs each SQLite connection on a worker thread and answers
 //! BEGIN and COMMIT through rendezvous channels, so one group commit took about eight thread
 //! wake-ups between the journal writer's task and that worker (schedstat under the time-sale
 //! flagship: 8.5 run slices of the worker per commit, each after ~90 µs in the run queue on
 //! 2 busy cores; the commit lasted 2.2 ms for 0.9 ms of SQLite work). Here a commit is one
-//! message to this thread and one reply, and the statements are prepared once and kept.
+//! direct call on the writer's thread, and the statements are prepared once and kept.
 //!
 //! The connection is the only one that writes the journal's tables in normal operation (other
 //! connections write users, refresh tokens and purges, rarely, and wait on SQLite's lock like
 //! any second writer).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, TransactionBehavior};
-use tokio::sync::{mpsc, oneshot};
 
-use super::{Batch, DeadlineWrite, StoreError, StoreResult};
-
-/// Commits waiting for the thread. The journal writer runs one at a time; the bound only
-/// matters if more callers appear.
-const JOBS_MAX: usize = 16;
+use super::{Batch, BlockingJournal, DeadlineWrite, StoreError, StoreResult};
 
 /// How long a commit waits for another connection's write lock before it fails.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings of the journal's connection.
-pub struct JournalConnectionOptions {
-    /// `NORMAL` when the journal syncs the WAL itself (pipelined fsync), else as configured.
-    pub synchronous: &'static str,
+pub struct SqliteJournalOptions {
+    /// The connection commits with `synchronous = NORMAL` (no fsync). For `full`, the journal
+    /// syncs the WAL through [`BlockingJournal::sync`] before it answers anyone: the same
+    /// durability as FULL, but the fsync of one group overlaps the writing of the next.
+    pub pipelined_fsync: bool,
     pub cache_size_kib: i64,
     /// Pages of WAL after which a commit checkpoints (SQLite's `wal_autocheckpoint`).
     pub wal_autocheckpoint_pages: u32,
 }
 
-struct Job {
-    batches: Vec<Batch>,
-    reply: oneshot::Sender<StoreResult<()>>,
+/// The journal's connection, and the WAL file it syncs when the fsync is pipelined.
+pub struct SqliteJournal {
+    conn: Mutex<Connection>,
+    wal: Option<WalFile>,
 }
 
-/// The handle to the journal thread; the thread ends (closing its connection) when the handle
-/// is dropped.
-pub struct JournalConnection {
-    jobs: mpsc::Sender<Job>,
-}
-
-impl JournalConnection {
-    /// Opens the database at `path` (it must already be in WAL mode or become so) and starts
-    /// the thread that owns the connection.
-    pub fn open(path: &Path, options: &JournalConnectionOptions) -> anyhow::Result<Self> {
+impl SqliteJournal {
+    /// Opens the database at `path` (in WAL mode).
+    pub fn open(path: &Path, options: &SqliteJournalOptions) -> anyhow::Result<Self> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", options.synchronous)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "cache_size", -options.cache_size_kib)?;
         conn.pragma_update(None, "wal_autocheckpoint", options.wal_autocheckpoint_pages)?;
-        let (jobs, rx) = mpsc::channel(JOBS_MAX);
-        std::thread::Builder::new()
-            .name("surge-journal".into())
-            .spawn(move || run(conn, rx))?;
-        Ok(JournalConnection { jobs })
+        let wal = options.pipelined_fsync.then(|| WalFile {
+            path: PathBuf::from(format!("{}-wal", path.display())),
+            file: Mutex::new(None),
+        });
+        Ok(SqliteJournal {
+            conn: Mutex::new(conn),
+            wal,
+        })
     }
 
-    /// Writes the batches in one transaction, in order: for a key written twice, the later
-    /// write is the one that stays. The rows are copied for the thread (sqlx copied every
-    /// bound value too).
-    pub async fn commit(&self, parts: &[&Batch]) -> StoreResult<()> {
-        let batches = parts.iter().map(|b| (*b).clone()).collect();
-        let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Unavailable("the journal connection's thread is gone".into());
-        self.jobs
-            .send(Job { batches, reply })
-            .await
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+    /// True when commits return before their fsync.
+    pub fn defers_sync(&self) -> bool {
+        self.wal.is_some()
     }
 }
 
-fn run(mut conn: Connection, mut jobs: mpsc::Receiver<Job>) {
-    while let Some(job) = jobs.blocking_recv() {
-        let result = commit(&mut conn, &job.batches).map_err(store_error);
-        // Free the rows before waking the caller; nobody reads them after the commit.
-        drop(job.batches);
-        let _ = job.reply.send(result);
+impl BlockingJournal for SqliteJournal {
+    fn commit_parts(&self, parts: &[&Batch]) -> StoreResult<()> {
+        // A panic mid-commit dropped its transaction, which rolled back: the connection is fine.
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        commit(&mut conn, parts).map_err(store_error)
+    }
+
+    fn sync(&self) -> StoreResult<()> {
+        match &self.wal {
+            Some(wal) => wal
+                .sync()
+                .map_err(|e| StoreError::Unavailable(format!("WAL fsync failed: {e}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The journal's WAL file, for the pipelined fsync.
+struct WalFile {
+    path: PathBuf,
+    file: Mutex<Option<std::fs::File>>,
+}
+
+impl WalFile {
+    /// fdatasync of the WAL as it is now. SQLite only deletes a WAL (last connection closed)
+    /// after checkpointing it into the database file and syncing that, so frames in an older
+    /// WAL file are durable already; the inode check makes sure the current one is synced.
+    fn sync(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let mut file = self.file.lock().expect("WAL file lock");
+        let current = match std::fs::metadata(&self.path) {
+            Ok(meta) => meta.ino(),
+            // No WAL: the last connection checkpointed it into the database and synced that.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        let stale = match file.as_ref() {
+            Some(open) => open.metadata()?.ino() != current,
+            None => true,
+        };
+        if stale {
+            *file = Some(std::fs::File::open(&self.path)?);
+        }
+        file.as_ref().expect("opened above").sync_data()
     }
 }
 
@@ -109,7 +134,7 @@ fn to_i64(value: u64) -> rusqlite::Result<i64> {
 }
 
 /// One transaction; dropped without commit (an error) it rolls back.
-fn commit(conn: &mut Connection, batches: &[Batch]) -> rusqlite::Result<()> {
+fn commit(conn: &mut Connection, batches: &[&Batch]) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut insert = tx.prepare_cached(
