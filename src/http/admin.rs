@@ -46,6 +46,8 @@ async fn overview(state: State, caller: Caller) -> Result<HttpResponse, ApiError
             "index_micros_total": stats.index_micros_total.load(Ordering::Relaxed),
             "syncs": stats.syncs.load(Ordering::Relaxed),
             "sync_micros_total": stats.sync_micros_total.load(Ordering::Relaxed),
+            "commit_micros_max": stats.commit_micros_max.load(Ordering::Relaxed),
+            "sync_micros_max": stats.sync_micros_max.load(Ordering::Relaxed),
         },
     })))
 }

@@ -72,6 +72,9 @@ pub struct JournalStats {
     pub last_batch_rows: AtomicU64,
     pub last_commit_micros: AtomicU64,
     pub commit_micros_total: AtomicU64,
+    /// The slowest commit and fsync so far: what a request's tail latency is made of.
+    pub commit_micros_max: AtomicU64,
+    pub sync_micros_max: AtomicU64,
     pub failures: AtomicU64,
     /// Rows the deferred indexes took in, and the time spent on it (see
     /// [`super::spawn_indexer`]).
@@ -431,6 +434,7 @@ impl Writer {
         stats
             .commit_micros_total
             .fetch_add(micros, Ordering::Relaxed);
+        stats.commit_micros_max.fetch_max(micros, Ordering::Relaxed);
     }
 }
 
@@ -469,6 +473,7 @@ async fn run_syncer(
             let micros = micros_since(started);
             stats.syncs.fetch_add(1, Ordering::Relaxed);
             stats.sync_micros_total.fetch_add(micros, Ordering::Relaxed);
+            stats.sync_micros_max.fetch_max(micros, Ordering::Relaxed);
         }
         for settle in settles {
             for (done, result) in settle.items {

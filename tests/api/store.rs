@@ -440,10 +440,29 @@ async fn the_overview_shows_indexing_and_fsyncs(backend: Backend) {
     }
     assert_eq!(journal["indexed_rows"], 6, "journal: {journal}");
     let syncs = journal["syncs"].as_u64().expect("syncs");
+    let sync_max = journal["sync_micros_max"].as_u64().expect("sync max");
+    let sync_total = journal["sync_micros_total"].as_u64().expect("sync total");
     match backend {
-        Backend::Sqlite => assert!(syncs >= 1, "FULL answers after fsyncs: {journal}"),
-        Backend::Postgres => assert_eq!(syncs, 0, "PostgreSQL commits durably itself"),
+        Backend::Sqlite => {
+            assert!(syncs >= 1, "FULL answers after fsyncs: {journal}");
+            assert!(
+                sync_max <= sync_total && sync_max * syncs >= sync_total,
+                "the slowest fsync is one of them: {journal}"
+            );
+        }
+        Backend::Postgres => {
+            assert_eq!(syncs, 0, "PostgreSQL commits durably itself");
+            assert_eq!(sync_max, 0, "{journal}");
+        }
     }
+    let commits = journal["batches"].as_u64().expect("batches");
+    let commit_max = journal["commit_micros_max"].as_u64().expect("commit max");
+    let commit_avg = journal["avg_commit_micros"].as_f64().expect("commit avg");
+    assert!(commits >= 3, "{journal}");
+    assert!(
+        commit_max as f64 >= commit_avg.floor(),
+        "the slowest commit is at least the average: {journal}"
+    );
     app.stop().await;
 }
 on_both_stores!(the_overview_shows_indexing_and_fsyncs);

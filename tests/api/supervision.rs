@@ -298,3 +298,47 @@ async fn past_the_in_flight_bound_callers_get_503(backend: Backend) {
     app.stop().await;
 }
 on_both_stores!(past_the_in_flight_bound_callers_get_503);
+
+/// Periodic snapshots are written off the actor, behind the events they cover: one lands once
+/// `journal.snapshot_every_events` events have committed, the journal goes on right after it,
+/// and the entity (passivated from memory, then woken) has every change.
+async fn a_periodic_snapshot_lands_behind_its_events_and_recovers_the_state(backend: Backend) {
+    let options = Options {
+        tweak: |s| s.journal.snapshot_every_events = 4,
+        ..Options::default()
+    };
+    let Some(app) = spawn_app_with(backend, options).await else {
+        return;
+    };
+    app.create_stock("SNAP", 100).await;
+    for i in 0..6 {
+        let response = app.order(&format!("s{i}"), "SNAP", 1, None).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let store = app.services.rt.store.clone();
+    let mut snapshot = None;
+    for _ in 0..300 {
+        let (found, _) = store.load("stock_item:SNAP").await.expect("loads");
+        if found.is_some() {
+            snapshot = found;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let snapshot = snapshot.expect("a periodic snapshot was written");
+    let (_, tail) = store.load("stock_item:SNAP").await.expect("loads");
+    assert!((4..=7).contains(&snapshot.seq), "seq {}", snapshot.seq);
+    assert_eq!(
+        tail.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        ((snapshot.seq + 1)..=7).collect::<Vec<_>>(),
+        "the journal goes on where the snapshot stops"
+    );
+    let stock = &app.services.stock;
+    assert!(stock.passivate("SNAP"));
+    wait_for(|| !stock.is_activated("SNAP"), "passivation").await;
+    let inspected = stock.inspect("SNAP").await.expect("recovers");
+    assert_eq!(inspected.state["reserved"], 6);
+    assert_eq!(inspected.last_seq, 7);
+    app.stop().await;
+}
+on_both_stores!(a_periodic_snapshot_lands_behind_its_events_and_recovers_the_state);
