@@ -367,6 +367,9 @@ start_surge() { # NAME
     fi
 
     say "starting surge on 127.0.0.1:$PORT (sqlite synchronous=$SQLITE_SYNC, data in $data)"
+    # The parts before this one left dirty pages (their database and index files); flushed
+    # now, their writeback does not land in this part's fsyncs.
+    timeout 120 sync || true
     mkdir -p "$data"
     # pay_within is set far beyond the run so no reservation expires while it is being counted.
     (cd "$REPO_ROOT" && exec env SURGE_AUTH__JWT_SECRET="$JWT_SECRET" \
