@@ -290,7 +290,16 @@ pub async fn assert_problem(response: Response, status: StatusCode, code: &str) 
 }
 
 /// Polls until `check` holds; the work it waits for is asynchronous, not timed.
-pub async fn eventually<F, Fut>(mut check: F)
+pub async fn eventually<F, Fut>(check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually_that("condition", check).await;
+}
+
+/// [`eventually`], naming what did not happen when it panics.
+pub async fn eventually_that<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -301,7 +310,7 @@ where
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    panic!("condition not reached within 5 s");
+    panic!("{what}: not reached within 5 s");
 }
 
 /// Runs one scenario on SQLite and, when configured, on PostgreSQL.

@@ -429,14 +429,11 @@ async fn the_overview_shows_indexing_and_fsyncs(backend: Backend) {
         response.json::<Value>().await.expect("json")["journal"].clone()
     };
     // Three read rows and three idempotency records; the indexer runs every 20 ms.
-    let mut journal = overview().await;
-    for _ in 0..200 {
-        if journal["indexed_rows"].as_u64() >= Some(6) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        journal = overview().await;
-    }
+    crate::helpers::eventually_that("six indexed rows", || async {
+        overview().await["indexed_rows"].as_u64() >= Some(6)
+    })
+    .await;
+    let journal = overview().await;
     assert_eq!(journal["indexed_rows"], 6, "journal: {journal}");
     let syncs = journal["syncs"].as_u64().expect("syncs");
     let sync_max = journal["sync_micros_max"].as_u64().expect("sync max");

@@ -5,17 +5,18 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use surge::auth::Role;
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with, Backend, Options};
+use crate::helpers::{
+    assert_problem, eventually_that, spawn_app, spawn_app_with, Backend, Options,
+};
 use crate::on_both_stores;
 
 async fn wait_until_running(app: &crate::helpers::TestApp, sku: &str) {
-    for _ in 0..200 {
-        if app.services.stock.is_running(sku) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("{sku} did not restart");
+    wait_for(|| app.services.stock.is_running(sku), "the restart").await;
+}
+
+/// Waits for an actor's asynchronous work (a restart, a stop), polling `check`.
+async fn wait_for(check: impl Fn() -> bool, what: &str) {
+    eventually_that(what, || std::future::ready(check())).await;
 }
 
 async fn a_panic_in_one_entity_is_survived(backend: Backend) {
@@ -77,16 +78,15 @@ async fn an_entity_that_keeps_failing_is_marked_failed(backend: Backend) {
         wait_until_running(&app, "FLAKY").await;
         let before = app.services.stock.actor_id("FLAKY");
         assert!(app.services.stock.inject_panic("FLAKY"));
-        let mut replaced = false;
-        for _ in 0..300 {
+        let replaced = || {
             let now = app.services.stock.actor_id("FLAKY");
-            if app.services.stock.is_failed("FLAKY") || (now.is_some() && now != before) {
-                replaced = true;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        assert!(replaced, "round {round}: neither restarted nor failed");
+            app.services.stock.is_failed("FLAKY") || (now.is_some() && now != before)
+        };
+        wait_for(
+            replaced,
+            &format!("round {round}: a restart or the failed mark"),
+        )
+        .await;
     }
     assert!(app.services.stock.is_failed("FLAKY"));
     let response = app.order("x", "FLAKY", 1, None).await;
@@ -95,12 +95,7 @@ async fn an_entity_that_keeps_failing_is_marked_failed(backend: Backend) {
     let fine = app.order("x", "FINE", 1, None).await;
     assert_eq!(fine.status(), StatusCode::CREATED);
     app.services.stock.reset("FLAKY");
-    for _ in 0..200 {
-        if !app.services.stock.is_failed("FLAKY") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    wait_for(|| !app.services.stock.is_failed("FLAKY"), "the reset").await;
     assert_eq!(
         app.stock("FLAKY").await["on_hand"],
         5,
@@ -118,13 +113,7 @@ async fn passivation_stops_the_actor_and_keeps_the_state(backend: Backend) {
     let ok = app.order("y", "IDLE", 4, None).await;
     assert_eq!(ok.status(), StatusCode::CREATED);
     assert!(app.services.stock.passivate("IDLE"));
-    for _ in 0..200 {
-        if !app.services.stock.is_running("IDLE") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(!app.services.stock.is_running("IDLE"));
+    wait_for(|| !app.services.stock.is_running("IDLE"), "passivation").await;
     let inspected = app
         .services
         .stock
@@ -145,13 +134,11 @@ async fn a_miss_does_not_keep_an_actor(backend: Backend) {
     let token = app.token("z", Role::Customer);
     let response = app.get("/stock-items/NOTHING", &token).await;
     assert_problem(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
-    for _ in 0..200 {
-        if !app.services.stock.is_running("NOTHING") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(!app.services.stock.is_running("NOTHING"));
+    wait_for(
+        || !app.services.stock.is_running("NOTHING"),
+        "the miss's stop",
+    )
+    .await;
     app.stop().await;
 }
 on_both_stores!(a_miss_does_not_keep_an_actor);
@@ -185,13 +172,11 @@ async fn a_second_writer_of_an_entity_is_fenced(backend: Backend) {
     // The actor's own seq 2 clashes: the caller gets 503 and the actor stops.
     let clashed = app.order("w", "FENCED", 1, None).await;
     assert_problem(clashed, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE").await;
-    for _ in 0..200 {
+    let restarted = || {
         let now = app.services.stock.actor_id("FENCED");
-        if now.is_some() && now != before {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+        now.is_some() && now != before
+    };
+    wait_for(restarted, "the fenced actor's restart").await;
     // Restarted from the journal, it sees the other writer's event and nothing of its own.
     let stock = app.stock("FENCED").await;
     assert_eq!(stock["on_hand"], 15);
@@ -201,16 +186,6 @@ async fn a_second_writer_of_an_entity_is_fenced(backend: Backend) {
     app.stop().await;
 }
 on_both_stores!(a_second_writer_of_an_entity_is_fenced);
-
-async fn wait_for(check: impl Fn() -> bool, what: &str) {
-    for _ in 0..300 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("{what} did not happen");
-}
 
 async fn an_idle_entity_parks_then_passivates_and_keeps_its_state(backend: Backend) {
     let options = Options {
@@ -316,17 +291,10 @@ async fn a_periodic_snapshot_lands_behind_its_events_and_recovers_the_state(back
         assert_eq!(response.status(), StatusCode::CREATED);
     }
     let store = app.services.rt.store.clone();
-    let mut snapshot = None;
-    for _ in 0..300 {
-        let (found, _) = store.load("stock_item:SNAP").await.expect("loads");
-        if found.is_some() {
-            snapshot = found;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let load = || async { store.load("stock_item:SNAP").await.expect("loads") };
+    eventually_that("a periodic snapshot", || async { load().await.0.is_some() }).await;
+    let (snapshot, tail) = load().await;
     let snapshot = snapshot.expect("a periodic snapshot was written");
-    let (_, tail) = store.load("stock_item:SNAP").await.expect("loads");
     assert!((4..=7).contains(&snapshot.seq), "seq {}", snapshot.seq);
     assert_eq!(
         tail.iter().map(|e| e.seq).collect::<Vec<_>>(),
