@@ -145,18 +145,8 @@ pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> String {
     hasher.update(path.as_bytes());
     hasher.update([0]);
     hasher.update(body);
-    hex(&hasher.finalize())
-}
-
-/// Lower-case hex, into one allocation (a `format!` per byte showed in the purchase profile).
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
+    // One lower-case hex string (a `format!` per byte showed in the purchase profile).
+    hex::encode(hasher.finalize())
 }
 
 pub fn validate_key(key: &str) -> Result<(), ApiError> {
