@@ -22,7 +22,7 @@ end
 -- Thread state below. `tid` is set by setup() in the main state before init() runs here.
 local tokens = {}
 local counter = 0
--- The request around the token and the key, built once per thread (see purchase.lua).
+-- The fixed parts of every request (report.keyed_post): request() is one concatenation.
 local head, mid, tail
 
 function init(args)
@@ -39,13 +39,7 @@ function init(args)
    local run_id = args[2] or tostring(os.time())
    local sku = args[3] or "HOT-1"
    local body = '{"items":[{"sku":"' .. sku .. '","quantity":1}]}'
-   head = "POST " .. wrk.path .. " HTTP/1.1\r\n"
-      .. "Host: " .. wrk.host .. ":" .. wrk.port .. "\r\n"
-      .. "Content-Type: application/json\r\n"
-      .. "Content-Length: " .. #body .. "\r\n"
-      .. "Authorization: Bearer "
-   mid = "\r\nIdempotency-Key: " .. run_id .. "-" .. tid .. "-"
-   tail = "\r\n\r\n" .. body
+   head, mid, tail = report.keyed_post(body, run_id .. "-" .. tid .. "-")
    counter = 0
 end
 

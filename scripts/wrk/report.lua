@@ -1,6 +1,7 @@
--- Shared wrk helpers: per-thread ids, per-thread status counters, and one parseable result line.
+-- Shared wrk helpers: per-thread ids, the fixed parts of a keyed POST, per-thread status
+-- counters, and one parseable result line.
 --
--- Loaded with dofile() by orders.lua and healthz.lua. wrk runs one Lua state per thread plus the
+-- Loaded with dofile() by orders.lua, purchase.lua and healthz.lua. wrk runs one Lua state per thread plus the
 -- main state that calls setup() and done(); the states share nothing, so each thread counts into
 -- its own globals and done() (main state) reads them back with thread:get().
 --
@@ -35,6 +36,22 @@ function M.setup(thread)
 end
 
 local seen = {}
+
+-- The fixed parts of a keyed POST with a bearer token, built once per thread: a request is then
+-- head .. token .. mid .. counter .. tail, one string concatenation (wrk.format() would build a
+-- header table and format each header every request, CPU the load generator takes from the
+-- server it shares the machine with). key_prefix makes the Idempotency-Key unique per run and
+-- thread; the counter completes it.
+function M.keyed_post(body, key_prefix)
+   local head = "POST " .. wrk.path .. " HTTP/1.1\r\n"
+      .. "Host: " .. wrk.host .. ":" .. wrk.port .. "\r\n"
+      .. "Content-Type: application/json\r\n"
+      .. "Content-Length: " .. #body .. "\r\n"
+      .. "Authorization: Bearer "
+   local mid = "\r\nIdempotency-Key: " .. key_prefix
+   local tail = "\r\n\r\n" .. body
+   return head, mid, tail
+end
 
 function M.response(status, headers, _body)
    if status >= 200 and status < 300 then
