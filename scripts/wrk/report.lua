@@ -1,9 +1,9 @@
 -- Shared wrk helpers: per-thread ids, the fixed parts of a keyed POST, per-thread status
 -- counters, and one parseable result line.
 --
--- Loaded with dofile() by orders.lua, purchase.lua and healthz.lua. wrk runs one Lua state per thread plus the
--- main state that calls setup() and done(); the states share nothing, so each thread counts into
--- its own globals and done() (main state) reads them back with thread:get().
+-- Loaded with dofile() by orders.lua, purchase.lua and healthz.lua. wrk runs one Lua state per
+-- thread plus the main state that calls setup() and done(); the states share nothing, so each
+-- thread counts into its own globals and done() (main state) reads them back with thread:get().
 --
 -- The result line printed by done() looks like (one line, key=value, times in milliseconds):
 --   WRK_RESULT name=orders requests=... duration_s=... rps=... avg_ms=... p50_ms=... p90_ms=...
