@@ -157,11 +157,14 @@ impl Surge {
                 .default_service(web::to(http::no_route))
         })
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        .disable_signals()
         .listen(listener)?;
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        Ok(server.run())
+        let server = server.run();
+        spawn_stop_on_signal(server.handle(), self.services.rt.live.clone());
+        Ok(server)
     }
 
     /// After the HTTP server has drained: stop background work and flush the journal.
@@ -174,6 +177,32 @@ impl Surge {
         self.services.rt.journal.barrier().await?;
         Ok(())
     }
+}
+
+/// Waits for SIGTERM or SIGINT, closes the WebSocket sessions (they would hold the drain open
+/// for its whole timeout), then stops the HTTP server gracefully: no new connections, in-flight
+/// requests finish.
+fn spawn_stop_on_signal(server: actix_web::dev::ServerHandle, live: Arc<crate::live::LiveHub>) {
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = terminate => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("stop signal received; draining");
+        live.close_sessions();
+        server.stop(true).await;
+    });
 }
 
 /// Runs for the life of the process: deletes idempotency records past their retention.

@@ -21,6 +21,7 @@ pub struct Settings {
     pub orders: OrderSettings,
     pub queue: QueueSettings,
     pub lists: ListSettings,
+    pub ws: WsSettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
 }
@@ -101,6 +102,16 @@ pub struct QueueSettings {
 pub struct ListSettings {
     pub limit_default: u32,
     pub limit_max: u32,
+}
+
+/// WebSocket live updates (API.md "WebSocket: live updates").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WsSettings {
+    pub sessions_max: usize,
+    pub topics_per_session_max: usize,
+    pub frame_bytes_max: usize,
+    pub heartbeat_secs: u64,
+    pub client_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -9,6 +9,7 @@
 //!   writer, the postcard codec and idempotency records.
 //! - [`http`]: actix-web handlers; they only parse, authorise and send messages to regions.
 //! - [`auth`]: users, Argon2id passwords, JWT access and rotating refresh tokens.
+//! - [`live`]: per-topic latest-value channels from actors to WebSocket sessions.
 //! - [`app`]: builds all of the above from [`config::Settings`] and runs it.
 //! - [`error`]: the one table of error codes and their problem+json form.
 
@@ -19,6 +20,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod live;
 pub mod persistence;
 pub mod runtime;
 pub mod supervisors;

@@ -1,11 +1,12 @@
-//! What every actor and handler shares: the store, the journal writer, the clock and the
-//! settings.
+//! What every actor and handler shares: the store, the journal writer, the clock, the
+//! settings and the live-update hub.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
+use crate::live::LiveHub;
 use crate::persistence::journal::JournalHandle;
 use crate::persistence::SharedStore;
 
@@ -14,6 +15,8 @@ pub struct Runtime {
     pub journal: JournalHandle,
     pub clock: SharedClock,
     pub settings: Arc<Settings>,
+    /// Where actors publish their views for WebSocket subscribers.
+    pub live: Arc<LiveHub>,
     incarnations: AtomicU64,
 }
 
@@ -31,6 +34,7 @@ impl Runtime {
             journal,
             clock,
             settings,
+            live: Arc::new(LiveHub::default()),
             incarnations: AtomicU64::new(1),
         }
     }

@@ -7,6 +7,8 @@
 //! the batch holding the events has committed (pipelined persistence). A query that arrives
 //! while commits are pending is answered behind them, so nobody reads a state that is not yet
 //! durable. A failed commit stops the actor, and the region restarts it from the journal.
+//! When a batch commits, the entity's view as of that batch goes to its live topic, if anyone
+//! watches it ([`crate::live`]).
 //!
 //! Parking: an actor costs about 8 KB (its mailboxes and task) whatever its entity, so an
 //! entity idle for `actors.park_after_secs`, with nothing waiting to commit, hands its state
@@ -24,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use super::{pid, Ctx, Entity, SideWrites};
 use crate::error::ApiError;
+use crate::live::{LiveHub, Update};
 use crate::persistence::journal::{Append, CommitError, WriterId};
 use crate::persistence::{codec, Batch, DeadlineWrite, EventRecord, SnapshotRecord};
 use crate::runtime::SharedRuntime;
@@ -61,6 +64,9 @@ pub enum EntityMsg<E: Entity> {
     Park,
     CommitFailed(CommitError),
     Inspect(oneshot::Sender<Inspection>),
+    /// Publish the current view to the entity's live topic once it is durable (a new
+    /// subscriber's first value); answers whether the entity exists.
+    PublishLive(oneshot::Sender<Result<bool, ApiError>>),
     /// Fault injection for tests and drills: the actor panics on this message.
     InjectPanic,
     /// Fault injection for tests and drills: the actor stops taking messages until the sender
@@ -145,6 +151,19 @@ pub struct EntityArgs<E: Entity> {
 
 pub struct EntityActor<E>(PhantomData<fn() -> E>);
 
+/// A view waiting for its batch to commit before it goes to the topic's subscribers.
+struct Published {
+    hub: Arc<LiveHub>,
+    topic: String,
+    update: Update,
+}
+
+impl Published {
+    fn send(self) {
+        self.hub.publish(&self.topic, self.update);
+    }
+}
+
 impl<E> Default for EntityActor<E> {
     fn default() -> Self {
         EntityActor(PhantomData)
@@ -154,6 +173,8 @@ impl<E> Default for EntityActor<E> {
 pub struct EntityState<E: Entity> {
     id: String,
     pid: String,
+    /// The live-update topic, if the kind has one.
+    topic: Option<String>,
     entity: E,
     last_seq: u64,
     snapshot_seq: u64,
@@ -183,6 +204,7 @@ impl<E: Entity> Actor for EntityActor<E> {
         let incarnation = args.rt.next_incarnation();
         Ok(EntityState {
             pid: pid::<E>(&args.id),
+            topic: E::live_topic(&args.id),
             entity: E::blank(&args.id),
             id: args.id,
             last_seq: 0,
@@ -284,6 +306,12 @@ impl<E: Entity> Actor for EntityActor<E> {
             EntityMsg::Inspect(reply) => {
                 let _ = reply.send(state.inspection());
             }
+            EntityMsg::PublishLive(reply) => {
+                let _ = reply.send(state.publish_live());
+                if !state.entity.exists() && state.last_seq == 0 && state.idle() {
+                    state.passivate(&myself);
+                }
+            }
             EntityMsg::InjectPanic => panic!("{}: injected panic", state.pid),
             EntityMsg::Stall(resume) => {
                 let _ = resume.await;
@@ -373,7 +401,8 @@ impl<E: Entity> EntityState<E> {
                 return true;
             }
         };
-        let nothing_to_write = decision.events.is_empty() && side.is_none();
+        let changes = !decision.events.is_empty();
+        let nothing_to_write = !changes && side.is_none();
         if nothing_to_write && self.pending.load(Ordering::Acquire) == 0 {
             if let Some(reply) = reply {
                 let _ = reply.send(Ok(decision.reply));
@@ -385,11 +414,12 @@ impl<E: Entity> EntityState<E> {
             batch.extend(side(&decision.reply, now_ms));
         }
         self.add_derived_rows(&mut batch);
+        let published = changes.then(|| self.live_update(now_ms)).flatten();
         self.pending.fetch_add(1, Ordering::AcqRel);
         permit.send(Append {
             batch,
             writer: Some(self.writer_id()),
-            done: self.completion(myself.clone(), decision.reply, reply),
+            done: self.completion(myself.clone(), decision.reply, reply, published),
         });
         // After the send: the snapshot's append queues behind the events it covers.
         if self.snapshot_due() {
@@ -522,6 +552,7 @@ impl<E: Entity> EntityState<E> {
         myself: ActorRef<EntityMsg<E>>,
         value: E::Reply,
         reply: Option<ReplyTx<E>>,
+        published: Option<Published>,
     ) -> Box<dyn FnOnce(Result<(), CommitError>) + Send> {
         let pending = self.pending.clone();
         let shared = self.shared.clone();
@@ -533,6 +564,9 @@ impl<E: Entity> EntityState<E> {
             pending.fetch_sub(1, Ordering::AcqRel);
             match result {
                 Ok(()) => {
+                    if let Some(published) = published {
+                        published.send();
+                    }
                     if let Some(reply) = reply {
                         let _ = reply.send(Ok(value));
                     }
@@ -547,6 +581,56 @@ impl<E: Entity> EntityState<E> {
                 }
             }
         })
+    }
+
+    /// The view for the live topic as of now, if anyone watches it.
+    fn live_update(&self, now_ms: i64) -> Option<Published> {
+        let topic = self.topic.as_ref()?;
+        if !self.rt.live.is_watched(topic) {
+            return None;
+        }
+        let data = self.entity.live_view(now_ms)?;
+        Some(Published {
+            hub: self.rt.live.clone(),
+            topic: topic.clone(),
+            update: Update {
+                seq: self.last_seq,
+                data_json: data.to_string(),
+            },
+        })
+    }
+
+    /// A new subscriber's first value: published at once if every event is durable, else
+    /// behind the pending commits (an empty append), like a query.
+    fn publish_live(&mut self) -> Result<bool, ApiError> {
+        if self.failed() {
+            return Err(ApiError::unavailable("the entity is restarting"));
+        }
+        if !self.entity.exists() {
+            return Ok(false);
+        }
+        let Some(published) = self.live_update(self.rt.now_ms()) else {
+            return Ok(true);
+        };
+        if self.pending.load(Ordering::Acquire) == 0 {
+            published.send();
+            return Ok(true);
+        }
+        let permit = self
+            .rt
+            .journal
+            .try_reserve()
+            .ok_or_else(|| ApiError::unavailable("the journal queue is full"))?;
+        permit.send(Append {
+            batch: Batch::default(),
+            writer: Some(self.writer_id()),
+            done: Box::new(move |result| {
+                if result.is_ok() {
+                    published.send();
+                }
+            }),
+        });
+        Ok(true)
     }
 
     /// Keeps exactly one timer, for the entity's next deadline.

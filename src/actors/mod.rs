@@ -98,6 +98,14 @@ pub trait Entity: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     fn event_rows(&self, _event: &Self::Event, _at_ms: i64) -> Vec<ReadRow> {
         Vec::new()
     }
+    /// The live-update topic of entity `id` (API.md "WebSocket"), if its kind has one.
+    fn live_topic(_id: &str) -> Option<String> {
+        None
+    }
+    /// What the topic's subscribers see, as JSON, at `now_ms`; `None` until it exists.
+    fn live_view(&self, _now_ms: i64) -> Option<serde_json::Value> {
+        None
+    }
     /// Its state as JSON (admin console).
     fn state_json(&self) -> serde_json::Value;
 }

@@ -310,6 +310,16 @@ impl Entity for Order {
         self.view().map(|view| self.read_row_of(&view))
     }
 
+    fn live_topic(id: &str) -> Option<String> {
+        Some(format!("order:{id}"))
+    }
+
+    /// What `GET /orders/{id}` answers.
+    fn live_view(&self, _now_ms: i64) -> Option<serde_json::Value> {
+        self.view()
+            .map(|view| serde_json::to_value(view).expect("order view serialises"))
+    }
+
     fn state_json(&self) -> serde_json::Value {
         serde_json::to_value(self.view()).expect("order view serialises")
     }

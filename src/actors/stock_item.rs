@@ -458,6 +458,16 @@ impl Entity for StockItem {
         u64::try_from(self.reservations.len()).expect("usize fits u64")
     }
 
+    fn live_topic(sku: &str) -> Option<String> {
+        Some(format!("stock:{sku}"))
+    }
+
+    /// What `GET /stock-items/{sku}` answers.
+    fn live_view(&self, _now_ms: i64) -> Option<serde_json::Value> {
+        self.exists()
+            .then(|| serde_json::to_value(self.view()).expect("view serialises"))
+    }
+
     fn state_json(&self) -> serde_json::Value {
         let mut json = serde_json::to_value(self.view()).expect("view serialises");
         json["open_reservations"] = self.reservations.len().into();

@@ -585,6 +585,16 @@ impl Entity for TimeSale {
         })
     }
 
+    fn live_topic(id: &str) -> Option<String> {
+        Some(format!("time-sale:{id}"))
+    }
+
+    /// What `GET /time-sales/{id}` answers: the status by the clock, then the stock.
+    fn live_view(&self, now_ms: i64) -> Option<serde_json::Value> {
+        self.terms.as_ref()?;
+        Some(serde_json::to_value(self.view(self.status_at(now_ms))).expect("view serialises"))
+    }
+
     fn state_json(&self) -> serde_json::Value {
         let Some(_) = self.terms else {
             return serde_json::json!({ "id": self.id, "created": false });

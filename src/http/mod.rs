@@ -14,6 +14,7 @@ pub mod stock;
 pub mod system;
 pub mod time_sales;
 pub mod wallets;
+pub mod ws;
 
 use actix_web::error::JsonPayloadError;
 use actix_web::http::StatusCode;
@@ -45,7 +46,8 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
             .configure(stock::routes)
             .configure(products::routes)
             .configure(auth::routes)
-            .configure(admin::routes),
+            .configure(admin::routes)
+            .configure(ws::routes),
     );
 }
 

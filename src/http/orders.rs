@@ -259,7 +259,7 @@ fn order_id(path: &web::Path<String>) -> Result<uuid::Uuid, ApiError> {
 }
 
 /// Reads the order and checks the caller may see it.
-async fn owned_order(
+pub(crate) async fn owned_order(
     state: &State,
     caller: &Caller,
     id: uuid::Uuid,

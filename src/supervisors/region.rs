@@ -215,6 +215,19 @@ impl<E: Entity> Region<E> {
             .map_err(|_| ApiError::unavailable("the entity stopped"))
     }
 
+    /// Has the entity publish its current view to its live topic once that view is durable
+    /// (a new subscriber's first value). False if the entity does not exist.
+    pub async fn publish_live(&self, id: &str) -> Result<bool, ApiError> {
+        let live = self.activate(id).await?;
+        let (reply, answer) = oneshot::channel();
+        live.actor
+            .cast(EntityMsg::PublishLive(reply))
+            .map_err(|_| ApiError::unavailable("the entity stopped"))?;
+        answer
+            .await
+            .map_err(|_| ApiError::unavailable("the entity stopped"))?
+    }
+
     /// Fault injection: the entity's actor panics (tests and drills).
     pub fn inject_panic(&self, id: &str) -> bool {
         self.live_actor(id)

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use surge::auth::{mint_access_token, Role};
@@ -14,8 +15,10 @@ use surge::clock::{Clock, SystemClock};
 use surge::config::Settings;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{postgres_url, Backend};
+use crate::live::Live;
 use crate::on_both_stores;
 
 const SECRET: &str = "crash-test-secret-0123456789abcdef";
@@ -317,7 +320,8 @@ async fn reservations_due_while_down_are_released_at_start_up(backend: Backend) 
 on_both_stores!(reservations_due_while_down_are_released_at_start_up);
 
 async fn sigterm_drains_flushes_and_exits_zero(backend: Backend) {
-    let Some(node) = Node::new(backend, &[]) else {
+    // A drain that waited for open WebSocket sessions would take this whole minute.
+    let Some(node) = Node::new(backend, &[("SURGE_SERVER__SHUTDOWN_TIMEOUT_SECS", "60")]) else {
         return;
     };
     let mut server = node.start().await;
@@ -335,12 +339,31 @@ async fn sigterm_drains_flushes_and_exits_zero(backend: Backend) {
         .await
         .expect("request");
     assert_eq!(response.status(), StatusCode::CREATED);
+    let mut live = Live::connect_to(&server.base, &token).await;
+    live.subscribe("stock:TERM").await;
+    assert_eq!(live.next().await["data"]["reserved"], 3);
     let pid = server.child.id().expect("running");
     let signalled = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
         .expect("kill runs");
     assert!(signalled.success());
+    let closing = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match live.socket.next().await {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the session hears of the stop")
+    .expect("a frame")
+    .expect("well-formed");
+    match closing {
+        Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1012),
+        other => panic!("expected a close frame (1012, service restart), got {other:?}"),
+    }
     let status = tokio::time::timeout(Duration::from_secs(30), server.child.wait())
         .await
         .expect("exits within 30 s")

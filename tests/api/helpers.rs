@@ -239,6 +239,7 @@ impl TestApp {
     }
 
     pub async fn stop(self) {
+        self.services.rt.live.close_sessions();
         self.server.stop(true).await;
         self.services
             .rt

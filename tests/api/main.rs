@@ -6,6 +6,7 @@ mod crash;
 mod crash_promotions;
 mod events;
 mod helpers;
+mod live;
 mod orders;
 mod queue;
 mod store;

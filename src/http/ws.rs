@@ -1,0 +1,324 @@
+//! `GET /api/v1/ws`: live updates over WebSocket (API.md "WebSocket: live updates").
+//!
+//! A session subscribes to topics with `{"op": "subscribe", "topic": T}`. Each topic it
+//! watches has a small task that waits for the topic's next value ([`crate::live`]) and
+//! writes it as `{"topic": T, "seq": n, "data": {...}}`. The first value is the entity's
+//! current durable view; later ones follow each committed change. A client that reads slowly
+//! makes only its own task wait, and that task then skips to the latest value: the actor
+//! never waits for a socket. Bad ops get `{"topic"?: T, "error": {"code", "detail"}}` and the
+//! session goes on.
+//!
+//! Served topics: `time-sale:{id}`, `stock:{sku}` and `order:{id}` (the caller's own, or any
+//! for operators). Every bound is in `[ws]`: open sessions, topics per session, frame size,
+//! and the heartbeat that closes sessions whose client went silent. When the server stops,
+//! sessions close with code 1012 (service restart) so clients reconnect elsewhere or later.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
+use serde::Deserialize;
+use tokio::task::JoinHandle;
+
+use super::{is_valid_ident, orders, State};
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorCode};
+use crate::live::Subscription;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ws", web::get().to(connect));
+}
+
+async fn connect(
+    state: State,
+    req: HttpRequest,
+    caller: Caller,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let settings = &state.rt.settings.ws;
+    let seat = state
+        .rt
+        .live
+        .admit_session(settings.sessions_max)
+        .ok_or_else(|| ApiError::unavailable("too many live-update sessions are open"))?;
+    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::MalformedRequest,
+            format!("expected a WebSocket upgrade: {e}"),
+        )
+    })?;
+    let stream = stream
+        .max_frame_size(settings.frame_bytes_max)
+        .aggregate_continuations()
+        .max_continuation_size(settings.frame_bytes_max);
+    let connection = Connection {
+        state: state.clone(),
+        caller,
+        session,
+        watching: HashMap::new(),
+    };
+    actix_web::rt::spawn(async move {
+        connection.run(stream).await;
+        drop(seat);
+    });
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+enum ClientOp {
+    Subscribe { topic: String },
+    Unsubscribe { topic: String },
+}
+
+/// What a topic names, checked before anything is watched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Sale(String),
+    Stock(String),
+    Order(uuid::Uuid),
+}
+
+/// Topics API.md lists that this server does not serve yet.
+const TOPICS_NOT_SERVED: [&str; 2] = ["event:", "queue:"];
+
+fn parse_topic(topic: &str) -> Result<Target, ApiError> {
+    let not_found = || ApiError::not_found(format!("nothing is published on {topic}"));
+    if let Some(id) = topic.strip_prefix("time-sale:") {
+        let id = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
+        return Ok(Target::Sale(id.to_string()));
+    }
+    if let Some(sku) = topic.strip_prefix("stock:") {
+        return is_valid_ident(sku)
+            .then(|| Target::Stock(sku.to_string()))
+            .ok_or_else(not_found);
+    }
+    if let Some(id) = topic.strip_prefix("order:") {
+        return uuid::Uuid::parse_str(id)
+            .map(Target::Order)
+            .map_err(|_| not_found());
+    }
+    if TOPICS_NOT_SERVED.iter().any(|p| topic.starts_with(p)) {
+        return Err(ApiError::validation(
+            "topic",
+            "seat and queue topics are not served yet; poll their GET routes",
+        ));
+    }
+    Err(ApiError::validation(
+        "topic",
+        "must be time-sale:{id}, stock:{sku} or order:{id}",
+    ))
+}
+
+struct Connection {
+    state: State,
+    caller: Caller,
+    session: Session,
+    /// The forwarding task of each watched topic; aborting it drops its subscription.
+    watching: HashMap<String, JoinHandle<()>>,
+}
+
+impl Connection {
+    /// Runs until the client closes, goes silent, breaks the protocol or the server stops.
+    async fn run(mut self, mut stream: AggregatedMessageStream) {
+        let settings = self.state.rt.settings.ws.clone();
+        let every = Duration::from_secs(settings.heartbeat_secs.max(1));
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let client_timeout = Duration::from_secs(settings.client_timeout_secs);
+        let mut last_heard = Instant::now();
+        let closed = self.state.rt.live.closed();
+        tokio::pin!(closed);
+        let reason = loop {
+            tokio::select! {
+                _ = &mut closed => break Some(CloseReason {
+                    code: CloseCode::Restart,
+                    description: Some("the server is stopping; reconnect".to_string()),
+                }),
+                message = stream.recv() => {
+                    last_heard = Instant::now();
+                    match message {
+                        Some(Ok(message)) => match self.on_message(message).await {
+                            Ok(true) => {}
+                            Ok(false) | Err(_) => break None,
+                        },
+                        None => break None,
+                        Some(Err(error)) => break Some(CloseReason {
+                            code: CloseCode::Policy,
+                            description: Some(error.to_string()),
+                        }),
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > client_timeout {
+                        break Some(CloseReason {
+                            code: CloseCode::Away,
+                            description: Some("no word from the client".to_string()),
+                        });
+                    }
+                    if self.session.ping(b"").await.is_err() {
+                        break None;
+                    }
+                }
+            }
+        };
+        for (_, task) in self.watching.drain() {
+            task.abort();
+        }
+        let _ = self.session.close(reason).await;
+    }
+
+    /// False once the client has closed.
+    async fn on_message(&mut self, message: AggregatedMessage) -> Result<bool, actix_ws::Closed> {
+        match message {
+            AggregatedMessage::Text(text) => self.on_text(&text).await?,
+            AggregatedMessage::Binary(_) => {
+                let error = ApiError::new(ErrorCode::MalformedRequest, "send JSON text frames");
+                self.send_error(None, &error).await?;
+            }
+            AggregatedMessage::Ping(bytes) => self.session.pong(&bytes).await?,
+            AggregatedMessage::Pong(_) => {}
+            AggregatedMessage::Close(_) => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), actix_ws::Closed> {
+        let op = match serde_json::from_str::<ClientOp>(text) {
+            Ok(op) => op,
+            Err(error) => {
+                let code = if error.is_data() {
+                    ErrorCode::ValidationFailed
+                } else {
+                    ErrorCode::MalformedRequest
+                };
+                let detail = format!(
+                    "expected {{\"op\": \"subscribe\" or \"unsubscribe\", \"topic\": T}}: {error}"
+                );
+                return self.send_error(None, &ApiError::new(code, detail)).await;
+            }
+        };
+        match op {
+            ClientOp::Subscribe { topic } => {
+                if let Err(error) = self.subscribe(&topic).await {
+                    return self.send_error(Some(&topic), &error).await;
+                }
+            }
+            ClientOp::Unsubscribe { topic } => {
+                if let Some(task) = self.watching.remove(&topic) {
+                    task.abort();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the topic and the caller's right to it, starts watching, then has the entity
+    /// publish its current durable view (which is also how an unknown entity is found out).
+    async fn subscribe(&mut self, topic: &str) -> Result<(), ApiError> {
+        if self.watching.contains_key(topic) {
+            return Ok(());
+        }
+        let topics_max = self.state.rt.settings.ws.topics_per_session_max;
+        if self.watching.len() >= topics_max {
+            return Err(ApiError::validation(
+                "topic",
+                format!("a session may watch at most {topics_max} topics"),
+            ));
+        }
+        let target = parse_topic(topic)?;
+        let subscription = self.state.rt.live.subscribe(topic);
+        if !self.prime(&target).await? {
+            return Err(ApiError::not_found(format!(
+                "nothing is published on {topic}"
+            )));
+        }
+        let task = forward(self.session.clone(), subscription);
+        self.watching.insert(topic.to_string(), task);
+        Ok(())
+    }
+
+    async fn prime(&self, target: &Target) -> Result<bool, ApiError> {
+        let state = &self.state;
+        match target {
+            Target::Sale(id) => state.sales.publish_live(id).await,
+            Target::Stock(sku) => state.stock.publish_live(sku).await,
+            Target::Order(id) => {
+                orders::owned_order(state, &self.caller, *id).await?;
+                state.orders.publish_live(&id.to_string()).await
+            }
+        }
+    }
+
+    async fn send_error(
+        &mut self,
+        topic: Option<&str>,
+        error: &ApiError,
+    ) -> Result<(), actix_ws::Closed> {
+        let mut frame = serde_json::json!({
+            "error": { "code": error.code.as_str(), "detail": error.detail },
+        });
+        if let Some(topic) = topic {
+            frame["topic"] = topic.into();
+        }
+        self.session.text(frame.to_string()).await
+    }
+}
+
+/// Writes each new value of the topic until the session closes or the task is aborted. The
+/// session's outgoing queue is bounded, so a slow client makes this task wait, and when it
+/// resumes it sends only the latest value.
+fn forward(mut session: Session, mut subscription: Subscription) -> JoinHandle<()> {
+    actix_web::rt::spawn(async move {
+        while let Some(update) = subscription.next().await {
+            if session
+                .text(update.frame(subscription.topic()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_name_their_entity() {
+        let id = uuid::Uuid::now_v7();
+        assert_eq!(
+            parse_topic(&format!("time-sale:{id}")).expect("a sale"),
+            Target::Sale(id.to_string())
+        );
+        assert_eq!(
+            parse_topic("stock:SKU-1").expect("a stock item"),
+            Target::Stock("SKU-1".to_string())
+        );
+        assert_eq!(
+            parse_topic(&format!("order:{id}")).expect("an order"),
+            Target::Order(id)
+        );
+    }
+
+    #[test]
+    fn malformed_ids_are_not_found_and_unknown_topics_are_invalid() {
+        let code = |topic: &str| parse_topic(topic).expect_err(topic).code;
+        assert_eq!(code("time-sale:not-a-uuid"), ErrorCode::NotFound);
+        assert_eq!(code("stock:has space"), ErrorCode::NotFound);
+        assert_eq!(code("order:"), ErrorCode::NotFound);
+        assert_eq!(code("weather:today"), ErrorCode::ValidationFailed);
+        assert_eq!(code("event:x:seats"), ErrorCode::ValidationFailed);
+    }
+
+    #[test]
+    fn client_ops_are_tagged_by_op() {
+        let op: ClientOp =
+            serde_json::from_str(r#"{"op":"subscribe","topic":"stock:A"}"#).expect("a subscribe");
+        assert!(matches!(op, ClientOp::Subscribe { topic } if topic == "stock:A"));
+        assert!(serde_json::from_str::<ClientOp>(r#"{"op":"shout","topic":"x"}"#).is_err());
+        assert!(serde_json::from_str::<ClientOp>(r#"{"op":"subscribe"}"#).is_err());
+    }
+}

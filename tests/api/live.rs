@@ -1,0 +1,270 @@
+//! Live updates over WebSocket (`GET /api/v1/ws`), on both stores: first values, changes
+//! after commits, the sale's flip by its own deadline, ownership of order topics, bad ops,
+//! and clean-up when subscribers leave.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use surge::auth::Role;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::helpers::{
+    assert_problem, eventually_that, spawn_app, spawn_app_with, Backend, Options, TestApp,
+};
+use crate::on_both_stores;
+use crate::time_sales::create_sale;
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// A bound on waiting for a frame that should come, so a missing one fails instead of hanging.
+const FRAME_WAIT: Duration = Duration::from_secs(10);
+
+pub(crate) struct Live {
+    pub(crate) socket: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl Live {
+    async fn connect(app: &TestApp, token: &str) -> Live {
+        Live::connect_to(&app.base, token).await
+    }
+
+    /// A session with the server at `base` (`http://host:port`).
+    pub(crate) async fn connect_to(base: &str, token: &str) -> Live {
+        let url = format!(
+            "{}/api/v1/ws?access_token={token}",
+            base.replacen("http://", "ws://", 1)
+        );
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("the WebSocket handshake succeeds");
+        Live { socket }
+    }
+
+    async fn send(&mut self, frame: Value) {
+        self.socket
+            .send(Message::text(frame.to_string()))
+            .await
+            .expect("the frame is sent");
+    }
+
+    pub(crate) async fn subscribe(&mut self, topic: &str) {
+        self.send(json!({"op": "subscribe", "topic": topic})).await;
+    }
+
+    /// The next text frame, as JSON.
+    pub(crate) async fn next(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(FRAME_WAIT, self.socket.next())
+                .await
+                .expect("a frame arrives in time")
+                .expect("the session is open")
+                .expect("the frame is well-formed");
+            if let Message::Text(text) = message {
+                return serde_json::from_str(text.as_str()).expect("frames are JSON");
+            }
+        }
+    }
+
+    /// Frames until one on `topic` satisfies `wanted`; every frame on the topic must carry a
+    /// larger seq than the one before.
+    async fn until(&mut self, topic: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        let mut last_seq = 0;
+        loop {
+            let frame = self.next().await;
+            assert_eq!(frame["topic"], topic, "unexpected frame {frame}");
+            let seq = frame["seq"].as_u64().expect("seq");
+            assert!(seq > last_seq, "seq {seq} after {last_seq}");
+            last_seq = seq;
+            if wanted(&frame["data"]) {
+                return frame;
+            }
+        }
+    }
+}
+
+async fn purchase(app: &TestApp, user: &str, sale: &str) -> Value {
+    let token = app.token(user, Role::Customer);
+    let response = app
+        .post(
+            &format!("/time-sales/{sale}/purchase"),
+            &token,
+            json!({"quantity": 1}),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json().await.expect("order json")
+}
+
+async fn a_sale_subscriber_sees_it_open_by_itself_and_sell(backend: Backend) {
+    let options = Options {
+        manual_clock: true,
+        ..Options::default()
+    };
+    let Some(app) = spawn_app_with(backend, options).await else {
+        return;
+    };
+    let clock = app.clock.clone().expect("manual clock");
+    let sale = create_sale(&app, 5, json!({}), HOUR_MS, 2 * HOUR_MS).await;
+    let id = sale["id"].as_str().expect("id");
+    let topic = format!("time-sale:{id}");
+    let mut live = Live::connect(&app, &app.token("watcher", Role::Customer)).await;
+    live.subscribe(&topic).await;
+    let first = live.next().await;
+    assert_eq!(first["topic"], topic.as_str());
+    assert_eq!(first["data"]["status"], "SCHEDULED");
+    assert_eq!(first["data"]["remaining"], 5);
+    // Nobody sends a request: the sale's own deadline opens it, and the subscriber sees it.
+    clock.advance_ms(HOUR_MS);
+    let opened = live.next().await;
+    assert_eq!(opened["data"]["status"], "ACTIVE");
+    assert!(opened["seq"].as_u64() > first["seq"].as_u64());
+    for (n, user) in ["ann", "bob"].into_iter().enumerate() {
+        purchase(&app, user, id).await;
+        let remaining = 4 - i64::try_from(n).expect("small");
+        let frame = live
+            .until(&topic, |data| data["remaining"] == remaining)
+            .await;
+        assert_eq!(frame["data"]["reserved"], 5 - remaining);
+    }
+    app.stop().await;
+}
+on_both_stores!(a_sale_subscriber_sees_it_open_by_itself_and_sell);
+
+async fn a_stock_subscriber_follows_orders_and_reads_only_durable_values(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    app.create_stock("LIVE-1", 10).await;
+    let mut live = Live::connect(&app, &app.token("watcher", Role::Customer)).await;
+    live.subscribe("stock:LIVE-1").await;
+    let first = live.next().await;
+    assert_eq!(first["data"]["available"], 10);
+    let buyers: Vec<String> = (0..6).map(|n| format!("buyer-{n}")).collect();
+    let placed =
+        futures::future::join_all(buyers.iter().map(|b| app.order(b, "LIVE-1", 1, None))).await;
+    assert!(placed.iter().all(|r| r.status() == StatusCode::CREATED));
+    // Every reservation is acknowledged, so the latest value shows all of them.
+    let last = live
+        .until("stock:LIVE-1", |data| data["available"] == 4)
+        .await;
+    assert_eq!(last["data"]["reserved"], 6);
+    assert_eq!(app.stock("LIVE-1").await["available"], 4);
+    app.stop().await;
+}
+on_both_stores!(a_stock_subscriber_follows_orders_and_reads_only_durable_values);
+
+async fn an_order_topic_is_for_its_owner_and_operators(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    app.create_stock("LIVE-2", 3).await;
+    let placed: Value = app
+        .order("owner", "LIVE-2", 1, None)
+        .await
+        .json()
+        .await
+        .expect("order json");
+    let topic = format!("order:{}", placed["id"].as_str().expect("id"));
+    let mut stranger = Live::connect(&app, &app.token("stranger", Role::Customer)).await;
+    stranger.subscribe(&topic).await;
+    let refused = stranger.next().await;
+    assert_eq!(refused["topic"], topic.as_str());
+    assert_eq!(refused["error"]["code"], "FORBIDDEN");
+    let mut operator = Live::connect(&app, &app.operator()).await;
+    operator.subscribe(&topic).await;
+    assert_eq!(operator.next().await["data"]["status"], "RESERVED");
+    let owner_token = app.token("owner", Role::Customer);
+    let mut owner = Live::connect(&app, &owner_token).await;
+    owner.subscribe(&topic).await;
+    assert_eq!(owner.next().await["data"]["user_id"], "owner");
+    let path = format!("/orders/{}/cancel", placed["id"].as_str().expect("id"));
+    let cancelled = app.post(&path, &owner_token, json!({}), None).await;
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    for session in [&mut owner, &mut operator] {
+        session
+            .until(&topic, |data| data["status"] == "CANCELLED")
+            .await;
+    }
+    app.stop().await;
+}
+on_both_stores!(an_order_topic_is_for_its_owner_and_operators);
+
+async fn bad_ops_get_error_frames_and_the_session_goes_on(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    app.create_stock("LIVE-3", 1).await;
+    let mut live = Live::connect(&app, &app.token("watcher", Role::Customer)).await;
+    live.socket
+        .send(Message::text("{not json"))
+        .await
+        .expect("sent");
+    assert_eq!(live.next().await["error"]["code"], "MALFORMED_REQUEST");
+    live.send(json!({"op": "shout", "topic": "stock:LIVE-3"}))
+        .await;
+    assert_eq!(live.next().await["error"]["code"], "VALIDATION_FAILED");
+    live.subscribe("weather:today").await;
+    assert_eq!(live.next().await["error"]["code"], "VALIDATION_FAILED");
+    let unknown = format!("time-sale:{}", uuid::Uuid::now_v7());
+    live.subscribe(&unknown).await;
+    let missing = live.next().await;
+    assert_eq!(missing["error"]["code"], "NOT_FOUND");
+    assert_eq!(missing["topic"], unknown.as_str());
+    live.subscribe("stock:NOPE").await;
+    assert_eq!(live.next().await["error"]["code"], "NOT_FOUND");
+    // Still serving: a good subscribe after all that gets its first value.
+    live.subscribe("stock:LIVE-3").await;
+    assert_eq!(live.next().await["data"]["sku"], "LIVE-3");
+    app.stop().await;
+}
+on_both_stores!(bad_ops_get_error_frames_and_the_session_goes_on);
+
+async fn topics_and_sessions_are_given_back_when_subscribers_leave(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    app.create_stock("LIVE-4", 1).await;
+    let hub = app.services.rt.live.clone();
+    let mut live = Live::connect(&app, &app.token("watcher", Role::Customer)).await;
+    live.subscribe("stock:LIVE-4").await;
+    live.next().await;
+    assert_eq!(hub.topics_watched(), 1);
+    assert_eq!(hub.sessions_open(), 1);
+    live.send(json!({"op": "unsubscribe", "topic": "stock:LIVE-4"}))
+        .await;
+    eventually_that("the unwatched topic is dropped", || async {
+        hub.topics_watched() == 0
+    })
+    .await;
+    live.subscribe("stock:LIVE-4").await;
+    live.next().await;
+    live.socket.close(None).await.expect("closed");
+    eventually_that(
+        "the closed session's topic and seat are given back",
+        || async { hub.topics_watched() == 0 && hub.sessions_open() == 0 },
+    )
+    .await;
+    app.stop().await;
+}
+on_both_stores!(topics_and_sessions_are_given_back_when_subscribers_leave);
+
+async fn a_handshake_without_a_token_is_401_problem_json(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let response = app
+        .client
+        .get(app.url("/ws"))
+        .send()
+        .await
+        .expect("request is sent");
+    assert_problem(response, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    let response = app.get("/ws", &app.operator()).await;
+    assert_problem(response, StatusCode::BAD_REQUEST, "MALFORMED_REQUEST").await;
+    app.stop().await;
+}
+on_both_stores!(a_handshake_without_a_token_is_401_problem_json);
