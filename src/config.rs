@@ -109,6 +109,7 @@ pub struct ListSettings {
 pub struct WsSettings {
     pub sessions_max: usize,
     pub topics_per_session_max: usize,
+    pub topic_frame_interval_ms: u64,
     pub frame_bytes_max: usize,
     pub heartbeat_secs: u64,
     pub client_timeout_secs: u64,

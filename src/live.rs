@@ -10,25 +10,27 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use bytestring::ByteString;
 use dashmap::DashMap;
 use tokio::sync::watch;
 
-/// One published value of a topic: the entity's journal sequence number it reflects, and its
-/// view as JSON text (serialised once by the actor, sent as is to every subscriber).
+/// One published value of a topic: the entity's journal sequence number it reflects, and the
+/// whole frame, built once by the actor and shared by every subscriber (cloning a
+/// `ByteString` only counts a reference).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
     pub seq: u64,
-    pub data_json: String,
+    pub frame: ByteString,
 }
 
 impl Update {
     /// The frame API.md defines: `{"topic": T, "seq": n, "data": {...}}`.
-    pub fn frame(&self, topic: &str) -> String {
-        let topic = serde_json::to_string(topic).expect("a string serialises");
-        format!(
-            r#"{{"topic":{topic},"seq":{},"data":{}}}"#,
-            self.seq, self.data_json
-        )
+    pub fn new(topic: &str, seq: u64, data: &serde_json::Value) -> Update {
+        let frame = serde_json::json!({ "topic": topic, "seq": seq, "data": data });
+        Update {
+            seq,
+            frame: ByteString::from(frame.to_string()),
+        }
     }
 }
 
@@ -177,11 +179,8 @@ mod tests {
 
     use super::*;
 
-    fn update(seq: u64, data_json: &str) -> Update {
-        Update {
-            seq,
-            data_json: data_json.to_string(),
-        }
+    fn update(seq: u64) -> Update {
+        Update::new("t", seq, &serde_json::json!({ "n": seq }))
     }
 
     fn hub() -> Arc<LiveHub> {
@@ -191,7 +190,7 @@ mod tests {
     #[test]
     fn an_unwatched_topic_takes_no_value_and_keeps_no_entry() {
         let hub = hub();
-        hub.publish("stock:A", update(1, "{}"));
+        hub.publish("stock:A", update(1));
         assert!(!hub.is_watched("stock:A"));
         let mut subscription = hub.subscribe("stock:A");
         assert!(hub.is_watched("stock:A"));
@@ -213,7 +212,7 @@ mod tests {
         let hub = hub();
         let mut subscription = hub.subscribe("stock:A");
         for seq in 1..=3 {
-            hub.publish("stock:A", update(seq, &format!("{{\"n\":{seq}}}")));
+            hub.publish("stock:A", update(seq));
         }
         let latest = subscription
             .next()
@@ -221,7 +220,7 @@ mod tests {
             .flatten()
             .expect("a value");
         assert_eq!(latest.seq, 3);
-        assert_eq!(latest.data_json, r#"{"n":3}"#);
+        assert_eq!(latest.frame, update(3).frame);
         assert_eq!(
             subscription.next().now_or_never(),
             None,
@@ -233,12 +232,12 @@ mod tests {
     fn an_older_or_equal_sequence_does_not_replace_a_newer_one() {
         let hub = hub();
         let mut subscription = hub.subscribe("stock:A");
-        hub.publish("stock:A", update(5, r#"{"n":5}"#));
+        hub.publish("stock:A", update(5));
         assert!(subscription.next().now_or_never().is_some());
-        hub.publish("stock:A", update(4, r#"{"n":4}"#));
-        hub.publish("stock:A", update(5, r#"{"n":5}"#));
+        hub.publish("stock:A", update(4));
+        hub.publish("stock:A", update(5));
         assert_eq!(subscription.next().now_or_never(), None);
-        hub.publish("stock:A", update(6, r#"{"n":6}"#));
+        hub.publish("stock:A", update(6));
         let latest = subscription
             .next()
             .now_or_never()
@@ -251,7 +250,7 @@ mod tests {
     fn a_late_subscriber_sees_the_current_value_and_leaving_keeps_the_topic_for_others() {
         let hub = hub();
         let _first = hub.subscribe("time-sale:x");
-        hub.publish("time-sale:x", update(2, "{}"));
+        hub.publish("time-sale:x", update(2));
         let mut late = hub.subscribe("time-sale:x");
         let seen = late
             .next()
@@ -280,8 +279,8 @@ mod tests {
 
     #[test]
     fn frames_follow_the_contract() {
-        let frame = update(7, r#"{"remaining":3}"#).frame("time-sale:\"q\"");
-        let parsed: serde_json::Value = serde_json::from_str(&frame).expect("valid JSON");
+        let update = Update::new("time-sale:\"q\"", 7, &serde_json::json!({ "remaining": 3 }));
+        let parsed: serde_json::Value = serde_json::from_str(&update.frame).expect("valid JSON");
         assert_eq!(parsed["topic"], "time-sale:\"q\"");
         assert_eq!(parsed["seq"], 7);
         assert_eq!(parsed["data"]["remaining"], 3);

@@ -593,10 +593,7 @@ impl<E: Entity> EntityState<E> {
         Some(Published {
             hub: self.rt.live.clone(),
             topic: topic.clone(),
-            update: Update {
-                seq: self.last_seq,
-                data_json: data.to_string(),
-            },
+            update: Update::new(topic, self.last_seq, &data),
         })
     }
 

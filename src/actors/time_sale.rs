@@ -589,10 +589,15 @@ impl Entity for TimeSale {
         Some(format!("time-sale:{id}"))
     }
 
-    /// What `GET /time-sales/{id}` answers: the status by the clock, then the stock.
+    /// API.md's fields: the counts, and the status by the clock, then the stock.
     fn live_view(&self, now_ms: i64) -> Option<serde_json::Value> {
         self.terms.as_ref()?;
-        Some(serde_json::to_value(self.view(self.status_at(now_ms))).expect("view serialises"))
+        Some(serde_json::json!({
+            "remaining": self.remaining(),
+            "reserved": self.reserved,
+            "sold": self.sold,
+            "status": self.status_at(now_ms).as_str(),
+        }))
     }
 
     fn state_json(&self) -> serde_json::Value {

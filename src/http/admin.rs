@@ -33,6 +33,10 @@ async fn overview(state: State, caller: Caller) -> Result<HttpResponse, ApiError
         "uptime_secs": uptime_secs,
         "store": state.rt.store.backend(),
         "kinds": state.region_counts(),
+        "live": {
+            "sessions": state.rt.live.sessions_open(),
+            "topics": state.rt.live.topics_watched(),
+        },
         "journal": {
             "batches": batches,
             "events": stats.events.load(Ordering::Relaxed),

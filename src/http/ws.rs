@@ -233,7 +233,8 @@ impl Connection {
                 "nothing is published on {topic}"
             )));
         }
-        let task = forward(self.session.clone(), subscription);
+        let interval = Duration::from_millis(self.state.rt.settings.ws.topic_frame_interval_ms);
+        let task = forward(self.session.clone(), subscription, interval);
         self.watching.insert(topic.to_string(), task);
         Ok(())
     }
@@ -265,18 +266,23 @@ impl Connection {
     }
 }
 
-/// Writes each new value of the topic until the session closes or the task is aborted. The
-/// session's outgoing queue is bounded, so a slow client makes this task wait, and when it
-/// resumes it sends only the latest value.
-fn forward(mut session: Session, mut subscription: Subscription) -> JoinHandle<()> {
+/// Writes the topic's latest value, about once per `interval`, until the session closes or
+/// the task is aborted. The session's outgoing queue is bounded, so a slow client makes this
+/// task wait; values that change meanwhile are coalesced, and it sends only the latest. Each
+/// wait is jittered (0.5 to 1.5 intervals) so that sessions which subscribed together spread
+/// their writes out instead of all writing in the same instant.
+fn forward(
+    mut session: Session,
+    mut subscription: Subscription,
+    interval: Duration,
+) -> JoinHandle<()> {
     actix_web::rt::spawn(async move {
         while let Some(update) = subscription.next().await {
-            if session
-                .text(update.frame(subscription.topic()))
-                .await
-                .is_err()
-            {
+            if session.text(update.frame.clone()).await.is_err() {
                 return;
+            }
+            if !interval.is_zero() {
+                tokio::time::sleep(interval.mul_f64(rand::random::<f64>() + 0.5)).await;
             }
         }
     })
