@@ -22,6 +22,7 @@ use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::http;
 use crate::http::queue::QueuePasses;
+use crate::http::throttle::AuthThrottle;
 use crate::persistence::idempotency::Idempotency;
 use crate::persistence::journal::JournalHandle;
 use crate::persistence::{self, SharedStore};
@@ -45,6 +46,7 @@ pub struct Services {
     pub events: Region<SeatMap>,
     pub passes: QueuePasses,
     pub idempotency: Idempotency,
+    pub auth_throttle: AuthThrottle,
     pub started_at_ms: i64,
 }
 
@@ -131,12 +133,17 @@ impl Surge {
             events,
             passes,
             idempotency,
+            auth_throttle: AuthThrottle::new(
+                settings.auth.attempts_per_minute_per_address,
+                settings.auth.logins_per_minute_per_email,
+            ),
         });
         let purge = spawn_idempotency_purge(services.clone().into_inner(), retention_ms);
+        let forget = spawn_throttle_forget(services.clone().into_inner());
         Ok(Surge {
             services,
             auth: web::Data::new(auth),
-            background: vec![scheduler, purge, warm_up, indexer],
+            background: vec![scheduler, purge, warm_up, indexer, forget],
         })
     }
 
@@ -203,6 +210,18 @@ fn spawn_stop_on_signal(server: actix_web::dev::ServerHandle, live: Arc<crate::l
         live.close_sessions();
         server.stop(true).await;
     });
+}
+
+/// Runs for the life of the process: every minute, drops throttle keys whose budget is full
+/// again, so the throttle's memory follows the last minute's attempts.
+fn spawn_throttle_forget(services: Arc<Services>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            ticks.tick().await;
+            services.auth_throttle.forget_idle();
+        }
+    })
 }
 
 /// Runs for the life of the process: deletes idempotency records past their retention.

@@ -110,6 +110,7 @@ pub struct WsSettings {
     pub sessions_max: usize,
     pub topics_per_session_max: usize,
     pub topic_frame_interval_ms: u64,
+    pub ops_per_sec: u32,
     pub frame_bytes_max: usize,
     pub heartbeat_secs: u64,
     pub client_timeout_secs: u64,
@@ -120,6 +121,8 @@ pub struct AuthSettings {
     pub jwt_secret: String,
     pub access_ttl_secs: u64,
     pub refresh_ttl_secs: u64,
+    pub attempts_per_minute_per_address: u32,
+    pub logins_per_minute_per_email: u32,
     pub bootstrap_admin_email: String,
     pub bootstrap_admin_password: String,
 }

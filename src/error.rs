@@ -114,10 +114,12 @@ pub struct ApiError {
     /// events were handed to the journal): callers must not compensate, and the client
     /// should retry with the same Idempotency-Key.
     pub outcome_unknown: bool,
+    /// For 429 and 503: seconds until a retry may succeed, if known better than the default.
+    pub retry_after_secs: Option<u64>,
 }
 
 /// Seconds a client should wait before retrying a 429 or 503.
-const RETRY_AFTER_SECS: &str = "1";
+const RETRY_AFTER_SECS: u64 = 1;
 
 impl ApiError {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> ApiError {
@@ -126,6 +128,7 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             outcome_unknown: false,
+            retry_after_secs: None,
         }
     }
 
@@ -147,6 +150,7 @@ impl ApiError {
             detail,
             errors,
             outcome_unknown: false,
+            retry_after_secs: None,
         }
     }
 
@@ -159,6 +163,14 @@ impl ApiError {
         ApiError {
             outcome_unknown: true,
             ..ApiError::unavailable(detail)
+        }
+    }
+
+    /// 429, with the seconds until the next attempt is allowed.
+    pub fn rate_limited(detail: impl Into<String>, retry_after_secs: u64) -> ApiError {
+        ApiError {
+            retry_after_secs: Some(retry_after_secs.max(1)),
+            ..ApiError::new(ErrorCode::RateLimited, detail)
         }
     }
 
@@ -204,7 +216,8 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         response.content_type("application/problem+json");
         if matches!(self.code.status().as_u16(), 429 | 503) {
-            response.insert_header(("Retry-After", RETRY_AFTER_SECS));
+            let secs = self.retry_after_secs.unwrap_or(RETRY_AFTER_SECS);
+            response.insert_header(("Retry-After", secs.to_string()));
         }
         response.json(self.body())
     }

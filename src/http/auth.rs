@@ -2,11 +2,12 @@
 //! to [`AuthService`]; malformed JSON is turned into a 400 by the app's `JsonConfig`.
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use crate::auth::{AuthService, Caller, TokenPair};
 use crate::error::ApiError;
+use crate::http::State;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/register", web::post().to(register))
@@ -48,9 +49,12 @@ fn token_response(pair: TokenPair) -> HttpResponse {
 }
 
 async fn register(
+    state: State,
+    req: HttpRequest,
     auth: web::Data<AuthService>,
     body: web::Json<RegisterBody>,
 ) -> Result<HttpResponse, ApiError> {
+    state.auth_throttle.check_address(client_address(&req))?;
     let user = auth
         .register(&body.email, &body.password, &body.name)
         .await?;
@@ -58,19 +62,31 @@ async fn register(
 }
 
 async fn login(
+    state: State,
+    req: HttpRequest,
     auth: web::Data<AuthService>,
     body: web::Json<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
+    state.auth_throttle.check_address(client_address(&req))?;
+    state.auth_throttle.check_email(&body.email)?;
     Ok(token_response(
         auth.login(&body.email, &body.password).await?,
     ))
 }
 
 async fn refresh(
+    state: State,
+    req: HttpRequest,
     auth: web::Data<AuthService>,
     body: web::Json<RefreshBody>,
 ) -> Result<HttpResponse, ApiError> {
+    state.auth_throttle.check_address(client_address(&req))?;
     Ok(token_response(auth.refresh(&body.refresh_token).await?))
+}
+
+/// The TCP peer's address (behind a proxy, the proxy's).
+fn client_address(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    req.peer_addr().map(|peer| peer.ip())
 }
 
 async fn logout(

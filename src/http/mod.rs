@@ -12,6 +12,7 @@ pub mod products;
 pub mod queue;
 pub mod stock;
 pub mod system;
+pub mod throttle;
 pub mod time_sales;
 pub mod wallets;
 pub mod ws;

@@ -8,16 +8,21 @@
 //! never waits for a socket. Bad ops get `{"topic"?: T, "error": {"code", "detail"}}` and the
 //! session goes on.
 //!
+//! A session may send `ws.ops_per_sec` ops a second; past it an op gets a `RATE_LIMITED` error
+//! frame and is not done.
+//!
 //! Served topics: `time-sale:{id}`, `stock:{sku}` and `order:{id}` (the caller's own, or any
 //! for operators). Every bound is in `[ws]`: open sessions, topics per session, frame size,
 //! and the heartbeat that closes sessions whose client went silent. When the server stops,
 //! sessions close with code 1012 (service restart) so clients reconnect elsewhere or later.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
+use governor::{DefaultDirectRateLimiter, Quota};
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
@@ -52,11 +57,13 @@ async fn connect(
         .max_frame_size(settings.frame_bytes_max)
         .aggregate_continuations()
         .max_continuation_size(settings.frame_bytes_max);
+    let ops_per_sec = NonZeroU32::new(settings.ops_per_sec.max(1)).expect("at least 1");
     let connection = Connection {
         state: state.clone(),
         caller,
         session,
         watching: HashMap::new(),
+        ops: DefaultDirectRateLimiter::direct(Quota::per_second(ops_per_sec)),
     };
     actix_web::rt::spawn(async move {
         connection.run(stream).await;
@@ -117,6 +124,8 @@ struct Connection {
     session: Session,
     /// The forwarding task of each watched topic; aborting it drops its subscription.
     watching: HashMap<String, JoinHandle<()>>,
+    /// Ops this session may still send (`ws.ops_per_sec`).
+    ops: DefaultDirectRateLimiter,
 }
 
 impl Connection {
@@ -184,6 +193,10 @@ impl Connection {
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), actix_ws::Closed> {
+        if self.ops.check().is_err() {
+            let error = ApiError::rate_limited("too many ops on this session; slow down", 1);
+            return self.send_error(None, &error).await;
+        }
         let op = match serde_json::from_str::<ClientOp>(text) {
             Ok(op) => op,
             Err(error) => {

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app, Backend};
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with, Backend, Options};
 use crate::on_both_stores;
 
 async fn register_login_refresh_logout_and_roles(backend: Backend) {
@@ -125,3 +125,71 @@ async fn register_login_refresh_logout_and_roles(backend: Backend) {
     app.stop().await;
 }
 on_both_stores!(register_login_refresh_logout_and_roles);
+
+async fn credential_routes_are_throttled_per_email_and_per_address(backend: Backend) {
+    let options = Options {
+        tweak: |settings| {
+            settings.auth.logins_per_minute_per_email = 3;
+            settings.auth.attempts_per_minute_per_address = 6;
+        },
+        ..Options::default()
+    };
+    let Some(app) = spawn_app_with(backend, options).await else {
+        return;
+    };
+    let post = |path: &'static str, body: Value| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url(path))
+                .json(&body)
+                .send()
+                .await
+                .expect("sent")
+        }
+    };
+    let registered = post(
+        "/auth/register",
+        json!({"email": "zoe@example.com", "password": "correct horse", "name": "Zoe"}),
+    )
+    .await;
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    let guess = json!({"email": "zoe@example.com", "password": "wrong guess"});
+    for _ in 0..3 {
+        let wrong = post("/auth/login", guess.clone()).await;
+        assert_problem(wrong, StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS").await;
+    }
+    // The account's budget is spent: even the right password waits, and says how long.
+    let right = json!({"email": "ZOE@example.com", "password": "correct horse"});
+    let limited = post("/auth/login", right).await;
+    let retry_after: u64 = limited
+        .headers()
+        .get("Retry-After")
+        .expect("Retry-After")
+        .to_str()
+        .expect("text")
+        .parse()
+        .expect("seconds");
+    assert!((1..=20).contains(&retry_after), "Retry-After {retry_after}");
+    assert_problem(limited, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED").await;
+    // Another account from the same address still has its own budget, until the address's
+    // (6 a minute, 5 used) runs out too.
+    let other = json!({"email": "nobody@example.com", "password": "whatever1"});
+    let unknown = post("/auth/login", other.clone()).await;
+    assert_problem(unknown, StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS").await;
+    let address_spent = post("/auth/login", other).await;
+    assert_problem(address_spent, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED").await;
+    let register_spent = post(
+        "/auth/register",
+        json!({"email": "yan@example.com", "password": "correct horse", "name": "Yan"}),
+    )
+    .await;
+    assert_problem(
+        register_spent,
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMITED",
+    )
+    .await;
+    app.stop().await;
+}
+on_both_stores!(credential_routes_are_throttled_per_email_and_per_address);

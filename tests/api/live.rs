@@ -223,6 +223,27 @@ async fn bad_ops_get_error_frames_and_the_session_goes_on(backend: Backend) {
 }
 on_both_stores!(bad_ops_get_error_frames_and_the_session_goes_on);
 
+async fn a_session_flooding_ops_is_refused_past_its_rate(backend: Backend) {
+    let options = Options {
+        tweak: |settings| settings.ws.ops_per_sec = 3,
+        ..Options::default()
+    };
+    let Some(app) = spawn_app_with(backend, options).await else {
+        return;
+    };
+    let mut live = Live::connect(&app, &app.token("flooder", Role::Customer)).await;
+    // Unsubscribing from nothing is a no-op that answers nothing, so only refusals come back.
+    for _ in 0..5 {
+        live.send(json!({"op": "unsubscribe", "topic": "stock:X"}))
+            .await;
+    }
+    for _ in 0..2 {
+        assert_eq!(live.next().await["error"]["code"], "RATE_LIMITED");
+    }
+    app.stop().await;
+}
+on_both_stores!(a_session_flooding_ops_is_refused_past_its_rate);
+
 async fn topics_and_sessions_are_given_back_when_subscribers_leave(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
