@@ -138,7 +138,7 @@ start_surge() { # PHASE
     # Earlier phases' dirty pages are flushed now, not in this phase's fsyncs.
     timeout 120 sync || true
     (cd "$REPO_ROOT" && exec env SURGE_AUTH__JWT_SECRET="$JWT_SECRET" SURGE_ORDERS__PAY_WITHIN_SECS=3600 \
-        SURGE_WS__TOPIC_FRAME_INTERVAL_MS="$FRAME_INTERVAL_MS" SURGE_WS__SESSIONS_MAX=$((WATCHERS + 100)) \
+        SURGE_WS__TOPIC_FRAME_INTERVAL_MS="$FRAME_INTERVAL_MS" SURGE_WS__SESSIONS_MAX=$((WATCHERS + 100)) SURGE_WS__SESSIONS_PER_USER_MAX=$((WATCHERS + 100)) \
         RUST_LOG=warn "$SURGE_BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$data") >>"$WORK/surge.log" 2>&1 &
     SURGE_PID=$!
     for ((i = 0; i < 120; i++)); do

@@ -135,7 +135,7 @@ impl Surge {
             idempotency,
             auth_throttle: AuthThrottle::new(
                 settings.auth.attempts_per_minute_per_address,
-                settings.auth.logins_per_minute_per_email,
+                settings.auth.failed_logins_per_minute_per_email,
             ),
         });
         let purge = spawn_idempotency_purge(services.clone().into_inner(), retention_ms);
@@ -169,9 +169,13 @@ impl Surge {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        let server = server.run();
-        spawn_stop_on_signal(server.handle(), self.services.rt.live.clone());
-        Ok(server)
+        Ok(server.run())
+    }
+
+    /// For the process that serves (not for servers embedded in tests): on SIGTERM or SIGINT,
+    /// close the WebSocket sessions and drain the HTTP server; a second signal stops it at once.
+    pub fn stop_on_signal(&self, server: actix_web::dev::ServerHandle) {
+        spawn_stop_on_signal(server, self.services.rt.live.clone());
     }
 
     /// After the HTTP server has drained: stop background work and flush the journal.
@@ -188,28 +192,45 @@ impl Surge {
 
 /// Waits for SIGTERM or SIGINT, closes the WebSocket sessions (they would hold the drain open
 /// for its whole timeout), then stops the HTTP server gracefully: no new connections, in-flight
-/// requests finish.
+/// requests finish. A second signal stops it without waiting.
 fn spawn_stop_on_signal(server: actix_web::dev::ServerHandle, live: Arc<crate::live::LiveHub>) {
     tokio::spawn(async move {
-        let terminate = async {
+        let mut terminate =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
+                Ok(signal) => Some(signal),
                 Err(error) => {
-                    tracing::warn!(%error, "cannot listen for SIGTERM");
-                    std::future::pending::<()>().await;
+                    tracing::warn!(%error, "cannot listen for SIGTERM; SIGINT still stops");
+                    None
                 }
-            }
-        };
-        tokio::select! {
-            _ = terminate => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
+            };
+        stop_signal(&mut terminate).await;
         tracing::info!("stop signal received; draining");
         live.close_sessions();
-        server.stop(true).await;
+        let drain = server.stop(true);
+        tokio::select! {
+            _ = drain => {}
+            _ = stop_signal(&mut terminate) => {
+                tracing::warn!("second stop signal; stopping without waiting for the drain");
+                server.stop(false).await;
+            }
+        }
     });
+}
+
+/// The next SIGTERM (when it can be listened for) or SIGINT.
+async fn stop_signal(terminate: &mut Option<tokio::signal::unix::Signal>) {
+    let sigterm = async {
+        match terminate {
+            Some(signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = sigterm => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
 
 /// Runs for the life of the process: every minute, drops throttle keys whose budget is full

@@ -108,6 +108,7 @@ pub struct ListSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WsSettings {
     pub sessions_max: usize,
+    pub sessions_per_user_max: usize,
     pub topics_per_session_max: usize,
     pub topic_frame_interval_ms: u64,
     pub ops_per_sec: u32,
@@ -122,7 +123,7 @@ pub struct AuthSettings {
     pub access_ttl_secs: u64,
     pub refresh_ttl_secs: u64,
     pub attempts_per_minute_per_address: u32,
-    pub logins_per_minute_per_email: u32,
+    pub failed_logins_per_minute_per_email: u32,
     pub bootstrap_admin_email: String,
     pub bootstrap_admin_password: String,
 }

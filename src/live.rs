@@ -14,6 +14,8 @@ use bytestring::ByteString;
 use dashmap::DashMap;
 use tokio::sync::watch;
 
+use crate::error::ApiError;
+
 /// One published value of a topic: the entity's journal sequence number it reflects, and the
 /// whole frame, built once by the actor and shared by every subscriber (cloning a
 /// `ByteString` only counts a reference).
@@ -39,6 +41,8 @@ pub type Latest = Option<Arc<Update>>;
 pub struct LiveHub {
     topics: DashMap<String, watch::Sender<Latest>>,
     sessions: AtomicUsize,
+    /// Open sessions per user; a user without any has no entry.
+    sessions_by_user: DashMap<String, usize>,
     /// Set when the server stops: sessions close instead of holding the drain open.
     closing: watch::Sender<bool>,
 }
@@ -48,28 +52,64 @@ impl Default for LiveHub {
         LiveHub {
             topics: DashMap::new(),
             sessions: AtomicUsize::new(0),
+            sessions_by_user: DashMap::new(),
             closing: watch::channel(false).0,
         }
     }
 }
 
-/// A WebSocket session's place in the bound on open sessions, given back on drop.
-pub struct SessionSeat(Arc<LiveHub>);
+/// A WebSocket session's place in the bounds on open sessions, given back on drop.
+pub struct SessionSeat {
+    hub: Arc<LiveHub>,
+    user_id: String,
+}
 
 impl Drop for SessionSeat {
     fn drop(&mut self) {
-        self.0.sessions.fetch_sub(1, Ordering::AcqRel);
+        self.hub
+            .sessions_by_user
+            .remove_if_mut(&self.user_id, |_, open| {
+                *open -= 1;
+                *open == 0
+            });
+        self.hub.sessions.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl LiveHub {
-    /// A seat for one more session, unless `sessions_max` are open.
-    pub fn admit_session(self: &Arc<Self>, sessions_max: usize) -> Option<SessionSeat> {
-        if self.sessions.fetch_add(1, Ordering::AcqRel) >= sessions_max {
-            self.sessions.fetch_sub(1, Ordering::AcqRel);
-            return None;
+    /// A seat for one more session of `user_id`: 503 if `sessions_max` are open, 429 if that
+    /// user already has `per_user_max` (one token must not take every seat).
+    pub fn admit_session(
+        self: &Arc<Self>,
+        user_id: &str,
+        sessions_max: usize,
+        per_user_max: usize,
+    ) -> Result<SessionSeat, ApiError> {
+        {
+            let mut open = self
+                .sessions_by_user
+                .entry(user_id.to_string())
+                .or_insert(0);
+            if *open >= per_user_max {
+                return Err(ApiError::rate_limited(
+                    format!("at most {per_user_max} live-update sessions per user"),
+                    1,
+                ));
+            }
+            *open += 1;
         }
-        Some(SessionSeat(self.clone()))
+        // From here the seat's drop gives back what was taken.
+        let seat = SessionSeat {
+            hub: self.clone(),
+            user_id: user_id.to_string(),
+        };
+        if self.sessions.fetch_add(1, Ordering::AcqRel) >= sessions_max {
+            drop(seat);
+            return Err(ApiError::unavailable(
+                "too many live-update sessions are open",
+            ));
+        }
+        Ok(seat)
     }
 
     pub fn sessions_open(&self) -> usize {
@@ -127,6 +167,11 @@ impl LiveHub {
             *latest = Some(Arc::new(update));
             true
         });
+    }
+
+    /// Topics held, watched or not (a topic left behind by its last subscriber is a leak).
+    pub fn topics_held(&self) -> usize {
+        self.topics.len()
     }
 
     /// Topics with at least one subscriber (console, tests).
@@ -269,12 +314,38 @@ mod tests {
     #[test]
     fn sessions_past_the_bound_are_refused_until_one_closes() {
         let hub = hub();
-        let first = hub.admit_session(2).expect("room");
-        let _second = hub.admit_session(2).expect("room");
-        assert!(hub.admit_session(2).is_none());
+        let first = hub.admit_session("ann", 2, 10).expect("room");
+        let _second = hub.admit_session("bob", 2, 10).expect("room");
+        let refused = hub.admit_session("cat", 2, 10).err().expect("full");
+        assert_eq!(refused.code, crate::error::ErrorCode::Unavailable);
         assert_eq!(hub.sessions_open(), 2);
         drop(first);
-        assert!(hub.admit_session(2).is_some());
+        assert!(hub.admit_session("cat", 2, 10).is_ok());
+        assert!(
+            !hub.sessions_by_user.contains_key("cat") && !hub.sessions_by_user.contains_key("ann"),
+            "users without sessions leave no entry"
+        );
+    }
+
+    #[test]
+    fn one_user_cannot_take_every_seat() {
+        let hub = hub();
+        let seats: Vec<_> = (0..3)
+            .map(|_| {
+                hub.admit_session("ann", 100, 3)
+                    .expect("within the user's cap")
+            })
+            .collect();
+        let refused = hub
+            .admit_session("ann", 100, 3)
+            .err()
+            .expect("past the cap");
+        assert_eq!(refused.code, crate::error::ErrorCode::RateLimited);
+        assert_eq!(hub.sessions_open(), 3, "the refusal took no seat");
+        assert!(hub.admit_session("bob", 100, 3).is_ok());
+        drop(seats);
+        assert_eq!(hub.sessions_open(), 0);
+        assert!(hub.sessions_by_user.is_empty());
     }
 
     #[test]

@@ -115,7 +115,9 @@ async fn serve(settings: Settings, clock_offset_ms: i64) -> anyhow::Result<()> {
         store = surge.services.rt.store.backend(),
         "surge is serving"
     );
-    surge.http_server(listener)?.await?;
+    let server = surge.http_server(listener)?;
+    surge.stop_on_signal(server.handle());
+    server.await?;
     tracing::info!("HTTP drained; flushing the journal");
     surge.shutdown().await?;
     tracing::info!("stopped cleanly");

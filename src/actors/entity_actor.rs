@@ -404,8 +404,15 @@ impl<E: Entity> EntityState<E> {
         let changes = !decision.events.is_empty();
         let nothing_to_write = !changes && side.is_none();
         if nothing_to_write && self.pending.load(Ordering::Acquire) == 0 {
+            // Checked after `pending`: a failed commit marks the entity before lowering
+            // `pending`, so this sees any failure among the commits it waited for.
+            let answer = if self.failed() {
+                Err(ApiError::unavailable("the entity is restarting"))
+            } else {
+                Ok(decision.reply)
+            };
             if let Some(reply) = reply {
-                let _ = reply.send(Ok(decision.reply));
+                let _ = reply.send(answer);
             }
             return true;
         }
@@ -609,7 +616,12 @@ impl<E: Entity> EntityState<E> {
         let Some(published) = self.live_update(self.rt.now_ms()) else {
             return Ok(true);
         };
+        // `failed` is read after `pending`, as in `run`: a commit that failed meanwhile is
+        // seen, and its unpersisted state is not published.
         if self.pending.load(Ordering::Acquire) == 0 {
+            if self.failed() {
+                return Err(ApiError::unavailable("the entity is restarting"));
+            }
             published.send();
             return Ok(true);
         }

@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use crate::auth::{AuthService, Caller, TokenPair};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::http::State;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -69,9 +69,15 @@ async fn login(
 ) -> Result<HttpResponse, ApiError> {
     state.auth_throttle.check_address(client_address(&req))?;
     state.auth_throttle.check_email(&body.email)?;
-    Ok(token_response(
-        auth.login(&body.email, &body.password).await?,
-    ))
+    match auth.login(&body.email, &body.password).await {
+        Ok(pair) => Ok(token_response(pair)),
+        Err(error) => {
+            if error.code == ErrorCode::InvalidCredentials {
+                state.auth_throttle.record_failure(&body.email);
+            }
+            Err(error)
+        }
+    }
 }
 
 async fn refresh(

@@ -4,13 +4,18 @@
 //! Why these routes: each one checks or hashes a secret, and Argon2id is expensive on purpose,
 //! so an unthrottled client could both guess passwords at will and take the server's CPU from
 //! everyone else. Attempts are limited per client address (the TCP peer: behind a proxy, that is
-//! the proxy) and, for login, per email as well, so spreading guesses for one account over many
-//! addresses does not help either. Hot routes (orders, purchases) are not throttled here: their
+//! the proxy; IPv6 by /64, which one host usually holds whole), and failed logins per email as
+//! well, so spreading guesses for one account over many addresses does not help either. Only
+//! failures count against an email, so its owner logging in often is never refused; an email
+//! whose failures ran past the budget is refused (before any password check) until the budget
+//! allows one more. Hot routes (orders, purchases) are not throttled here: their
 //! bounds are the per-actor admission limit and the journal queue.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
 
+use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, NotUntil, Quota};
 
@@ -22,7 +27,9 @@ const EMAIL_KEY_BYTES_MAX: usize = 254;
 
 pub struct AuthThrottle {
     per_address: DefaultKeyedRateLimiter<IpAddr>,
-    per_email: DefaultKeyedRateLimiter<String>,
+    failures_per_email: DefaultKeyedRateLimiter<String>,
+    /// Emails refused until the instant their failure budget allows one more attempt.
+    locked_until: DashMap<String, Instant>,
 }
 
 impl AuthThrottle {
@@ -32,45 +39,78 @@ impl AuthThrottle {
         let quota = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).expect("at least 1"));
         AuthThrottle {
             per_address: DefaultKeyedRateLimiter::keyed(quota(per_address)),
-            per_email: DefaultKeyedRateLimiter::keyed(quota(per_email)),
+            failures_per_email: DefaultKeyedRateLimiter::keyed(quota(per_email)),
+            locked_until: DashMap::new(),
         }
     }
 
     /// An attempt from `address` (unknown addresses, such as Unix sockets, share one budget).
     pub fn check_address(&self, address: Option<IpAddr>) -> Result<(), ApiError> {
-        let address = address.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let address = match address {
+            Some(IpAddr::V6(v6)) => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & (u128::MAX << 64))),
+            Some(v4) => v4,
+            None => IpAddr::from([0, 0, 0, 0]),
+        };
         self.per_address.check_key(&address).map_err(limited)
     }
 
-    /// A login attempt for `email`, whatever address it comes from.
+    /// Refuses a login for `email` while its failures are past the budget.
     pub fn check_email(&self, email: &str) -> Result<(), ApiError> {
-        let mut key = email.trim().to_lowercase();
-        if key.len() > EMAIL_KEY_BYTES_MAX {
-            let mut cut = EMAIL_KEY_BYTES_MAX;
-            while !key.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            key.truncate(cut);
+        let Some(until) = self.locked_until.get(&email_key(email)).map(|at| *at) else {
+            return Ok(());
+        };
+        let wait = until.saturating_duration_since(Instant::now());
+        if wait.is_zero() {
+            return Ok(());
         }
-        self.per_email.check_key(&key).map_err(limited)
+        Err(rate_limited(wait))
+    }
+
+    /// Counts a failed login for `email`; past the budget, the email is refused until the
+    /// budget allows one more.
+    pub fn record_failure(&self, email: &str) {
+        let key = email_key(email);
+        if let Err(not_until) = self.failures_per_email.check_key(&key) {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            self.locked_until.insert(key, Instant::now() + wait);
+        }
     }
 
     /// Drops keys whose budget is full again, so memory follows recent attempts only.
     pub fn forget_idle(&self) {
         self.per_address.retain_recent();
-        self.per_email.retain_recent();
+        self.failures_per_email.retain_recent();
         self.per_address.shrink_to_fit();
-        self.per_email.shrink_to_fit();
+        self.failures_per_email.shrink_to_fit();
+        let now = Instant::now();
+        self.locked_until.retain(|_, until| *until > now);
     }
 
     /// Keys currently remembered (tests, console).
     pub fn keys(&self) -> usize {
-        self.per_address.len() + self.per_email.len()
+        self.per_address.len() + self.failures_per_email.len() + self.locked_until.len()
     }
 }
 
+/// Emails differ only by case and surrounding spaces; long ones are cut, which only makes
+/// them share a budget.
+fn email_key(email: &str) -> String {
+    let mut key = email.trim().to_lowercase();
+    if key.len() > EMAIL_KEY_BYTES_MAX {
+        let mut cut = EMAIL_KEY_BYTES_MAX;
+        while !key.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        key.truncate(cut);
+    }
+    key
+}
+
 fn limited(not_until: NotUntil<<DefaultClock as Clock>::Instant>) -> ApiError {
-    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    rate_limited(not_until.wait_time_from(DefaultClock::default().now()))
+}
+
+fn rate_limited(wait: Duration) -> ApiError {
     ApiError::rate_limited(
         "too many attempts; wait before trying again",
         wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
@@ -100,25 +140,45 @@ mod tests {
     }
 
     #[test]
-    fn emails_share_a_budget_whatever_their_case_or_length() {
+    fn ipv6_addresses_share_their_slash_64() {
+        let throttle = AuthThrottle::new(1, 100);
+        let host = |last: u16| Some(IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]));
+        throttle.check_address(host(1)).expect("first");
+        assert!(throttle.check_address(host(2)).is_err(), "same /64");
+        let elsewhere = Some(IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]));
+        throttle.check_address(elsewhere).expect("another /64");
+    }
+
+    #[test]
+    fn only_failures_count_against_an_email_whatever_its_case_or_length() {
         let throttle = AuthThrottle::new(100, 2);
-        throttle.check_email("Ann@Example.com").expect("first");
-        throttle.check_email(" ann@example.com ").expect("second");
-        assert!(throttle.check_email("ANN@EXAMPLE.COM").is_err());
+        for _ in 0..10 {
+            throttle
+                .check_email("Ann@Example.com")
+                .expect("no failures yet");
+        }
+        throttle.record_failure("Ann@Example.com");
+        throttle.record_failure(" ann@example.com ");
+        throttle
+            .check_email("ann@example.com")
+            .expect("within the budget");
+        throttle.record_failure("ANN@EXAMPLE.COM");
+        let refused = throttle.check_email("ann@example.com").expect_err("locked");
+        assert_eq!(refused.code, ErrorCode::RateLimited);
+        throttle
+            .check_email("bob@example.com")
+            .expect("others are not");
         let long = "é".repeat(300);
-        throttle
-            .check_email(&long)
-            .expect("a long key is cut, not refused");
-        throttle
-            .check_email(&(long.clone() + "x"))
-            .expect("same cut key");
-        assert!(throttle.check_email(&long).is_err());
+        for _ in 0..3 {
+            throttle.record_failure(&(long.clone() + "x"));
+        }
+        assert!(throttle.check_email(&long).is_err(), "the same cut key");
     }
 
     #[test]
     fn forgetting_keeps_only_keys_still_waiting() {
-        let throttle = AuthThrottle::new(100, 1);
-        throttle.check_email("a@b.c").expect("first");
+        let throttle = AuthThrottle::new(1, 100);
+        throttle.check_address(None).expect("first");
         assert_eq!(throttle.keys(), 1);
         throttle.forget_idle();
         assert_eq!(throttle.keys(), 1, "its budget is not full again yet");

@@ -4,8 +4,9 @@
 //! watches has a small task that waits for the topic's next value ([`crate::live`]) and
 //! writes it as `{"topic": T, "seq": n, "data": {...}}`. The first value is the entity's
 //! current durable view; later ones follow each committed change. A client that reads slowly
-//! makes only its own task wait, and that task then skips to the latest value: the actor
-//! never waits for a socket. Bad ops get `{"topic"?: T, "error": {"code", "detail"}}` and the
+//! makes only its own tasks wait, and they then skip to the latest value: the actor
+//! never waits for a socket. A session that cannot write a frame within
+//! `ws.client_timeout_secs` (a client that stopped reading) is closed, seat and all. Bad ops get `{"topic"?: T, "error": {"code", "detail"}}` and the
 //! session goes on.
 //!
 //! A session may send `ws.ops_per_sec` ops a second; past it an op gets a `RATE_LIMITED` error
@@ -42,11 +43,11 @@ async fn connect(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let settings = &state.rt.settings.ws;
-    let seat = state
-        .rt
-        .live
-        .admit_session(settings.sessions_max)
-        .ok_or_else(|| ApiError::unavailable("too many live-update sessions are open"))?;
+    let seat = state.rt.live.admit_session(
+        &caller.user_id,
+        settings.sessions_max,
+        settings.sessions_per_user_max,
+    )?;
     let (response, session, stream) = actix_ws::handle(&req, body).map_err(|e| {
         ApiError::new(
             ErrorCode::MalformedRequest,
@@ -89,6 +90,13 @@ enum Target {
 
 /// Topics API.md lists that this server does not serve yet.
 const TOPICS_NOT_SERVED: [&str; 2] = ["event:", "queue:"];
+
+fn not_reading() -> CloseReason {
+    CloseReason {
+        code: CloseCode::Policy,
+        description: Some("the client does not read its frames".to_string()),
+    }
+}
 
 fn parse_topic(topic: &str) -> Result<Target, ApiError> {
     let not_found = || ApiError::not_found(format!("nothing is published on {topic}"));
@@ -147,10 +155,16 @@ impl Connection {
                 message = stream.recv() => {
                     last_heard = Instant::now();
                     match message {
-                        Some(Ok(message)) => match self.on_message(message).await {
-                            Ok(true) => {}
-                            Ok(false) | Err(_) => break None,
-                        },
+                        // Bounded: a client that stops reading fills the session's outgoing
+                        // queue, and an unbounded write would hold this loop (and its seat)
+                        // forever, deaf to the timeout and to shutdown.
+                        Some(Ok(message)) => {
+                            match tokio::time::timeout(client_timeout, self.on_message(message)).await {
+                                Ok(Ok(true)) => {}
+                                Ok(Ok(false) | Err(_)) => break None,
+                                Err(_) => break Some(not_reading()),
+                            }
+                        }
                         None => break None,
                         Some(Err(error)) => break Some(CloseReason {
                             code: CloseCode::Policy,
@@ -165,8 +179,10 @@ impl Connection {
                             description: Some("no word from the client".to_string()),
                         });
                     }
-                    if self.session.ping(b"").await.is_err() {
-                        break None;
+                    match tokio::time::timeout(client_timeout, self.session.ping(b"")).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break None,
+                        Err(_) => break Some(not_reading()),
                     }
                 }
             }
@@ -174,7 +190,8 @@ impl Connection {
         for (_, task) in self.watching.drain() {
             task.abort();
         }
-        let _ = self.session.close(reason).await;
+        // A full queue may never take the close frame; dropping the session ends it anyway.
+        let _ = tokio::time::timeout(client_timeout, self.session.close(reason)).await;
     }
 
     /// False once the client has closed.
@@ -240,6 +257,10 @@ impl Connection {
             ));
         }
         let target = parse_topic(topic)?;
+        if let Target::Order(id) = &target {
+            // Before anything is watched, so nothing is built for a caller who is refused.
+            orders::owned_order(&self.state, &self.caller, *id).await?;
+        }
         let subscription = self.state.rt.live.subscribe(topic);
         if !self.prime(&target).await? {
             return Err(ApiError::not_found(format!(
@@ -257,10 +278,7 @@ impl Connection {
         match target {
             Target::Sale(id) => state.sales.publish_live(id).await,
             Target::Stock(sku) => state.stock.publish_live(sku).await,
-            Target::Order(id) => {
-                orders::owned_order(state, &self.caller, *id).await?;
-                state.orders.publish_live(&id.to_string()).await
-            }
+            Target::Order(id) => state.orders.publish_live(&id.to_string()).await,
         }
     }
 

@@ -129,8 +129,8 @@ on_both_stores!(register_login_refresh_logout_and_roles);
 async fn credential_routes_are_throttled_per_email_and_per_address(backend: Backend) {
     let options = Options {
         tweak: |settings| {
-            settings.auth.logins_per_minute_per_email = 3;
-            settings.auth.attempts_per_minute_per_address = 6;
+            settings.auth.failed_logins_per_minute_per_email = 3;
+            settings.auth.attempts_per_minute_per_address = 8;
         },
         ..Options::default()
     };
@@ -154,13 +154,15 @@ async fn credential_routes_are_throttled_per_email_and_per_address(backend: Back
     )
     .await;
     assert_eq!(registered.status(), StatusCode::CREATED);
+    let right = json!({"email": "ZOE@example.com", "password": "correct horse"});
+    let fine = post("/auth/login", right.clone()).await;
+    assert_eq!(fine.status(), StatusCode::OK, "successes do not count");
     let guess = json!({"email": "zoe@example.com", "password": "wrong guess"});
-    for _ in 0..3 {
+    for _ in 0..4 {
         let wrong = post("/auth/login", guess.clone()).await;
         assert_problem(wrong, StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS").await;
     }
-    // The account's budget is spent: even the right password waits, and says how long.
-    let right = json!({"email": "ZOE@example.com", "password": "correct horse"});
+    // Failures past the budget (3): even the right password waits, and says how long.
     let limited = post("/auth/login", right).await;
     let retry_after: u64 = limited
         .headers()
@@ -173,7 +175,7 @@ async fn credential_routes_are_throttled_per_email_and_per_address(backend: Back
     assert!((1..=20).contains(&retry_after), "Retry-After {retry_after}");
     assert_problem(limited, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED").await;
     // Another account from the same address still has its own budget, until the address's
-    // (6 a minute, 5 used) runs out too.
+    // (8 a minute, 7 used) runs out too.
     let other = json!({"email": "nobody@example.com", "password": "whatever1"});
     let unknown = post("/auth/login", other.clone()).await;
     assert_problem(unknown, StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS").await;

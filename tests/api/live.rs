@@ -265,7 +265,7 @@ async fn topics_and_sessions_are_given_back_when_subscribers_leave(backend: Back
     live.send(json!({"op": "unsubscribe", "topic": "stock:LIVE-4"}))
         .await;
     eventually_that("the unwatched topic is dropped", || async {
-        hub.topics_watched() == 0
+        hub.topics_held() == 0
     })
     .await;
     live.subscribe("stock:LIVE-4").await;
@@ -273,7 +273,7 @@ async fn topics_and_sessions_are_given_back_when_subscribers_leave(backend: Back
     live.socket.close(None).await.expect("closed");
     eventually_that(
         "the closed session's topic and seat are given back",
-        || async { hub.topics_watched() == 0 && hub.sessions_open() == 0 },
+        || async { hub.topics_held() == 0 && hub.sessions_open() == 0 },
     )
     .await;
     app.stop().await;
@@ -296,3 +296,33 @@ async fn a_handshake_without_a_token_is_401_problem_json(backend: Backend) {
     app.stop().await;
 }
 on_both_stores!(a_handshake_without_a_token_is_401_problem_json);
+
+async fn one_user_cannot_open_more_sessions_than_the_cap(backend: Backend) {
+    let options = Options {
+        tweak: |settings| settings.ws.sessions_per_user_max = 2,
+        ..Options::default()
+    };
+    let Some(app) = spawn_app_with(backend, options).await else {
+        return;
+    };
+    let token = app.token("greedy", Role::Customer);
+    let _first = Live::connect(&app, &token).await;
+    let _second = Live::connect(&app, &token).await;
+    let url = format!(
+        "{}?access_token={token}",
+        app.url("/ws").replacen("http://", "ws://", 1)
+    );
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 429);
+        }
+        other => panic!(
+            "expected a 429 handshake, got {:?}",
+            other.map(|(_, r)| r.status())
+        ),
+    }
+    let _other_user = Live::connect(&app, &app.token("modest", Role::Customer)).await;
+    assert_eq!(app.services.rt.live.sessions_open(), 3);
+    app.stop().await;
+}
+on_both_stores!(one_user_cannot_open_more_sessions_than_the_cap);
