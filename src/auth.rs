@@ -95,6 +95,8 @@ impl FromStr for Role {
 pub struct Caller {
     pub user_id: String,
     pub roles: Vec<Role>,
+    /// When the token stops being valid (a WebSocket session ends then).
+    pub expires_at_ms: i64,
 }
 
 impl Caller {
@@ -281,6 +283,7 @@ impl AccessTokens {
         Ok(Caller {
             user_id: claims.sub,
             roles: claims.roles,
+            expires_at_ms: claims.exp.saturating_mul(1000),
         })
     }
 }

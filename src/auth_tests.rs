@@ -17,6 +17,7 @@ fn caller(roles: &[Role]) -> Caller {
     Caller {
         user_id: "u-1".to_string(),
         roles: roles.to_vec(),
+        expires_at_ms: i64::MAX,
     }
 }
 

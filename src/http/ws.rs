@@ -146,11 +146,17 @@ impl Connection {
         let mut last_heard = Instant::now();
         let closed = self.state.rt.live.closed();
         tokio::pin!(closed);
+        // The token was checked once, at the handshake; the session lives no longer than it.
+        let mut expired = self.state.rt.clock.sleep_until(self.caller.expires_at_ms);
         let reason = loop {
             tokio::select! {
                 _ = &mut closed => break Some(CloseReason {
                     code: CloseCode::Restart,
                     description: Some("the server is stopping; reconnect".to_string()),
+                }),
+                _ = &mut expired => break Some(CloseReason {
+                    code: CloseCode::Policy,
+                    description: Some("the access token expired; reconnect with a fresh one".to_string()),
                 }),
                 message = stream.recv() => {
                     last_heard = Instant::now();

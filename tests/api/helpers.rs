@@ -173,12 +173,17 @@ impl TestApp {
         format!("{}/api/v1{}", self.base, path)
     }
 
+    /// A token valid for an hour.
     pub fn token(&self, user_id: &str, role: Role) -> String {
+        self.token_valid_for(user_id, role, 3600)
+    }
+
+    pub fn token_valid_for(&self, user_id: &str, role: Role, ttl_secs: u64) -> String {
         let now_ms = self
             .clock
             .as_ref()
             .map_or_else(|| SystemClock.now_ms(), |c| c.now_ms());
-        mint_access_token(&self.settings.auth, user_id, &[role], 3600, now_ms).expect("token")
+        mint_access_token(&self.settings.auth, user_id, &[role], ttl_secs, now_ms).expect("token")
     }
 
     pub fn operator(&self) -> String {

@@ -111,7 +111,9 @@ async fn a_sale_subscriber_sees_it_open_by_itself_and_sell(backend: Backend) {
     let sale = create_sale(&app, 5, json!({}), HOUR_MS, 2 * HOUR_MS).await;
     let id = sale["id"].as_str().expect("id");
     let topic = format!("time-sale:{id}");
-    let mut live = Live::connect(&app, &app.token("watcher", Role::Customer)).await;
+    // The clock moves an hour below; the session must outlive it.
+    let watcher = app.token_valid_for("watcher", Role::Customer, 3 * 3600);
+    let mut live = Live::connect(&app, &watcher).await;
     live.subscribe(&topic).await;
     let first = live.next().await;
     assert_eq!(first["topic"], topic.as_str());
@@ -326,3 +328,42 @@ async fn one_user_cannot_open_more_sessions_than_the_cap(backend: Backend) {
     app.stop().await;
 }
 on_both_stores!(one_user_cannot_open_more_sessions_than_the_cap);
+
+async fn a_session_ends_when_its_token_expires(backend: Backend) {
+    let options = Options {
+        manual_clock: true,
+        ..Options::default()
+    };
+    let Some(app) = spawn_app_with(backend, options).await else {
+        return;
+    };
+    app.create_stock("LIVE-5", 1).await;
+    let mut live = Live::connect(&app, &app.token("short-lived", Role::Customer)).await;
+    live.subscribe("stock:LIVE-5").await;
+    assert_eq!(live.next().await["data"]["available"], 1);
+    // The helper's tokens live an hour.
+    app.clock
+        .as_ref()
+        .expect("manual clock")
+        .advance_ms(HOUR_MS);
+    let closing = tokio::time::timeout(FRAME_WAIT, async {
+        loop {
+            match live.socket.next().await {
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Text(_))) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the session is closed in time");
+    match closing {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1008),
+        other => panic!("expected a close frame (1008, policy), got {other:?}"),
+    }
+    eventually_that("the expired session's seat is given back", || async {
+        app.services.rt.live.sessions_open() == 0
+    })
+    .await;
+    app.stop().await;
+}
+on_both_stores!(a_session_ends_when_its_token_expires);
