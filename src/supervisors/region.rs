@@ -205,27 +205,30 @@ impl<E: Entity> Region<E> {
     }
 
     pub async fn inspect(&self, id: &str) -> Result<Inspection, ApiError> {
-        let live = self.activate(id).await?;
-        let (reply, answer) = oneshot::channel();
-        live.actor
-            .cast(EntityMsg::Inspect(reply))
-            .map_err(|_| ApiError::unavailable("the entity stopped"))?;
-        answer
-            .await
-            .map_err(|_| ApiError::unavailable("the entity stopped"))
+        self.call(id, EntityMsg::Inspect).await
     }
 
     /// Has the entity publish its current view to its live topic once that view is durable
     /// (a new subscriber's first value). False if the entity does not exist.
     pub async fn publish_live(&self, id: &str) -> Result<bool, ApiError> {
+        self.call(id, EntityMsg::PublishLive).await?
+    }
+
+    /// Sends entity `id` a message carrying a reply port and waits for the answer. Not
+    /// admission-counted: these are operator and subscription requests, not commands.
+    async fn call<T>(
+        &self,
+        id: &str,
+        message: impl FnOnce(oneshot::Sender<T>) -> EntityMsg<E>,
+    ) -> Result<T, ApiError> {
         let live = self.activate(id).await?;
         let (reply, answer) = oneshot::channel();
         live.actor
-            .cast(EntityMsg::PublishLive(reply))
+            .cast(message(reply))
             .map_err(|_| ApiError::unavailable("the entity stopped"))?;
         answer
             .await
-            .map_err(|_| ApiError::unavailable("the entity stopped"))?
+            .map_err(|_| ApiError::unavailable("the entity stopped"))
     }
 
     /// Fault injection: the entity's actor panics (tests and drills).
