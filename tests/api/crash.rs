@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use surge::auth::{mint_access_token, Role};
@@ -15,7 +14,6 @@ use surge::clock::{Clock, SystemClock};
 use surge::config::Settings;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{postgres_url, Backend};
 use crate::live::Live;
@@ -348,22 +346,11 @@ async fn sigterm_drains_flushes_and_exits_zero(backend: Backend) {
         .status()
         .expect("kill runs");
     assert!(signalled.success());
-    let closing = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match live.socket.next().await {
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                other => return other,
-            }
-        }
-    })
-    .await
-    .expect("the session hears of the stop")
-    .expect("a frame")
-    .expect("well-formed");
-    match closing {
-        Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1012),
-        other => panic!("expected a close frame (1012, service restart), got {other:?}"),
-    }
+    assert_eq!(
+        live.close_code().await,
+        1012,
+        "closed for a service restart"
+    );
     let status = tokio::time::timeout(Duration::from_secs(30), server.child.wait())
         .await
         .expect("exits within 30 s")

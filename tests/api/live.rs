@@ -68,6 +68,24 @@ impl Live {
         }
     }
 
+    /// The code of the close frame the server sends next, skipping other frames.
+    pub(crate) async fn close_code(&mut self) -> u16 {
+        let closing = tokio::time::timeout(FRAME_WAIT, async {
+            loop {
+                match self.socket.next().await {
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Text(_))) => continue,
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .expect("the session is closed in time");
+        match closing {
+            Some(Ok(Message::Close(Some(frame)))) => u16::from(frame.code),
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+
     /// Frames until one on `topic` satisfies `wanted`; every frame on the topic must carry a
     /// larger seq than the one before.
     async fn until(&mut self, topic: &str, wanted: impl Fn(&Value) -> bool) -> Value {
@@ -346,20 +364,7 @@ async fn a_session_ends_when_its_token_expires(backend: Backend) {
         .as_ref()
         .expect("manual clock")
         .advance_ms(HOUR_MS);
-    let closing = tokio::time::timeout(FRAME_WAIT, async {
-        loop {
-            match live.socket.next().await {
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Text(_))) => continue,
-                other => return other,
-            }
-        }
-    })
-    .await
-    .expect("the session is closed in time");
-    match closing {
-        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1008),
-        other => panic!("expected a close frame (1008, policy), got {other:?}"),
-    }
+    assert_eq!(live.close_code().await, 1008, "closed for policy");
     eventually_that("the expired session's seat is given back", || async {
         app.services.rt.live.sessions_open() == 0
     })
@@ -367,3 +372,43 @@ async fn a_session_ends_when_its_token_expires(backend: Backend) {
     app.stop().await;
 }
 on_both_stores!(a_session_ends_when_its_token_expires);
+
+async fn a_session_keeps_to_its_topic_and_frame_bounds(backend: Backend) {
+    let options = Options {
+        tweak: |settings| {
+            settings.ws.topics_per_session_max = 2;
+            settings.ws.frame_bytes_max = 1024;
+        },
+        ..Options::default()
+    };
+    let Some(app) = spawn_app_with(backend, options).await else {
+        return;
+    };
+    for sku in ["LIVE-6", "LIVE-7", "LIVE-8"] {
+        app.create_stock(sku, 1).await;
+    }
+    let mut live = Live::connect(&app, &app.token("watcher", Role::Customer)).await;
+    for sku in ["LIVE-6", "LIVE-7"] {
+        live.subscribe(&format!("stock:{sku}")).await;
+        assert_eq!(live.next().await["topic"], format!("stock:{sku}"));
+    }
+    live.subscribe("stock:LIVE-8").await;
+    let refused = live.next().await;
+    assert_eq!(refused["topic"], "stock:LIVE-8");
+    assert_eq!(refused["error"]["code"], "VALIDATION_FAILED");
+    assert_eq!(
+        app.services.rt.live.topics_held(),
+        2,
+        "the third was not watched"
+    );
+    // A frame past frame_bytes_max breaks the protocol's bound: the session is closed.
+    let huge = json!({"op": "subscribe", "topic": "x".repeat(2048)});
+    live.send(huge).await;
+    assert_eq!(live.close_code().await, 1008, "closed for policy");
+    eventually_that("the closed session gives its topics back", || async {
+        app.services.rt.live.topics_held() == 0
+    })
+    .await;
+    app.stop().await;
+}
+on_both_stores!(a_session_keeps_to_its_topic_and_frame_bounds);
