@@ -28,10 +28,12 @@ pub struct Update {
 impl Update {
     /// The frame API.md defines: `{"topic": T, "seq": n, "data": {...}}`.
     pub fn new(topic: &str, seq: u64, data: &serde_json::Value) -> Update {
-        let frame = serde_json::json!({ "topic": topic, "seq": seq, "data": data });
+        // Written by hand so the keys come in the contract's order (a JSON object would
+        // sort them), which is what a person reading frames expects.
+        let topic = serde_json::Value::from(topic);
         Update {
             seq,
-            frame: ByteString::from(frame.to_string()),
+            frame: ByteString::from(format!(r#"{{"topic":{topic},"seq":{seq},"data":{data}}}"#)),
         }
     }
 }
@@ -355,5 +357,6 @@ mod tests {
         assert_eq!(parsed["topic"], "time-sale:\"q\"");
         assert_eq!(parsed["seq"], 7);
         assert_eq!(parsed["data"]["remaining"], 3);
+        assert!(update.frame.starts_with(r#"{"topic":"#), "{}", update.frame);
     }
 }
