@@ -3,19 +3,20 @@
 //! A session subscribes to topics with `{"op": "subscribe", "topic": T}`. Each topic it
 //! watches has a small task that waits for the topic's next value ([`crate::live`]) and
 //! writes it as `{"topic": T, "seq": n, "data": {...}}`. The first value is the entity's
-//! current durable view; later ones follow each committed change. A client that reads slowly
-//! makes only its own tasks wait, and they then skip to the latest value: the actor
-//! never waits for a socket. A session that cannot write a frame within
-//! `ws.client_timeout_secs` (a client that stopped reading) is closed, seat and all. Bad ops get `{"topic"?: T, "error": {"code", "detail"}}` and the
-//! session goes on.
-//!
-//! A session may send `ws.ops_per_sec` ops a second; past it an op gets a `RATE_LIMITED` error
-//! frame and is not done.
+//! current durable view; later ones follow each committed change, at most about once per
+//! `ws.topic_frame_interval_ms`. A client that reads slowly makes only its own tasks wait, and
+//! they then skip to the latest value: the actor never waits for a socket. Bad ops get
+//! `{"topic"?: T, "error": {"code", "detail"}}` and the session goes on.
 //!
 //! Served topics: `time-sale:{id}`, `stock:{sku}` and `order:{id}` (the caller's own, or any
-//! for operators). Every bound is in `[ws]`: open sessions, topics per session, frame size,
-//! and the heartbeat that closes sessions whose client went silent. When the server stops,
-//! sessions close with code 1012 (service restart) so clients reconnect elsewhere or later.
+//! for operators).
+//!
+//! Bounds, all in `[ws]`: open sessions and sessions per user (checked at the handshake),
+//! topics per session, ops per second (past it an op gets a `RATE_LIMITED` error frame and is
+//! not done), frame size, and a heartbeat. A session ends with close code 1008 when its token
+//! expires, when the client breaks the protocol or stops reading (a write that cannot finish
+//! within `ws.client_timeout_secs`); 1001 when the client goes silent; 1012 when the server
+//! stops, so clients reconnect elsewhere or later.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
