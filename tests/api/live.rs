@@ -412,3 +412,58 @@ async fn a_session_keeps_to_its_topic_and_frame_bounds(backend: Backend) {
     app.stop().await;
 }
 on_both_stores!(a_session_keeps_to_its_topic_and_frame_bounds);
+
+async fn a_change_whose_commit_failed_is_never_published(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    app.create_stock("LIVE-9", 10).await;
+    let mut live = Live::connect(&app, &app.token("watcher", Role::Customer)).await;
+    live.subscribe("stock:LIVE-9").await;
+    assert_eq!(live.next().await["data"]["available"], 10);
+    // Another writer takes seq 2 behind the actor's back, so the actor's own seq 2 (a
+    // reservation it has already applied in memory) fails to commit.
+    let foreign = surge::actors::stock_item::StockEvent::Adjusted {
+        delta: 5,
+        reason: "other node".into(),
+    };
+    let batch = surge::persistence::Batch {
+        events: vec![surge::persistence::EventRecord {
+            pid: "stock_item:LIVE-9".into(),
+            seq: 2,
+            at_ms: 0,
+            payload: surge::persistence::codec::encode(1, &foreign),
+        }],
+        ..Default::default()
+    };
+    app.services
+        .rt
+        .store
+        .commit(&batch)
+        .await
+        .expect("foreign append");
+    let clashed = app.order("w", "LIVE-9", 1, None).await;
+    assert_problem(clashed, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE").await;
+    // Restarted from the journal, the next order commits as seq 3: 15 on hand, 1 reserved.
+    let ordered =
+        || async { app.order("w", "LIVE-9", 1, None).await.status() == StatusCode::CREATED };
+    eventually_that("an order after the restart", ordered).await;
+    let mut last_seq = 1;
+    loop {
+        let frame = live.next().await;
+        let seq = frame["seq"].as_u64().expect("seq");
+        assert!(seq > last_seq, "seq {seq} after {last_seq}");
+        last_seq = seq;
+        // 10 on hand with 1 reserved existed only in the failed incarnation's memory.
+        assert_ne!(
+            frame["data"]["available"], 9,
+            "a failed change was published: {frame}"
+        );
+        if frame["data"]["available"] == 14 {
+            assert_eq!(seq, 3);
+            break;
+        }
+    }
+    app.stop().await;
+}
+on_both_stores!(a_change_whose_commit_failed_is_never_published);
