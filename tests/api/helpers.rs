@@ -243,6 +243,30 @@ impl TestApp {
         .await
     }
 
+    /// Another writer's `Adjusted` event at `seq` of stock item `sku`, written straight to the
+    /// store behind the running actor's back (a second node), so the actor's own `seq` clashes.
+    pub async fn append_foreign_adjustment(&self, sku: &str, seq: u64, delta: i64) {
+        let foreign = surge::actors::stock_item::StockEvent::Adjusted {
+            delta,
+            reason: "other node".into(),
+        };
+        let batch = surge::persistence::Batch {
+            events: vec![surge::persistence::EventRecord {
+                pid: format!("stock_item:{sku}"),
+                seq,
+                at_ms: 0,
+                payload: surge::persistence::codec::encode(1, &foreign),
+            }],
+            ..Default::default()
+        };
+        self.services
+            .rt
+            .store
+            .commit(&batch)
+            .await
+            .expect("foreign append");
+    }
+
     pub async fn stop(self) {
         self.services.rt.live.close_sessions();
         self.server.stop(true).await;

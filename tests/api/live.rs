@@ -423,25 +423,7 @@ async fn a_change_whose_commit_failed_is_never_published(backend: Backend) {
     assert_eq!(live.next().await["data"]["available"], 10);
     // Another writer takes seq 2 behind the actor's back, so the actor's own seq 2 (a
     // reservation it has already applied in memory) fails to commit.
-    let foreign = surge::actors::stock_item::StockEvent::Adjusted {
-        delta: 5,
-        reason: "other node".into(),
-    };
-    let batch = surge::persistence::Batch {
-        events: vec![surge::persistence::EventRecord {
-            pid: "stock_item:LIVE-9".into(),
-            seq: 2,
-            at_ms: 0,
-            payload: surge::persistence::codec::encode(1, &foreign),
-        }],
-        ..Default::default()
-    };
-    app.services
-        .rt
-        .store
-        .commit(&batch)
-        .await
-        .expect("foreign append");
+    app.append_foreign_adjustment("LIVE-9", 2, 5).await;
     let clashed = app.order("w", "LIVE-9", 1, None).await;
     assert_problem(clashed, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE").await;
     // Restarted from the journal, the next order commits as seq 3: 15 on hand, 1 reserved.

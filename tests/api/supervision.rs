@@ -149,25 +149,7 @@ async fn a_second_writer_of_an_entity_is_fenced(backend: Backend) {
     };
     app.create_stock("FENCED", 10).await;
     // Another writer appends seq 2 behind the running actor's back.
-    let foreign = surge::actors::stock_item::StockEvent::Adjusted {
-        delta: 5,
-        reason: "other node".into(),
-    };
-    let batch = surge::persistence::Batch {
-        events: vec![surge::persistence::EventRecord {
-            pid: "stock_item:FENCED".into(),
-            seq: 2,
-            at_ms: 0,
-            payload: surge::persistence::codec::encode(1, &foreign),
-        }],
-        ..Default::default()
-    };
-    app.services
-        .rt
-        .store
-        .commit(&batch)
-        .await
-        .expect("foreign append");
+    app.append_foreign_adjustment("FENCED", 2, 5).await;
     let before = app.services.stock.actor_id("FENCED");
     // The actor's own seq 2 clashes: the caller gets 503 and the actor stops.
     let clashed = app.order("w", "FENCED", 1, None).await;
