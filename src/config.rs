@@ -112,6 +112,7 @@ pub struct WsSettings {
     pub topics_per_session_max: usize,
     pub topic_frame_interval_ms: u64,
     pub ops_per_sec: u32,
+    pub queue_poll_ms: u64,
     pub frame_bytes_max: usize,
     pub heartbeat_secs: u64,
     pub client_timeout_secs: u64,

@@ -190,13 +190,13 @@ async fn configure_queue<R: Queued>(
     configure(&state, resource, body, terms).await
 }
 
-/// One user's ticket as answered by join and me.
-#[derive(Serialize)]
-struct TicketBody {
-    ticket: u64,
-    position: u64,
-    eta_secs: Option<u64>,
-    status: TicketStatus,
+/// One user's ticket as answered by join and me (and the `queue:` live topics).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct TicketBody {
+    pub(crate) ticket: u64,
+    pub(crate) position: u64,
+    pub(crate) eta_secs: Option<u64>,
+    pub(crate) status: TicketStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pass: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -240,7 +240,34 @@ async fn ticket(
     resource: String,
     command: RoomCommand,
 ) -> Result<HttpResponse, ApiError> {
-    let reply = state.rooms.ask(&resource, command, None).await?;
+    let (body, joined_now) = ticket_body(state, caller, &resource, command).await?;
+    Ok(match joined_now {
+        true => HttpResponse::Created().json(body),
+        false => HttpResponse::Ok().json(body),
+    })
+}
+
+/// The caller's ticket in `resource`'s room (`time-sales/{id}`) as `GET .../queue/me` answers
+/// it; 404 when the caller has not joined.
+pub(crate) async fn my_ticket_body(
+    state: &State,
+    caller: &Caller,
+    resource: &str,
+) -> Result<TicketBody, ApiError> {
+    let me = RoomCommand::Me {
+        user_id: caller.user_id.clone(),
+    };
+    Ok(ticket_body(state, caller, resource, me).await?.0)
+}
+
+/// A ticket command's answer, with a pass while admitted; and whether it created the ticket.
+async fn ticket_body(
+    state: &State,
+    caller: &Caller,
+    resource: &str,
+    command: RoomCommand,
+) -> Result<(TicketBody, bool), ApiError> {
+    let reply = state.rooms.ask(resource, command, None).await?;
     let RoomReply::Ticket(view) = reply else {
         return Err(ApiError::internal("a ticket command answered stats"));
     };
@@ -249,7 +276,7 @@ async fn ticket(
             let (pass, expires_ms) =
                 state
                     .passes
-                    .mint(&caller.user_id, &resource, state.rt.now_ms())?;
+                    .mint(&caller.user_id, resource, state.rt.now_ms())?;
             (Some(pass), Some(rfc3339(expires_ms)))
         }
         TicketStatus::Waiting => (None, None),
@@ -262,10 +289,7 @@ async fn ticket(
         pass,
         pass_expires_at,
     };
-    Ok(match view.joined_now {
-        true => HttpResponse::Created().json(body),
-        false => HttpResponse::Ok().json(body),
-    })
+    Ok((body, view.joined_now))
 }
 
 /// Stats of a room; a room nobody joined or configured shows the defaults.

@@ -9,7 +9,9 @@
 //! `{"topic"?: T, "error": {"code", "detail"}}` and the session goes on.
 //!
 //! Served topics: `time-sale:{id}`, `stock:{sku}` and `order:{id}` (the caller's own, or any
-//! for operators).
+//! for operators), published by their entities; and `queue:time-sales:{id}` and
+//! `queue:events:{id}`, the caller's own ticket, which moves with the clock rather than with
+//! events, so its task re-reads it every `ws.queue_poll_ms` and sends it when it changed.
 //!
 //! Bounds, all in `[ws]`: open sessions and sessions per user (checked at the handshake),
 //! topics per session, ops per second (past it an op gets a `RATE_LIMITED` error frame and is
@@ -28,10 +30,11 @@ use governor::{DefaultDirectRateLimiter, Quota};
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
-use super::{is_valid_ident, orders, State};
+use super::{is_valid_ident, orders, queue, State};
+use crate::actors::waiting_room::TicketStatus;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
-use crate::live::Subscription;
+use crate::live::{Subscription, Update};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(connect));
@@ -87,10 +90,12 @@ enum Target {
     Sale(String),
     Stock(String),
     Order(uuid::Uuid),
+    /// The caller's own ticket in the waiting room of a resource (`time-sales/{id}`).
+    Queue(String),
 }
 
 /// Topics API.md lists that this server does not serve yet.
-const TOPICS_NOT_SERVED: [&str; 2] = ["event:", "queue:"];
+const TOPICS_NOT_SERVED: [&str; 1] = ["event:"];
 
 fn not_reading() -> CloseReason {
     CloseReason {
@@ -115,15 +120,21 @@ fn parse_topic(topic: &str) -> Result<Target, ApiError> {
             .map(Target::Order)
             .map_err(|_| not_found());
     }
+    for kind in ["time-sales", "events"] {
+        if let Some(id) = topic.strip_prefix(&format!("queue:{kind}:")) {
+            let id = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
+            return Ok(Target::Queue(format!("{kind}/{id}")));
+        }
+    }
     if TOPICS_NOT_SERVED.iter().any(|p| topic.starts_with(p)) {
         return Err(ApiError::validation(
             "topic",
-            "seat and queue topics are not served yet; poll their GET routes",
+            "seat topics are not served yet; poll GET /events/{id}/seats",
         ));
     }
     Err(ApiError::validation(
         "topic",
-        "must be time-sale:{id}, stock:{sku} or order:{id}",
+        "must be time-sale:{id}, stock:{sku}, order:{id} or queue:time-sales|events:{id}",
     ))
 }
 
@@ -264,6 +275,13 @@ impl Connection {
             ));
         }
         let target = parse_topic(topic)?;
+        if let Target::Queue(resource) = &target {
+            // 404 unless the caller holds a ticket; then that ticket is watched.
+            let first = queue::my_ticket_body(&self.state, &self.caller, resource).await?;
+            let task = watch_ticket(self.ticket_watch(topic, resource), first);
+            self.watching.insert(topic.to_string(), task);
+            return Ok(());
+        }
         if let Target::Order(id) = &target {
             // Before anything is watched, so nothing is built for a caller who is refused.
             orders::owned_order(&self.state, &self.caller, *id).await?;
@@ -286,6 +304,18 @@ impl Connection {
             Target::Sale(id) => state.sales.publish_live(id).await,
             Target::Stock(sku) => state.stock.publish_live(sku).await,
             Target::Order(id) => state.orders.publish_live(&id.to_string()).await,
+            Target::Queue(_) => unreachable!("queue topics are not published by an entity"),
+        }
+    }
+
+    fn ticket_watch(&self, topic: &str, resource: &str) -> TicketWatch {
+        TicketWatch {
+            session: self.session.clone(),
+            state: self.state.clone(),
+            caller: self.caller.clone(),
+            topic: topic.to_string(),
+            resource: resource.to_string(),
+            every: Duration::from_millis(self.state.rt.settings.ws.queue_poll_ms.max(1)),
         }
     }
 
@@ -302,6 +332,52 @@ impl Connection {
         }
         self.session.text(frame.to_string()).await
     }
+}
+
+/// What a `queue:` topic's task needs: a ticket moves with the clock (admission is computed
+/// from the rate, not journaled per ticket), so it is read again every `every`, not published.
+struct TicketWatch {
+    session: Session,
+    state: State,
+    caller: Caller,
+    topic: String,
+    resource: String,
+    every: Duration,
+}
+
+/// Sends the caller's ticket whenever its place, ETA or status changes, until it is admitted:
+/// that frame carries the pass, and the topic then goes quiet. `seq` counts this session's
+/// frames on the topic. A read that fails (an overloaded room) is skipped, not reported.
+fn watch_ticket(mut watch: TicketWatch, first: queue::TicketBody) -> JoinHandle<()> {
+    actix_web::rt::spawn(async move {
+        let mut ticket = first;
+        let mut last_sent = None;
+        for seq in 1.. {
+            let key = (
+                ticket.ticket,
+                ticket.position,
+                ticket.eta_secs,
+                ticket.status,
+            );
+            if last_sent != Some(key) {
+                let data = serde_json::to_value(&ticket).expect("a ticket serialises");
+                let frame = Update::new(&watch.topic, seq, &data).frame;
+                if watch.session.text(frame).await.is_err() {
+                    return;
+                }
+                last_sent = Some(key);
+            }
+            if ticket.status == TicketStatus::Admitted {
+                return;
+            }
+            tokio::time::sleep(watch.every.mul_f64(rand::random::<f64>() + 0.5)).await;
+            if let Ok(now) =
+                queue::my_ticket_body(&watch.state, &watch.caller, &watch.resource).await
+            {
+                ticket = now;
+            }
+        }
+    })
 }
 
 /// Writes the topic's latest value, about once per `interval`, until the session closes or
@@ -345,6 +421,14 @@ mod tests {
             parse_topic(&format!("order:{id}")).expect("an order"),
             Target::Order(id)
         );
+        assert_eq!(
+            parse_topic(&format!("queue:time-sales:{id}")).expect("a sale's room"),
+            Target::Queue(format!("time-sales/{id}"))
+        );
+        assert_eq!(
+            parse_topic(&format!("queue:events:{id}")).expect("an event's room"),
+            Target::Queue(format!("events/{id}"))
+        );
     }
 
     #[test]
@@ -353,6 +437,8 @@ mod tests {
         assert_eq!(code("time-sale:not-a-uuid"), ErrorCode::NotFound);
         assert_eq!(code("stock:has space"), ErrorCode::NotFound);
         assert_eq!(code("order:"), ErrorCode::NotFound);
+        assert_eq!(code("queue:time-sales:nope"), ErrorCode::NotFound);
+        assert_eq!(code("queue:coupons:x"), ErrorCode::ValidationFailed);
         assert_eq!(code("weather:today"), ErrorCode::ValidationFailed);
         assert_eq!(code("event:x:seats"), ErrorCode::ValidationFailed);
     }

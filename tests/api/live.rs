@@ -449,3 +449,68 @@ async fn a_change_whose_commit_failed_is_never_published(backend: Backend) {
     app.stop().await;
 }
 on_both_stores!(a_change_whose_commit_failed_is_never_published);
+
+async fn a_queue_subscriber_sees_its_ticket_move_and_the_pass_arrive(backend: Backend) {
+    let options = Options {
+        manual_clock: true,
+        tweak: |settings| settings.ws.queue_poll_ms = 20,
+    };
+    let Some(app) = spawn_app_with(backend, options).await else {
+        return;
+    };
+    let clock = app.clock.clone().expect("manual clock");
+    let sale = create_sale(&app, 100, json!({}), -1_000, HOUR_MS).await;
+    let sale = sale["id"].as_str().expect("id").to_string();
+    let topic = format!("queue:time-sales:{sale}");
+    let rate = json!({"admit_per_sec": 1});
+    let path = format!("/time-sales/{sale}/queue");
+    let set = app
+        .client
+        .patch(app.url(&path))
+        .bearer_auth(app.operator())
+        .json(&rate);
+    assert_eq!(set.send().await.expect("sent").status(), StatusCode::OK);
+    let token = app.token_valid_for("third", Role::Customer, 3 * 3600);
+    let mut live = Live::connect(&app, &token).await;
+    live.subscribe(&topic).await;
+    let not_joined = live.next().await;
+    assert_eq!(not_joined["error"]["code"], "NOT_FOUND", "{not_joined}");
+    for user in ["first", "second"] {
+        let joined = app
+            .post(
+                &format!("/time-sales/{sale}/queue/join"),
+                &app.token(user, Role::Customer),
+                json!({}),
+                None,
+            )
+            .await;
+        assert_eq!(joined.status(), StatusCode::CREATED);
+    }
+    let joined = app
+        .post(
+            &format!("/time-sales/{sale}/queue/join"),
+            &token,
+            json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(joined.status(), StatusCode::CREATED);
+    live.subscribe(&topic).await;
+    let first = live.next().await;
+    assert_eq!(first["topic"], topic.as_str());
+    assert_eq!(first["data"]["status"], "WAITING");
+    assert_eq!(first["data"]["position"], 3);
+    assert!(first["data"].get("pass").is_none());
+    // One ticket a second: after a second the ticket is second in line, nobody asking.
+    clock.advance_ms(1_000);
+    let moved = live.until(&topic, |data| data["position"] == 2).await;
+    assert_eq!(moved["data"]["status"], "WAITING");
+    clock.advance_ms(2_000);
+    let admitted = live
+        .until(&topic, |data| data["status"] == "ADMITTED")
+        .await;
+    assert_eq!(admitted["data"]["position"], 0);
+    assert!(admitted["data"]["pass"].is_string(), "{admitted}");
+    app.stop().await;
+}
+on_both_stores!(a_queue_subscriber_sees_its_ticket_move_and_the_pass_arrive);
