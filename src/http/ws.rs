@@ -264,8 +264,15 @@ impl Connection {
     /// Checks the topic and the caller's right to it, starts watching, then has the entity
     /// publish its current durable view (which is also how an unknown entity is found out).
     async fn subscribe(&mut self, topic: &str) -> Result<(), ApiError> {
-        if self.watching.contains_key(topic) {
-            return Ok(());
+        if let Some(task) = self.watching.get(topic) {
+            // A queue topic goes quiet after admission, so subscribing again reads it afresh;
+            // other topics are already being sent.
+            if !task.is_finished() && !topic.starts_with("queue:") {
+                return Ok(());
+            }
+            if let Some(task) = self.watching.remove(topic) {
+                task.abort();
+            }
         }
         let topics_max = self.state.rt.settings.ws.topics_per_session_max;
         if self.watching.len() >= topics_max {

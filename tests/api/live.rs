@@ -511,6 +511,11 @@ async fn a_queue_subscriber_sees_its_ticket_move_and_the_pass_arrive(backend: Ba
         .await;
     assert_eq!(admitted["data"]["position"], 0);
     assert!(admitted["data"]["pass"].is_string(), "{admitted}");
+    // The topic went quiet; subscribing again sends the ticket, pass and all, once more.
+    live.subscribe(&topic).await;
+    let again = live.next().await;
+    assert_eq!(again["data"]["status"], "ADMITTED");
+    assert!(again["data"]["pass"].is_string(), "{again}");
     app.stop().await;
 }
 on_both_stores!(a_queue_subscriber_sees_its_ticket_move_and_the_pass_arrive);
