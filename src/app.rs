@@ -236,12 +236,9 @@ async fn stop_signal(terminate: &mut Option<tokio::signal::unix::Signal>) {
 /// Runs for the life of the process: every minute, drops throttle keys whose budget is full
 /// again, so the throttle's memory follows the last minute's attempts.
 fn spawn_throttle_forget(services: Arc<Services>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            ticks.tick().await;
-            services.auth_throttle.forget_idle();
-        }
+    spawn_every(Duration::from_secs(60), move || {
+        services.auth_throttle.forget_idle();
+        std::future::ready(())
     })
 }
 
@@ -250,14 +247,28 @@ fn spawn_idempotency_purge(
     services: Arc<Services>,
     retention_ms: i64,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(IDEMPOTENCY_PURGE_EVERY);
-        loop {
-            ticks.tick().await;
+    spawn_every(IDEMPOTENCY_PURGE_EVERY, move || {
+        let services = services.clone();
+        async move {
             let before_ms = services.rt.now_ms() - retention_ms;
             if let Err(error) = services.idempotency.purge(before_ms).await {
                 tracing::warn!(%error, "idempotency purge failed");
             }
+        }
+    })
+}
+
+/// Runs `tick` at once and then every `period`, for the life of the process.
+fn spawn_every<F, Fut>(period: Duration, mut tick: F) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        loop {
+            ticks.tick().await;
+            tick().await;
         }
     })
 }

@@ -24,7 +24,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{pid, Ctx, Entity, SideWrites};
+use super::{checked_snapshot, pid, Ctx, Entity, SideWrites};
 use crate::error::ApiError;
 use crate::live::{LiveHub, Update};
 use crate::persistence::journal::{Append, CommitError, WriterId};
@@ -464,29 +464,12 @@ impl<E: Entity> EntityState<E> {
         self.publish_seqs();
         let journal = self.rt.journal.clone();
         let myself = myself.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(violation) = entity.check_deep_invariants() {
+        tokio::task::spawn_blocking(move || match checked_snapshot(&entity, pid, seq, now_ms) {
+            Ok(record) => journal.offer_snapshot(record, Some(writer)),
+            Err(violation) => {
                 // Corrupt state: the actor fails and is restarted from the journal.
                 let error = format!("refusing to snapshot a broken state: {violation}");
                 let _ = myself.cast(EntityMsg::CommitFailed(CommitError::Failed(error)));
-                return;
-            }
-            let record = SnapshotRecord {
-                pid,
-                seq,
-                at_ms: now_ms,
-                payload: codec::encode(E::VERSION, &entity),
-            };
-            // A full queue skips this snapshot: it only shortens recovery.
-            if let Some(permit) = journal.try_reserve() {
-                permit.send(Append {
-                    batch: Batch {
-                        snapshots: vec![record],
-                        ..Batch::default()
-                    },
-                    writer: Some(writer),
-                    done: Box::new(|_| {}),
-                });
             }
         });
     }
@@ -537,21 +520,17 @@ impl<E: Entity> EntityState<E> {
     }
 
     fn snapshot(&mut self, now_ms: i64) -> SnapshotRecord {
-        if let Err(violation) = self.entity.check_deep_invariants() {
-            panic!(
-                "{}: refusing to snapshot a broken state: {violation}",
-                self.pid
-            );
-        }
+        let record = checked_snapshot(&self.entity, self.pid.clone(), self.last_seq, now_ms)
+            .unwrap_or_else(|violation| {
+                panic!(
+                    "{}: refusing to snapshot a broken state: {violation}",
+                    self.pid
+                )
+            });
         self.snapshot_seq = self.last_seq;
         self.snapshot_weight = self.entity.snapshot_weight();
         self.publish_seqs();
-        SnapshotRecord {
-            pid: self.pid.clone(),
-            seq: self.last_seq,
-            at_ms: now_ms,
-            payload: codec::encode(E::VERSION, &self.entity),
-        }
+        record
     }
 
     fn completion(
@@ -733,15 +712,8 @@ impl<E: Entity> EntityState<E> {
     fn passivate(&mut self, myself: &ActorRef<EntityMsg<E>>) {
         // Only a state whose every event has committed may be snapshotted.
         if self.idle() && self.entity.exists() && self.last_seq > self.snapshot_seq {
-            let mut batch = Batch::default();
-            batch.snapshots.push(self.snapshot(self.rt.now_ms()));
-            if let Some(permit) = self.rt.journal.try_reserve() {
-                permit.send(Append {
-                    batch,
-                    writer: None,
-                    done: Box::new(|_| {}),
-                });
-            }
+            let record = self.snapshot(self.rt.now_ms());
+            self.rt.journal.offer_snapshot(record, None);
         }
         let my_id = myself.get_id();
         self.live.remove_if(&self.id, |_, slot| {

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::ApiError;
-use crate::persistence::{Batch, ReadRow};
+use crate::persistence::{Batch, ReadRow, SnapshotRecord};
 
 /// What an entity may know about the world while deciding: the time, passed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +108,23 @@ pub trait Entity: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     }
     /// Its state as JSON (admin console).
     fn state_json(&self) -> serde_json::Value;
+}
+
+/// The snapshot of `entity` at `seq`, once its deep invariants hold: a broken state is never
+/// written. What a violation means (a failed actor, a logged error) is the caller's call.
+pub fn checked_snapshot<E: Entity>(
+    entity: &E,
+    pid: String,
+    seq: u64,
+    at_ms: i64,
+) -> Result<SnapshotRecord, String> {
+    entity.check_deep_invariants()?;
+    Ok(SnapshotRecord {
+        pid,
+        seq,
+        at_ms,
+        payload: crate::persistence::codec::encode(E::VERSION, entity),
+    })
 }
 
 /// The persistence id of an entity.

@@ -377,7 +377,7 @@ fn watch_ticket(mut watch: TicketWatch, first: queue::TicketBody) -> JoinHandle<
             if ticket.status == TicketStatus::Admitted {
                 return;
             }
-            tokio::time::sleep(watch.every.mul_f64(rand::random::<f64>() + 0.5)).await;
+            tokio::time::sleep(jittered(watch.every)).await;
             if let Ok(now) =
                 queue::my_ticket_body(&watch.state, &watch.caller, &watch.resource).await
             {
@@ -385,6 +385,12 @@ fn watch_ticket(mut watch: TicketWatch, first: queue::TicketBody) -> JoinHandle<
             }
         }
     })
+}
+
+/// 0.5 to 1.5 times `interval`: sessions that subscribed together spread their work out
+/// instead of all waking in the same instant.
+fn jittered(interval: Duration) -> Duration {
+    interval.mul_f64(rand::random::<f64>() + 0.5)
 }
 
 /// Writes the topic's latest value, about once per `interval`, until the session closes or
@@ -403,7 +409,7 @@ fn forward(
                 return;
             }
             if !interval.is_zero() {
-                tokio::time::sleep(interval.mul_f64(rand::random::<f64>() + 0.5)).await;
+                tokio::time::sleep(jittered(interval)).await;
             }
         }
     })

@@ -34,7 +34,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Batch, BlockingJournal, SharedStore, StoreError};
+use super::{Batch, BlockingJournal, SharedStore, SnapshotRecord, StoreError};
 use crate::config::JournalSettings;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -131,6 +131,21 @@ impl JournalHandle {
     /// A slot in the queue, or `None` when it is full (the caller answers 503).
     pub fn try_reserve(&self) -> Option<Permit<'_>> {
         self.tx.try_reserve().ok()
+    }
+
+    /// Queues a snapshot on its own if there is room, with `writer`'s fencing when given.
+    /// Nobody waits for it: a snapshot skipped or lost only makes a recovery read more events.
+    pub fn offer_snapshot(&self, record: SnapshotRecord, writer: Option<WriterId>) {
+        if let Some(permit) = self.try_reserve() {
+            permit.send(Append {
+                batch: Batch {
+                    snapshots: vec![record],
+                    ..Batch::default()
+                },
+                writer,
+                done: Box::new(|_| {}),
+            });
+        }
     }
 
     /// Commits `batch` and waits for the outcome (for callers that are not actors).

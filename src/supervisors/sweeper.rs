@@ -4,9 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::actors::entity_actor::{EntityMsg, LiveMap, Parked, Slot};
-use crate::actors::Entity;
-use crate::persistence::journal::Append;
-use crate::persistence::{codec, Batch, SnapshotRecord};
+use crate::actors::{checked_snapshot, Entity};
 use crate::runtime::Runtime;
 
 fn secs_to_ms(secs: u64) -> i64 {
@@ -48,23 +46,11 @@ pub(crate) fn write_snapshot<E: Entity>(rt: &Runtime, id: &str, parked: &Parked<
     if parked.last_seq <= parked.snapshot_seq || !parked.entity.exists() {
         return;
     }
-    if let Err(violation) = parked.entity.check_deep_invariants() {
-        tracing::error!(kind = E::KIND, %id, %violation, "not snapshotting a broken state");
-        return;
+    let pid = crate::actors::pid::<E>(id);
+    match checked_snapshot(&parked.entity, pid, parked.last_seq, rt.now_ms()) {
+        Ok(record) => rt.journal.offer_snapshot(record, None),
+        Err(violation) => {
+            tracing::error!(kind = E::KIND, %id, %violation, "not snapshotting a broken state");
+        }
     }
-    let Some(permit) = rt.journal.try_reserve() else {
-        return;
-    };
-    let mut batch = Batch::default();
-    batch.snapshots.push(SnapshotRecord {
-        pid: crate::actors::pid::<E>(id),
-        seq: parked.last_seq,
-        at_ms: rt.now_ms(),
-        payload: codec::encode(E::VERSION, &parked.entity),
-    });
-    permit.send(Append {
-        batch,
-        writer: None,
-        done: Box::new(|_| {}),
-    });
 }
