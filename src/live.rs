@@ -6,7 +6,16 @@
 //! `tokio::sync::watch`), so publishing never waits and never queues: a slow subscriber skips
 //! to the newest value instead of slowing the actor. A topic exists only while someone watches
 //! it; actors check that with one map look-up and build nothing when nobody does.
+//!
+//! Change topics (a seat map's `event:{id}:seats`) carry changes, not views: a seat that went
+//! HELD and back to AVAILABLE between two frames must still reach every subscriber, and a
+//! 60,000-seat view per commit would cost the actor too much. So such a topic also keeps its
+//! last [`CHANGES_KEPT`] committed steps' [`Changes`], each naming the sequence number it
+//! starts from. A session sends what came after its own position, merged; one that fell
+//! further behind than the topic keeps (or finds a gap) asks the entity for a full view again,
+//! which is the topic's `latest` value, and carries on from there.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -38,10 +47,27 @@ impl Update {
     }
 }
 
-pub type Latest = Option<Arc<Update>>;
+/// One committed step of a change topic: the items that turned `prev_seq` into `seq`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Changes {
+    pub prev_seq: u64,
+    pub seq: u64,
+    pub items: Vec<serde_json::Value>,
+}
+
+/// Steps a change topic keeps for sessions that are behind: past it they resynchronise.
+pub const CHANGES_KEPT: usize = 1024;
+
+/// What a topic holds: its latest view (for a change topic, the latest full view), and for a
+/// change topic its recent steps, oldest first.
+#[derive(Debug, Default)]
+pub struct TopicValue {
+    pub latest: Option<Arc<Update>>,
+    pub changes: VecDeque<Arc<Changes>>,
+}
 
 pub struct LiveHub {
-    topics: DashMap<String, watch::Sender<Latest>>,
+    topics: DashMap<String, watch::Sender<TopicValue>>,
     sessions: AtomicUsize,
     /// Open sessions per user; a user without any has no entry.
     sessions_by_user: DashMap<String, usize>,
@@ -137,9 +163,9 @@ impl LiveHub {
         let mut receiver = self
             .topics
             .entry(topic.to_string())
-            .or_insert_with(|| watch::channel(None).0)
+            .or_insert_with(|| watch::channel(TopicValue::default()).0)
             .subscribe();
-        if receiver.borrow().is_some() {
+        if receiver.borrow().latest.is_some() {
             receiver.mark_changed();
         }
         Subscription {
@@ -162,12 +188,36 @@ impl LiveHub {
         let Some(sender) = self.topics.get(topic) else {
             return;
         };
-        sender.send_if_modified(|latest| {
-            if latest.as_ref().is_some_and(|held| held.seq >= update.seq) {
+        sender.send_if_modified(|value| {
+            if value
+                .latest
+                .as_ref()
+                .is_some_and(|held| held.seq >= update.seq)
+            {
                 return false;
             }
-            *latest = Some(Arc::new(update));
+            value.latest = Some(Arc::new(update));
             true
+        });
+    }
+
+    /// The sequence number of the topic's latest value, if it holds one.
+    pub fn latest_seq(&self, topic: &str) -> Option<u64> {
+        let sender = self.topics.get(topic)?;
+        let seq = sender.borrow().latest.as_ref().map(|update| update.seq);
+        seq
+    }
+
+    /// Adds one committed step to a change topic, dropping the oldest past [`CHANGES_KEPT`].
+    pub fn publish_changes(&self, topic: &str, changes: Changes) {
+        let Some(sender) = self.topics.get(topic) else {
+            return;
+        };
+        sender.send_modify(|value| {
+            value.changes.push_back(Arc::new(changes));
+            while value.changes.len() > CHANGES_KEPT {
+                value.changes.pop_front();
+            }
         });
     }
 
@@ -190,7 +240,7 @@ impl LiveHub {
 pub struct Subscription {
     hub: Arc<LiveHub>,
     topic: String,
-    receiver: Option<watch::Receiver<Latest>>,
+    receiver: Option<watch::Receiver<TopicValue>>,
 }
 
 impl Subscription {
@@ -198,17 +248,99 @@ impl Subscription {
         &self.topic
     }
 
-    /// The latest value not yet seen, waiting for one if needed.
+    /// The latest value not yet seen, waiting for one if needed (view topics).
     pub async fn next(&mut self) -> Option<Arc<Update>> {
-        let receiver = self.receiver.as_mut().expect("present until dropped");
         loop {
-            // The sender lives while any receiver does (see `Drop`), so this only ends with it.
-            receiver.changed().await.ok()?;
-            if let Some(update) = receiver.borrow_and_update().clone() {
+            self.changed().await?;
+            if let Some(update) = self.read(|value| value.latest.clone()) {
                 return Some(update);
             }
         }
     }
+
+    /// Waits until the topic holds something not yet read.
+    pub async fn changed(&mut self) -> Option<()> {
+        let receiver = self.receiver.as_mut().expect("present until dropped");
+        // The sender lives while any receiver does (see `Drop`), so this only ends with it.
+        receiver.changed().await.ok()
+    }
+
+    /// Reads the topic's value, marking it seen. Keep `read` short: publishers wait for it.
+    pub fn read<R>(&mut self, read: impl FnOnce(&TopicValue) -> R) -> R {
+        let receiver = self.receiver.as_mut().expect("present until dropped");
+        read(&receiver.borrow_and_update())
+    }
+}
+
+/// Where a session stands on a change topic, and what it sends next.
+#[derive(Debug, Default)]
+pub struct ChangeCursor {
+    /// The sequence number the session's frames have brought the client to; `None` until its
+    /// first full view.
+    at: Option<u64>,
+    /// A full view older than this is of no use (the session already saw later changes).
+    full_from: u64,
+}
+
+/// What a session on a change topic does next.
+#[derive(Debug, PartialEq)]
+pub enum ChangeStep {
+    /// Send this frame.
+    Send(ByteString),
+    /// Nothing new; wait for the topic to change.
+    Wait,
+    /// Behind what the topic keeps, or a gap: ask the entity for a full view, then wait.
+    Resync,
+}
+
+impl ChangeCursor {
+    /// The next step for a session at this cursor, given the topic's value.
+    pub fn step(&mut self, topic: &str, value: &TopicValue) -> ChangeStep {
+        let Some(at) = self.at else {
+            return match &value.latest {
+                Some(full) if full.seq >= self.full_from => {
+                    self.at = Some(full.seq);
+                    ChangeStep::Send(full.frame.clone())
+                }
+                _ => ChangeStep::Wait,
+            };
+        };
+        let newer: Vec<&Arc<Changes>> = value.changes.iter().filter(|c| c.seq > at).collect();
+        let Some(first) = newer.first() else {
+            return ChangeStep::Wait;
+        };
+        let chained = first.prev_seq == at && newer.windows(2).all(|w| w[1].prev_seq == w[0].seq);
+        let last_seq = newer.last().map_or(at, |c| c.seq);
+        if !chained {
+            self.at = None;
+            self.full_from = last_seq;
+            return ChangeStep::Resync;
+        }
+        self.at = Some(last_seq);
+        let items = merge(newer.iter().flat_map(|c| c.items.iter()));
+        if items.is_empty() {
+            return ChangeStep::Wait;
+        }
+        let data = serde_json::json!({ "changes": items });
+        ChangeStep::Send(Update::new(topic, last_seq, &data).frame)
+    }
+}
+
+/// Items with the same `id` merged, the last one winning, in the order ids first appear.
+fn merge<'a>(items: impl Iterator<Item = &'a serde_json::Value>) -> Vec<serde_json::Value> {
+    let mut merged: Vec<serde_json::Value> = Vec::new();
+    let mut position: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for item in items {
+        let id = item.get("id").map(ToString::to_string).unwrap_or_default();
+        match position.get(&id) {
+            Some(&at) => merged[at] = item.clone(),
+            None => {
+                position.insert(id, merged.len());
+                merged.push(item.clone());
+            }
+        }
+    }
+    merged
 }
 
 impl Drop for Subscription {
@@ -348,6 +480,125 @@ mod tests {
         drop(seats);
         assert_eq!(hub.sessions_open(), 0);
         assert!(hub.sessions_by_user.is_empty());
+    }
+
+    fn seat(id: &str, status: &str) -> serde_json::Value {
+        serde_json::json!({ "id": id, "status": status })
+    }
+
+    fn step(prev_seq: u64, seq: u64, items: Vec<serde_json::Value>) -> Changes {
+        Changes {
+            prev_seq,
+            seq,
+            items,
+        }
+    }
+
+    fn full(seq: u64, items: Vec<serde_json::Value>) -> Update {
+        Update::new(
+            "event:e:seats",
+            seq,
+            &serde_json::json!({ "full": true, "changes": items }),
+        )
+    }
+
+    /// The frame a step sent, parsed; panics on anything else.
+    fn sent(step: ChangeStep) -> serde_json::Value {
+        match step {
+            ChangeStep::Send(frame) => serde_json::from_str(&frame).expect("JSON"),
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_change_topic_sends_the_full_view_then_every_later_change_merged() {
+        let hub = hub();
+        let topic = "event:e:seats";
+        let mut subscription = hub.subscribe(topic);
+        // A step committed before the full view: the view covers it.
+        hub.publish_changes(topic, step(1, 2, vec![seat("A-1-1", "HELD")]));
+        hub.publish(topic, full(2, vec![seat("A-1-1", "HELD")]));
+        hub.publish_changes(topic, step(2, 3, vec![seat("A-1-2", "HELD")]));
+        hub.publish_changes(topic, step(3, 4, vec![]));
+        hub.publish_changes(
+            topic,
+            step(
+                4,
+                6,
+                vec![seat("A-1-1", "AVAILABLE"), seat("A-1-2", "SOLD")],
+            ),
+        );
+        let mut cursor = ChangeCursor::default();
+        let first = sent(subscription.read(|v| cursor.step(topic, v)));
+        assert_eq!(first["seq"], 2);
+        assert_eq!(first["data"]["full"], true);
+        let next = sent(subscription.read(|v| cursor.step(topic, v)));
+        assert_eq!(next["seq"], 6);
+        assert_eq!(
+            next["data"]["changes"],
+            serde_json::json!([seat("A-1-2", "SOLD"), seat("A-1-1", "AVAILABLE")]),
+            "one item per seat, its last status, in first-change order"
+        );
+        assert_eq!(
+            subscription.read(|v| cursor.step(topic, v)),
+            ChangeStep::Wait
+        );
+        hub.publish_changes(topic, step(6, 7, vec![]));
+        assert_eq!(
+            subscription.read(|v| cursor.step(topic, v)),
+            ChangeStep::Wait,
+            "a step without changes moves the cursor and sends nothing"
+        );
+        hub.publish_changes(topic, step(7, 8, vec![seat("B-1-1", "HELD")]));
+        assert_eq!(sent(subscription.read(|v| cursor.step(topic, v)))["seq"], 8);
+    }
+
+    #[test]
+    fn a_session_behind_what_the_topic_keeps_resyncs_from_a_newer_full_view() {
+        let hub = hub();
+        let topic = "event:e:seats";
+        let mut subscription = hub.subscribe(topic);
+        hub.publish(topic, full(1, vec![]));
+        let mut cursor = ChangeCursor::default();
+        sent(subscription.read(|v| cursor.step(topic, v)));
+        let kept = u64::try_from(CHANGES_KEPT).expect("fits");
+        for seq in 1..=kept + 1 {
+            hub.publish_changes(topic, step(seq, seq + 1, vec![seat("A-1-1", "HELD")]));
+        }
+        assert_eq!(
+            subscription.read(|v| v.changes.len()),
+            CHANGES_KEPT,
+            "the oldest step was dropped"
+        );
+        assert_eq!(
+            subscription.read(|v| cursor.step(topic, v)),
+            ChangeStep::Resync
+        );
+        assert_eq!(
+            subscription.read(|v| cursor.step(topic, v)),
+            ChangeStep::Wait,
+            "the old full view (seq 1) is behind what the session saw"
+        );
+        hub.publish(topic, full(kept + 2, vec![seat("A-1-1", "HELD")]));
+        let resynced = sent(subscription.read(|v| cursor.step(topic, v)));
+        assert_eq!(resynced["seq"], kept + 2);
+        assert_eq!(resynced["data"]["full"], true);
+    }
+
+    #[test]
+    fn a_gap_between_steps_resyncs() {
+        let hub = hub();
+        let topic = "event:e:seats";
+        let mut subscription = hub.subscribe(topic);
+        hub.publish(topic, full(3, vec![]));
+        let mut cursor = ChangeCursor::default();
+        sent(subscription.read(|v| cursor.step(topic, v)));
+        // Seq 4 never arrived (a commit that failed, an entity restarted).
+        hub.publish_changes(topic, step(4, 5, vec![seat("A-1-1", "HELD")]));
+        assert_eq!(
+            subscription.read(|v| cursor.step(topic, v)),
+            ChangeStep::Resync
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 
 use super::{checked_snapshot, pid, Ctx, Entity, SideWrites};
 use crate::error::ApiError;
-use crate::live::{LiveHub, Update};
+use crate::live::{Changes, LiveHub, Update};
 use crate::persistence::journal::{Append, CommitError, WriterId};
 use crate::persistence::{codec, Batch, DeadlineWrite, EventRecord, SnapshotRecord};
 use crate::runtime::SharedRuntime;
@@ -151,16 +151,25 @@ pub struct EntityArgs<E: Entity> {
 
 pub struct EntityActor<E>(PhantomData<fn() -> E>);
 
-/// A view waiting for its batch to commit before it goes to the topic's subscribers.
+/// A view, or a step's changes, waiting for its batch to commit before it goes to the topic's
+/// subscribers.
 struct Published {
     hub: Arc<LiveHub>,
     topic: String,
-    update: Update,
+    value: PublishedValue,
+}
+
+enum PublishedValue {
+    View(Update),
+    Changes(Changes),
 }
 
 impl Published {
     fn send(self) {
-        self.hub.publish(&self.topic, self.update);
+        match self.value {
+            PublishedValue::View(update) => self.hub.publish(&self.topic, update),
+            PublishedValue::Changes(changes) => self.hub.publish_changes(&self.topic, changes),
+        }
     }
 }
 
@@ -416,12 +425,18 @@ impl<E: Entity> EntityState<E> {
             }
             return true;
         }
-        let mut batch = self.apply_all(decision.events, now_ms);
+        let prev_seq = self.last_seq;
+        let mut live_items = self.collects_changes().then(Vec::new);
+        let mut batch = self.apply_all(decision.events, now_ms, live_items.as_mut());
         if let Some(side) = side {
             batch.extend(side(&decision.reply, now_ms));
         }
         self.add_derived_rows(&mut batch);
-        let published = changes.then(|| self.live_update(now_ms)).flatten();
+        let published = match live_items {
+            Some(items) => self.live_changes(prev_seq, items),
+            None if E::LIVE_CHANGES => None,
+            None => changes.then(|| self.live_update(now_ms)).flatten(),
+        };
         self.pending.fetch_add(1, Ordering::AcqRel);
         permit.send(Append {
             batch,
@@ -474,9 +489,18 @@ impl<E: Entity> EntityState<E> {
         });
     }
 
-    fn apply_all(&mut self, events: Vec<E::Event>, now_ms: i64) -> Batch {
+    /// Applies `events`; for a watched change topic, `live_items` collects their changes.
+    fn apply_all(
+        &mut self,
+        events: Vec<E::Event>,
+        now_ms: i64,
+        mut live_items: Option<&mut Vec<serde_json::Value>>,
+    ) -> Batch {
         let mut batch = Batch::default();
         for event in events {
+            if let Some(items) = live_items.as_deref_mut() {
+                self.entity.live_changes(&event, items);
+            }
             self.entity.apply(&event);
             if let Err(violation) = self.entity.check_invariants() {
                 panic!("{}: invariant broken by {event:?}: {violation}", self.pid);
@@ -579,7 +603,41 @@ impl<E: Entity> EntityState<E> {
         Some(Published {
             hub: self.rt.live.clone(),
             topic: topic.clone(),
-            update: Update::new(topic, self.last_seq, &data),
+            value: PublishedValue::View(Update::new(topic, self.last_seq, &data)),
+        })
+    }
+
+    /// True when a step's changes are wanted: a change topic that someone watches. Every
+    /// step with events then publishes its changes, even none, so that the topic's steps
+    /// chain from one sequence number to the next.
+    fn collects_changes(&self) -> bool {
+        E::LIVE_CHANGES
+            && self
+                .topic
+                .as_ref()
+                .is_some_and(|topic| self.rt.live.is_watched(topic))
+    }
+
+    /// The topic already holds a full view of the current state (published, so durable).
+    fn holds_current_view(&self) -> bool {
+        self.topic
+            .as_ref()
+            .and_then(|topic| self.rt.live.latest_seq(topic))
+            .is_some_and(|seq| seq >= self.last_seq)
+    }
+
+    fn live_changes(&self, prev_seq: u64, items: Vec<serde_json::Value>) -> Option<Published> {
+        if self.last_seq == prev_seq {
+            return None;
+        }
+        Some(Published {
+            hub: self.rt.live.clone(),
+            topic: self.topic.clone()?,
+            value: PublishedValue::Changes(Changes {
+                prev_seq,
+                seq: self.last_seq,
+                items,
+            }),
         })
     }
 
@@ -591,6 +649,10 @@ impl<E: Entity> EntityState<E> {
         }
         if !self.entity.exists() {
             return Ok(false);
+        }
+        if E::LIVE_CHANGES && self.holds_current_view() {
+            // A full view is big (every seat); one at this seq serves every session.
+            return Ok(true);
         }
         let Some(published) = self.live_update(self.rt.now_ms()) else {
             return Ok(true);

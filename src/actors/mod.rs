@@ -102,10 +102,18 @@ pub trait Entity: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     fn live_topic(_id: &str) -> Option<String> {
         None
     }
-    /// What the topic's subscribers see, as JSON, at `now_ms`; `None` until it exists.
+    /// What the topic's subscribers see, as JSON, at `now_ms`; `None` until it exists. For a
+    /// change topic ([`Entity::LIVE_CHANGES`]), the full view a session starts from.
     fn live_view(&self, _now_ms: i64) -> Option<serde_json::Value> {
         None
     }
+    /// True for kinds whose topic carries changes rather than views (see [`crate::live`]):
+    /// after each committed step its subscribers get [`Entity::live_changes`], and
+    /// [`Entity::live_view`] only on subscribing or falling behind.
+    const LIVE_CHANGES: bool = false;
+    /// The items `event` adds to its step's changes (change topics only), pushed onto `out`;
+    /// called just before the event is applied.
+    fn live_changes(&self, _event: &Self::Event, _out: &mut Vec<serde_json::Value>) {}
     /// Its state as JSON (admin console).
     fn state_json(&self) -> serde_json::Value;
 }

@@ -260,6 +260,11 @@ impl SeatMap {
     }
 }
 
+/// One item of the `event:{id}:seats` topic's `changes`.
+fn seat_change(id: String, status: SeatStatus) -> serde_json::Value {
+    serde_json::json!({ "id": id, "status": status.as_str() })
+}
+
 fn sum_counts(counts: &[SeatCounts]) -> SeatCounts {
     counts
         .iter()
@@ -443,6 +448,46 @@ impl Entity for SeatMap {
     /// open hold) keeps that near 64 bytes per event, amortised.
     fn snapshot_weight(&self) -> u64 {
         u64::try_from(self.status.len() / 64 + self.holds.len()).expect("usize fits u64")
+    }
+
+    fn live_topic(id: &str) -> Option<String> {
+        Some(format!("event:{id}:seats"))
+    }
+
+    const LIVE_CHANGES: bool = true;
+
+    /// Where a subscriber starts: every seat that is not AVAILABLE (`full: true` says that
+    /// the seats not listed are AVAILABLE).
+    fn live_view(&self, _now_ms: i64) -> Option<serde_json::Value> {
+        self.terms.as_ref()?;
+        let changes: Vec<serde_json::Value> = (0u32..)
+            .zip(&self.status)
+            .filter(|(_, byte)| **byte != SeatStatus::Available as u8)
+            .map(|(seat, _)| seat_change(self.seat_id(seat), self.status_of(seat)))
+            .collect();
+        Some(serde_json::json!({ "full": true, "changes": changes }))
+    }
+
+    fn live_changes(&self, event: &SeatEvent, out: &mut Vec<serde_json::Value>) {
+        let (seats, to) = match event {
+            SeatEvent::Created(_) => return,
+            SeatEvent::Held { seats, .. } => (seats.as_slice(), SeatStatus::Held),
+            SeatEvent::Released { order, .. } | SeatEvent::Committed { order } => {
+                let Some(hold) = self.holds.get(order) else {
+                    return;
+                };
+                let to = match event {
+                    SeatEvent::Committed { .. } => SeatStatus::Sold,
+                    _ => SeatStatus::Available,
+                };
+                (hold.seats.as_slice(), to)
+            }
+        };
+        out.extend(
+            seats
+                .iter()
+                .map(|&seat| seat_change(self.seat_id(seat), to)),
+        );
     }
 
     fn read_row(&self) -> Option<ReadRow> {

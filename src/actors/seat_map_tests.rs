@@ -802,3 +802,56 @@ proptest! {
         }
     }
 }
+
+/// Seat id -> status of the seats a `live_view` or `live_changes` items say are not AVAILABLE,
+/// folded into `seats` the way a WebSocket client folds frames.
+fn fold_live(seats: &mut std::collections::BTreeMap<String, String>, items: &[serde_json::Value]) {
+    for item in items {
+        let id = item["id"].as_str().expect("id").to_string();
+        match item["status"].as_str().expect("status") {
+            "AVAILABLE" => seats.remove(&id),
+            status => seats.insert(id, status.to_string()),
+        };
+    }
+}
+
+fn full_view(map: &SeatMap) -> std::collections::BTreeMap<String, String> {
+    let view = map.live_view(0).expect("a created map has a view");
+    assert_eq!(view["full"], true);
+    let mut seats = std::collections::BTreeMap::new();
+    fold_live(&mut seats, view["changes"].as_array().expect("changes"));
+    seats
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// What `event:{id}:seats` promises: a client that starts from a full view and applies
+    /// every step's changes holds the map's next full view.
+    #[test]
+    fn live_changes_carry_a_full_view_to_the_next(
+        steps in prop::collection::vec(step(), 1..60),
+    ) {
+        let mut map = map_of(terms(PROP_LAYOUT));
+        let mut client = full_view(&map);
+        prop_assert!(client.is_empty());
+        let mut now_ms = OPEN;
+        for (order, step) in (1u128..).zip(steps) {
+            if let Step::Wait { ms } = step {
+                now_ms += ms;
+                continue;
+            }
+            let command = command_of(&map, &step, order).expect("not a wait");
+            let Ok(decision) = map.decide(&command, &Ctx { now_ms }) else {
+                continue;
+            };
+            let mut items = Vec::new();
+            for event in &decision.events {
+                map.live_changes(event, &mut items);
+                map.apply(event);
+            }
+            fold_live(&mut client, &items);
+            prop_assert_eq!(&client, &full_view(&map), "after {:?}", command);
+        }
+    }
+}

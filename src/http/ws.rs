@@ -9,7 +9,8 @@
 //! `{"topic"?: T, "error": {"code", "detail"}}` and the session goes on.
 //!
 //! Served topics: `time-sale:{id}`, `stock:{sku}` and `order:{id}` (the caller's own, or any
-//! for operators), published by their entities; and `queue:time-sales:{id}` and
+//! for operators), published by their entities; `event:{id}:seats`, whose frames carry seat
+//! changes rather than a view (see [`forward_changes`]); and `queue:time-sales:{id}` and
 //! `queue:events:{id}`, the caller's own ticket, which moves with the clock rather than with
 //! events, so its task re-reads it every `ws.queue_poll_ms` and sends it when it changed.
 //!
@@ -34,7 +35,7 @@ use super::{is_valid_ident, orders, queue, State};
 use crate::actors::waiting_room::TicketStatus;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
-use crate::live::{Subscription, Update};
+use crate::live::{ChangeCursor, ChangeStep, Subscription, Update};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(connect));
@@ -90,12 +91,11 @@ enum Target {
     Sale(String),
     Stock(String),
     Order(uuid::Uuid),
+    /// The seats of an event's map.
+    Seats(String),
     /// The caller's own ticket in the waiting room of a resource (`time-sales/{id}`).
     Queue(String),
 }
-
-/// Topics API.md lists that this server does not serve yet.
-const TOPICS_NOT_SERVED: [&str; 1] = ["event:"];
 
 fn not_reading() -> CloseReason {
     CloseReason {
@@ -120,21 +120,23 @@ fn parse_topic(topic: &str) -> Result<Target, ApiError> {
             .map(Target::Order)
             .map_err(|_| not_found());
     }
+    if let Some(id) = topic
+        .strip_prefix("event:")
+        .and_then(|rest| rest.strip_suffix(":seats"))
+    {
+        let id = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
+        return Ok(Target::Seats(id.to_string()));
+    }
     for kind in ["time-sales", "events"] {
         if let Some(id) = topic.strip_prefix(&format!("queue:{kind}:")) {
             let id = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
             return Ok(Target::Queue(format!("{kind}/{id}")));
         }
     }
-    if TOPICS_NOT_SERVED.iter().any(|p| topic.starts_with(p)) {
-        return Err(ApiError::validation(
-            "topic",
-            "seat topics are not served yet; poll GET /events/{id}/seats",
-        ));
-    }
     Err(ApiError::validation(
         "topic",
-        "must be time-sale:{id}, stock:{sku}, order:{id} or queue:time-sales|events:{id}",
+        "must be time-sale:{id}, stock:{sku}, order:{id}, event:{id}:seats or \
+         queue:time-sales|events:{id}",
     ))
 }
 
@@ -300,7 +302,15 @@ impl Connection {
             )));
         }
         let interval = Duration::from_millis(self.state.rt.settings.ws.topic_frame_interval_ms);
-        let task = forward(self.session.clone(), subscription, interval);
+        let task = match target {
+            Target::Seats(id) => forward_changes(
+                self.session.clone(),
+                subscription,
+                interval,
+                (self.state.clone(), id),
+            ),
+            _ => forward(self.session.clone(), subscription, interval),
+        };
         self.watching.insert(topic.to_string(), task);
         Ok(())
     }
@@ -311,6 +321,7 @@ impl Connection {
             Target::Sale(id) => state.sales.publish_live(id).await,
             Target::Stock(sku) => state.stock.publish_live(sku).await,
             Target::Order(id) => state.orders.publish_live(&id.to_string()).await,
+            Target::Seats(id) => state.events.publish_live(id).await,
             Target::Queue(_) => unreachable!("queue topics are not published by an entity"),
         }
     }
@@ -415,6 +426,47 @@ fn forward(
     })
 }
 
+/// Writes a change topic's frames (see [`crate::live`]): first a full view, then, about once
+/// per `interval`, the changes committed since the last frame, merged per seat. A session
+/// that fell behind what the topic keeps asks the map (`seats`: the state and the event id)
+/// for a full view again and goes on from it, so it never misses a change that matters.
+fn forward_changes(
+    mut session: Session,
+    mut subscription: Subscription,
+    interval: Duration,
+    seats: (State, String),
+) -> JoinHandle<()> {
+    actix_web::rt::spawn(async move {
+        let (state, id) = seats;
+        let mut cursor = ChangeCursor::default();
+        loop {
+            let topic = subscription.topic().to_string();
+            match subscription.read(|value| cursor.step(&topic, value)) {
+                ChangeStep::Send(frame) => {
+                    if session.text(frame).await.is_err() {
+                        return;
+                    }
+                    if !interval.is_zero() {
+                        tokio::time::sleep(jittered(interval)).await;
+                    }
+                    continue;
+                }
+                // Then read again: the topic may hold a current full view already. A failed
+                // request (the map restarting) leaves the session waiting for the next
+                // change, which asks again.
+                ChangeStep::Resync => {
+                    let _ = state.events.publish_live(&id).await;
+                    continue;
+                }
+                ChangeStep::Wait => {}
+            }
+            if subscription.changed().await.is_none() {
+                return;
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,6 +487,10 @@ mod tests {
             Target::Order(id)
         );
         assert_eq!(
+            parse_topic(&format!("event:{id}:seats")).expect("an event's seats"),
+            Target::Seats(id.to_string())
+        );
+        assert_eq!(
             parse_topic(&format!("queue:time-sales:{id}")).expect("a sale's room"),
             Target::Queue(format!("time-sales/{id}"))
         );
@@ -453,7 +509,8 @@ mod tests {
         assert_eq!(code("queue:time-sales:nope"), ErrorCode::NotFound);
         assert_eq!(code("queue:coupons:x"), ErrorCode::ValidationFailed);
         assert_eq!(code("weather:today"), ErrorCode::ValidationFailed);
-        assert_eq!(code("event:x:seats"), ErrorCode::ValidationFailed);
+        assert_eq!(code("event:x:seats"), ErrorCode::NotFound);
+        assert_eq!(code("event:x:rows"), ErrorCode::ValidationFailed);
     }
 
     #[test]

@@ -31,7 +31,7 @@ fn layout(app_now_ms: i64, rows: u32, seats: u32, extra: Value) -> Value {
     body
 }
 
-async fn create_event(app: &TestApp, rows: u32, seats: u32, extra: Value) -> String {
+pub(crate) async fn create_event(app: &TestApp, rows: u32, seats: u32, extra: Value) -> String {
     let body = layout(now_ms(app), rows, seats, extra);
     let response = app.post("/events", &app.operator(), body, None).await;
     assert_eq!(response.status(), StatusCode::CREATED);
@@ -40,14 +40,14 @@ async fn create_event(app: &TestApp, rows: u32, seats: u32, extra: Value) -> Str
     event["id"].as_str().expect("id").to_string()
 }
 
-async fn hold(app: &TestApp, user: &str, event: &str, body: Value) -> Response {
+pub(crate) async fn hold(app: &TestApp, user: &str, event: &str, body: Value) -> Response {
     let token = app.token(user, Role::Customer);
     app.post(&format!("/events/{event}/holds"), &token, body, None)
         .await
 }
 
 /// Seat id -> status.
-async fn seat_statuses(app: &TestApp, event: &str) -> Vec<(String, String)> {
+pub(crate) async fn seat_statuses(app: &TestApp, event: &str) -> Vec<(String, String)> {
     let seats: Value = app
         .get(&format!("/events/{event}/seats"), &app.operator())
         .await

@@ -519,3 +519,119 @@ async fn a_queue_subscriber_sees_its_ticket_move_and_the_pass_arrive(backend: Ba
     app.stop().await;
 }
 on_both_stores!(a_queue_subscriber_sees_its_ticket_move_and_the_pass_arrive);
+
+/// What a seats subscriber knows: the seats that are not AVAILABLE, with their status.
+type SeatModel = std::collections::BTreeMap<String, String>;
+
+/// Applies one `event:{id}:seats` frame to `model`, as a client would: a full view replaces
+/// it, changes update it.
+fn apply_seats(model: &mut SeatModel, data: &Value) {
+    if data["full"] == true {
+        model.clear();
+    }
+    for change in data["changes"].as_array().expect("changes") {
+        let id = change["id"].as_str().expect("id").to_string();
+        match change["status"].as_str().expect("status") {
+            "AVAILABLE" => model.remove(&id),
+            status => model.insert(id, status.to_string()),
+        };
+    }
+}
+
+fn seats(entries: &[(&str, &str)]) -> SeatModel {
+    entries
+        .iter()
+        .map(|(id, status)| (id.to_string(), status.to_string()))
+        .collect()
+}
+
+impl Live {
+    /// Frames on `topic`, applied to `model`, until it equals `wanted`.
+    async fn seats_until(&mut self, topic: &str, model: &mut SeatModel, wanted: &SeatModel) {
+        let mut last_seq = 0;
+        while model != wanted {
+            let frame = self.next().await;
+            assert_eq!(frame["topic"], topic, "unexpected frame {frame}");
+            let seq = frame["seq"].as_u64().expect("seq");
+            assert!(seq > last_seq, "seq {seq} after {last_seq}");
+            last_seq = seq;
+            apply_seats(model, &frame["data"]);
+        }
+    }
+}
+
+async fn a_seats_subscriber_sees_every_hold_release_and_expiry(backend: Backend) {
+    use crate::events::{create_event, hold, seat_statuses};
+    let options = Options {
+        manual_clock: true,
+        ..Options::default()
+    };
+    let Some(app) = spawn_app_with(backend, options).await else {
+        return;
+    };
+    let clock = app.clock.clone().expect("manual clock");
+    let event = create_event(&app, 1, 6, json!({"hold_ttl_secs": 60})).await;
+    let topic = format!("event:{event}:seats");
+    let held = hold(&app, "kim", &event, json!({"seat_ids": ["A-1-1"]})).await;
+    assert_eq!(held.status(), StatusCode::CREATED);
+
+    let watcher = app.token_valid_for("watcher", Role::Customer, 3600);
+    let mut live = Live::connect(&app, &watcher).await;
+    live.subscribe(&topic).await;
+    let first = live.next().await;
+    assert_eq!(first["data"]["full"], true, "{first}");
+    let mut model = SeatModel::new();
+    apply_seats(&mut model, &first["data"]);
+    assert_eq!(model, seats(&[("A-1-1", "HELD")]));
+
+    let lee = app.token("lee", Role::Customer);
+    let pair: Value = hold(&app, "lee", &event, json!({"seat_ids": ["A-1-2", "A-1-3"]}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let wanted = seats(&[("A-1-1", "HELD"), ("A-1-2", "HELD"), ("A-1-3", "HELD")]);
+    live.seats_until(&topic, &mut model, &wanted).await;
+
+    // Held and given back between two frames: a latest-value topic could drop this, a change
+    // topic may not leave the seat HELD.
+    let brief: Value = hold(&app, "max", &event, json!({"seat_ids": ["A-1-6"]}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let cancel = |order: &Value, token: &str| {
+        let path = format!("/orders/{}/cancel", order["id"].as_str().expect("id"));
+        let token = token.to_string();
+        let app = &app;
+        async move { app.post(&path, &token, json!({}), None).await.status() }
+    };
+    assert_eq!(
+        cancel(&brief, &app.token("max", Role::Customer)).await,
+        StatusCode::OK
+    );
+    assert_eq!(cancel(&pair, &lee).await, StatusCode::OK);
+    live.seats_until(&topic, &mut model, &seats(&[("A-1-1", "HELD")]))
+        .await;
+
+    // A late subscriber starts from the current state.
+    let mut late = Live::connect(&app, &watcher).await;
+    late.subscribe(&topic).await;
+    let mut late_model = SeatModel::new();
+    late.seats_until(&topic, &mut late_model, &seats(&[("A-1-1", "HELD")]))
+        .await;
+
+    // Nobody sends a request: the hold's own deadline releases the seat.
+    clock.advance_ms(61_000);
+    live.seats_until(&topic, &mut model, &SeatModel::new())
+        .await;
+    let statuses = seat_statuses(&app, &event).await;
+    assert!(statuses.iter().all(|(_, status)| status == "AVAILABLE"));
+
+    live.subscribe(&format!("event:{}:seats", uuid::Uuid::now_v7()))
+        .await;
+    let unknown = live.next().await;
+    assert_eq!(unknown["error"]["code"], "NOT_FOUND", "{unknown}");
+    app.stop().await;
+}
+on_both_stores!(a_seats_subscriber_sees_every_hold_release_and_expiry);
