@@ -55,8 +55,12 @@ pub struct Changes {
     pub items: Vec<serde_json::Value>,
 }
 
-/// Steps a change topic keeps for sessions that are behind: past it they resynchronise.
+/// Steps a change topic keeps for sessions that are behind: past it (or past
+/// [`CHANGE_ITEMS_KEPT`] items in all) they start again from a full view.
 pub const CHANGES_KEPT: usize = 1024;
+
+/// Items a change topic keeps in all (a step that expires many holds has many).
+pub const CHANGE_ITEMS_KEPT: usize = 16_384;
 
 /// What a topic holds: its latest view (for a change topic, the latest full view), and for a
 /// change topic its recent steps, oldest first.
@@ -64,6 +68,8 @@ pub const CHANGES_KEPT: usize = 1024;
 pub struct TopicValue {
     pub latest: Option<Arc<Update>>,
     pub changes: VecDeque<Arc<Changes>>,
+    /// Items in `changes`, for [`CHANGE_ITEMS_KEPT`].
+    items: usize,
 }
 
 pub struct LiveHub {
@@ -214,9 +220,13 @@ impl LiveHub {
             return;
         };
         sender.send_modify(|value| {
+            value.items += changes.items.len();
             value.changes.push_back(Arc::new(changes));
-            while value.changes.len() > CHANGES_KEPT {
-                value.changes.pop_front();
+            while value.changes.len() > CHANGES_KEPT || value.items > CHANGE_ITEMS_KEPT {
+                let Some(dropped) = value.changes.pop_front() else {
+                    break;
+                };
+                value.items -= dropped.items.len();
             }
         });
     }
@@ -278,8 +288,6 @@ pub struct ChangeCursor {
     /// The sequence number the session's frames have brought the client to; `None` until its
     /// first full view.
     at: Option<u64>,
-    /// A full view older than this is of no use (the session already saw later changes).
-    full_from: u64,
 }
 
 /// What a session on a change topic does next.
@@ -289,40 +297,69 @@ pub enum ChangeStep {
     Send(ByteString),
     /// Nothing new; wait for the topic to change.
     Wait,
-    /// Behind what the topic keeps, or a gap: ask the entity for a full view, then wait.
-    Resync,
+    /// No full view to start from, or behind what the topic keeps (or a gap) with no newer
+    /// full view: ask the entity for one, then wait.
+    NeedView,
 }
 
 impl ChangeCursor {
-    /// The next step for a session at this cursor, given the topic's value.
+    /// The part of the topic's value this cursor needs, copied (reference counts only) so the
+    /// work of [`ChangeCursor::step`] runs after the topic's lock is released: publishers,
+    /// which are journal completions, wait for that lock.
+    pub fn wanted(&self, value: &TopicValue) -> TopicValue {
+        let after = self.at.unwrap_or(u64::MAX);
+        TopicValue {
+            latest: value.latest.clone(),
+            changes: value
+                .changes
+                .iter()
+                .filter(|c| c.seq > after)
+                .cloned()
+                .collect(),
+            items: 0,
+        }
+    }
+
+    /// The next step for a session at this cursor, given (what it wants of) the topic's value.
     pub fn step(&mut self, topic: &str, value: &TopicValue) -> ChangeStep {
-        let Some(at) = self.at else {
-            return match &value.latest {
-                Some(full) if full.seq >= self.full_from => {
-                    self.at = Some(full.seq);
-                    ChangeStep::Send(full.frame.clone())
-                }
-                _ => ChangeStep::Wait,
-            };
-        };
-        let newer: Vec<&Arc<Changes>> = value.changes.iter().filter(|c| c.seq > at).collect();
-        let Some(first) = newer.first() else {
+        let at = self.at;
+        let newer: Vec<&Arc<Changes>> = value
+            .changes
+            .iter()
+            .filter(|c| at.is_some_and(|at| c.seq > at))
+            .collect();
+        // How far the kept steps carry the client without a gap.
+        let chained = at.is_some_and(|at| {
+            newer.first().is_none_or(|first| first.prev_seq == at)
+                && newer.windows(2).all(|w| w[1].prev_seq == w[0].seq)
+        });
+        let reach = newer.last().map(|c| c.seq).or(at);
+        let full = value.latest.as_ref();
+        // A full view beyond where the chain reaches (steps never kept, a restarted entity)
+        // or, with no chain, any full view newer than the client's state: start from it.
+        let from_full = full.filter(|full| match (chained, at) {
+            (true, _) => reach.is_some_and(|reach| full.seq > reach),
+            (false, None) => true,
+            (false, Some(at)) => full.seq > at,
+        });
+        if let Some(full) = from_full {
+            self.at = Some(full.seq);
+            return ChangeStep::Send(full.frame.clone());
+        }
+        if !chained {
+            // `at` stays: a full view older than the client's state is never sent.
+            return ChangeStep::NeedView;
+        }
+        let Some(last) = newer.last() else {
             return ChangeStep::Wait;
         };
-        let chained = first.prev_seq == at && newer.windows(2).all(|w| w[1].prev_seq == w[0].seq);
-        let last_seq = newer.last().map_or(at, |c| c.seq);
-        if !chained {
-            self.at = None;
-            self.full_from = last_seq;
-            return ChangeStep::Resync;
-        }
-        self.at = Some(last_seq);
+        self.at = Some(last.seq);
         let items = merge(newer.iter().flat_map(|c| c.items.iter()));
         if items.is_empty() {
             return ChangeStep::Wait;
         }
         let data = serde_json::json!({ "changes": items });
-        ChangeStep::Send(Update::new(topic, last_seq, &data).frame)
+        ChangeStep::Send(Update::new(topic, last.seq, &data).frame)
     }
 }
 
@@ -482,6 +519,10 @@ mod tests {
         assert!(hub.sessions_by_user.is_empty());
     }
 
+    fn json(value: impl Into<serde_json::Value>) -> serde_json::Value {
+        value.into()
+    }
+
     fn seat(id: &str, status: &str) -> serde_json::Value {
         serde_json::json!({ "id": id, "status": status })
     }
@@ -572,12 +613,12 @@ mod tests {
         );
         assert_eq!(
             subscription.read(|v| cursor.step(topic, v)),
-            ChangeStep::Resync
+            ChangeStep::NeedView
         );
         assert_eq!(
             subscription.read(|v| cursor.step(topic, v)),
-            ChangeStep::Wait,
-            "the old full view (seq 1) is behind what the session saw"
+            ChangeStep::NeedView,
+            "the old full view (seq 1) is no newer than what the client has"
         );
         hub.publish(topic, full(kept + 2, vec![seat("A-1-1", "HELD")]));
         let resynced = sent(subscription.read(|v| cursor.step(topic, v)));
@@ -597,8 +638,54 @@ mod tests {
         hub.publish_changes(topic, step(4, 5, vec![seat("A-1-1", "HELD")]));
         assert_eq!(
             subscription.read(|v| cursor.step(topic, v)),
-            ChangeStep::Resync
+            ChangeStep::NeedView
         );
+        // Any full view newer than the client's state repairs it.
+        hub.publish(topic, full(5, vec![seat("A-1-1", "HELD")]));
+        assert_eq!(sent(subscription.read(|v| cursor.step(topic, v)))["seq"], 5);
+        hub.publish_changes(topic, step(5, 6, vec![seat("A-1-2", "HELD")]));
+        assert_eq!(sent(subscription.read(|v| cursor.step(topic, v)))["seq"], 6);
+    }
+
+    #[test]
+    fn a_full_view_beyond_where_the_kept_steps_reach_is_taken() {
+        let hub = hub();
+        let topic = "event:e:seats";
+        let mut subscription = hub.subscribe(topic);
+        hub.publish(topic, full(2, vec![]));
+        hub.publish_changes(topic, step(2, 3, vec![seat("A-1-1", "HELD")]));
+        let mut cursor = ChangeCursor::default();
+        sent(subscription.read(|v| cursor.step(topic, v)));
+        assert_eq!(sent(subscription.read(|v| cursor.step(topic, v)))["seq"], 3);
+        // Steps 4 to 7 were never kept (nobody watched for an instant); a view at 7 was.
+        hub.publish(topic, full(7, vec![seat("A-1-1", "SOLD")]));
+        let jumped = sent(subscription.read(|v| cursor.step(topic, v)));
+        assert_eq!(
+            (jumped["seq"].as_u64(), &jumped["data"]["full"]),
+            (Some(7), &json(true))
+        );
+        assert_eq!(
+            subscription.read(|v| cursor.step(topic, v)),
+            ChangeStep::Wait
+        );
+    }
+
+    #[test]
+    fn a_change_topic_keeps_a_bounded_number_of_items() {
+        let hub = hub();
+        let topic = "event:e:seats";
+        let _subscription = hub.subscribe(topic);
+        let many: Vec<serde_json::Value> = (0..CHANGE_ITEMS_KEPT / 4)
+            .map(|n| seat(&format!("A-1-{n}"), "HELD"))
+            .collect();
+        for seq in 0..8 {
+            hub.publish_changes(topic, step(seq, seq + 1, many.clone()));
+        }
+        let sender = hub.topics.get(topic).expect("watched");
+        let value = sender.borrow();
+        assert_eq!(value.changes.len(), 4, "the oldest steps went first");
+        assert_eq!(value.items, CHANGE_ITEMS_KEPT);
+        assert_eq!(value.changes.front().map(|c| c.prev_seq), Some(4));
     }
 
     #[test]

@@ -194,6 +194,9 @@ pub struct EntityState<E: Entity> {
     persisted_deadline_ms: Option<i64>,
     timer: Option<(i64, JoinHandle<()>)>,
     read_row_body: Option<String>,
+    /// The seq of a change topic's full view queued behind pending commits: a second request
+    /// at the same seq builds nothing (a stadium's view is 60,000 seats).
+    full_view_queued: Option<u64>,
     rt: SharedRuntime,
     shared: Arc<EntityShared>,
     live: LiveMap<E>,
@@ -224,6 +227,7 @@ impl<E: Entity> Actor for EntityActor<E> {
             persisted_deadline_ms: None,
             timer: None,
             read_row_body: None,
+            full_view_queued: None,
             rt: args.rt,
             shared: args.shared,
             live: args.live,
@@ -650,7 +654,9 @@ impl<E: Entity> EntityState<E> {
         if !self.entity.exists() {
             return Ok(false);
         }
-        if E::LIVE_CHANGES && self.holds_current_view() {
+        if E::LIVE_CHANGES
+            && (self.holds_current_view() || self.full_view_queued == Some(self.last_seq))
+        {
             // A full view is big (every seat); one at this seq serves every session.
             return Ok(true);
         }
@@ -680,6 +686,7 @@ impl<E: Entity> EntityState<E> {
                 }
             }),
         });
+        self.full_view_queued = Some(self.last_seq);
         Ok(true)
     }
 

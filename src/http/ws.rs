@@ -426,10 +426,15 @@ fn forward(
     })
 }
 
+/// How long a session on a change topic waits for a full view it asked for before asking
+/// again (the request can fail: a full journal queue, an entity restarting).
+const FULL_VIEW_RETRY: Duration = Duration::from_secs(1);
+
 /// Writes a change topic's frames (see [`crate::live`]): first a full view, then, about once
 /// per `interval`, the changes committed since the last frame, merged per seat. A session
-/// that fell behind what the topic keeps asks the map (`seats`: the state and the event id)
-/// for a full view again and goes on from it, so it never misses a change that matters.
+/// that fell behind what the topic keeps starts again from a full view newer than what its
+/// client has, asking the map (`seats`: the state and the event id) for one when the topic
+/// holds none, and again every [`FULL_VIEW_RETRY`] until one comes.
 fn forward_changes(
     mut session: Session,
     mut subscription: Subscription,
@@ -438,10 +443,12 @@ fn forward_changes(
 ) -> JoinHandle<()> {
     actix_web::rt::spawn(async move {
         let (state, id) = seats;
+        let topic = subscription.topic().to_string();
         let mut cursor = ChangeCursor::default();
+        let mut asked: Option<Instant> = None;
         loop {
-            let topic = subscription.topic().to_string();
-            match subscription.read(|value| cursor.step(&topic, value)) {
+            let wanted = subscription.read(|value| cursor.wanted(value));
+            match cursor.step(&topic, &wanted) {
                 ChangeStep::Send(frame) => {
                     if session.text(frame).await.is_err() {
                         return;
@@ -451,17 +458,24 @@ fn forward_changes(
                     }
                     continue;
                 }
-                // Then read again: the topic may hold a current full view already. A failed
-                // request (the map restarting) leaves the session waiting for the next
-                // change, which asks again.
-                ChangeStep::Resync => {
-                    let _ = state.events.publish_live(&id).await;
-                    continue;
+                ChangeStep::Wait => {
+                    if subscription.changed().await.is_none() {
+                        return;
+                    }
                 }
-                ChangeStep::Wait => {}
-            }
-            if subscription.changed().await.is_none() {
-                return;
+                ChangeStep::NeedView => {
+                    // At most once per retry wait, however many steps commit meanwhile; a
+                    // failed request is asked again after it.
+                    if asked.is_none_or(|at| at.elapsed() >= FULL_VIEW_RETRY) {
+                        let _ = state.events.publish_live(&id).await;
+                        asked = Some(Instant::now());
+                    }
+                    let changed =
+                        tokio::time::timeout(FULL_VIEW_RETRY, subscription.changed()).await;
+                    if matches!(changed, Ok(None)) {
+                        return;
+                    }
+                }
             }
         }
     })
