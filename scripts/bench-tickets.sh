@@ -9,6 +9,10 @@
 #             row). Reports holds/s (201s over the time to sell out), p50/p99 of all answers, the
 #             server's VmRSS before and after the event was created and after the sell-out, and
 #             checks that held seats = QUANTITY x 201s and nothing is left available.
+#             WATCHERS WebSocket sessions (examples/live_watchers.rs, niced) watch the map's
+#             event:{id}:seats topic during the sell-out; each folds its frames into its own
+#             copy of the map, and once the map is sold out every copy must equal it, seat by
+#             seat. Reports their frames/s, KiB/s and full frames (first frames + resyncs).
 #   2. queue  one time sale, JOINS distinct customers join its waiting room on JOIN_CONNS
 #             connections; reports joins/s and p99, and checks waiting + admitted = 201s.
 # The cost of one admission with 100,000 waiting is a criterion bench (it is a pure function):
@@ -17,9 +21,11 @@
 #
 # Usage: scripts/bench-tickets.sh [KEY=VALUE ...]   (the same keys can be set in the environment)
 #   USERS=10000 CONNS=10000 QUANTITY=2   part 1
+#   WATCHERS=100                         part 1's WebSocket watchers (0: none)
 #   JOINS=100000 JOIN_CONNS=64           part 2
 #   THREADS=2 PORT=18095 BOUND_SECS=300 SQLITE_SYNC=full PARTS="seats queue"
-#   SURGE_BIN= (a binary instead of cargo build --release)  OUT=$CARGO_TARGET_DIR/bench-tickets.txt
+#   SURGE_BIN= WATCHERS_BIN= (binaries instead of cargo build --release)
+#   OUT=$CARGO_TARGET_DIR/bench-tickets.txt
 #   KEEP_TMP=0
 # Exit status: 0 when every part ran and its check matched; 3 on a mismatch; other on failure.
 set -euo pipefail
@@ -29,7 +35,7 @@ REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 die() { printf 'bench-tickets: FATAL: %s\n' "$*" >&2; exit 1; }
 say() { printf '\n---- %s\n' "$*"; }
 
-readonly SETTINGS=" USERS CONNS QUANTITY JOINS JOIN_CONNS THREADS PORT BOUND_SECS SQLITE_SYNC PARTS SURGE_BIN OUT KEEP_TMP "
+readonly SETTINGS=" WATCHERS WATCHERS_BIN USERS CONNS QUANTITY JOINS JOIN_CONNS THREADS PORT BOUND_SECS SQLITE_SYNC PARTS SURGE_BIN OUT KEEP_TMP "
 for arg in "$@"; do
     case "$arg" in
         -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
@@ -41,15 +47,17 @@ for arg in "$@"; do
         *) die "unexpected argument '$arg' (use KEY=VALUE)" ;;
     esac
 done
-USERS=${USERS:-10000} CONNS=${CONNS:-10000} QUANTITY=${QUANTITY:-2}
+USERS=${USERS:-10000} CONNS=${CONNS:-10000} QUANTITY=${QUANTITY:-2} WATCHERS=${WATCHERS:-100}
 JOINS=${JOINS:-100000} JOIN_CONNS=${JOIN_CONNS:-64}
 THREADS=${THREADS:-2} PORT=${PORT:-18095} BOUND_SECS=${BOUND_SECS:-300}
 SQLITE_SYNC=${SQLITE_SYNC:-full} PARTS=${PARTS:-seats queue} KEEP_TMP=${KEEP_TMP:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target}
 OUT=${OUT:-$CARGO_TARGET_DIR/bench-tickets.txt}
 BUILD_SURGE=1
-if [ -n "${SURGE_BIN:-}" ]; then BUILD_SURGE=0; fi
+if [ -n "${SURGE_BIN:-}" ] && [ -n "${WATCHERS_BIN:-}" ]; then BUILD_SURGE=0; fi
 SURGE_BIN=${SURGE_BIN:-$CARGO_TARGET_DIR/release/surge}
+WATCHERS_BIN=${WATCHERS_BIN:-$CARGO_TARGET_DIR/release/examples/live_watchers}
+[[ $WATCHERS =~ ^[0-9]+$ ]] || die "WATCHERS must be a non-negative integer (got '$WATCHERS')"
 for n in USERS CONNS QUANTITY JOINS JOIN_CONNS THREADS PORT BOUND_SECS; do
     [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "$n must be a positive integer (got '${!n}')"
 done
@@ -63,7 +71,7 @@ for tool in curl jq wrk; do command -v "$tool" >/dev/null || die "$tool is neede
 readonly JWT_SECRET="bench-tickets-fixed-secret-not-for-production-0123456789"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/surge-bench-tickets.XXXXXX")
 BASE_URL="http://127.0.0.1:$PORT"
-SURGE_PID="" WRK_PID=""
+SURGE_PID="" WRK_PID="" WATCHERS_PID=""
 FAILED_CHECK=0
 
 stop_wrk() {
@@ -87,6 +95,7 @@ stop_surge() {
 cleanup() {
     local rc=$?
     stop_wrk
+    [ -z "$WATCHERS_PID" ] || kill "$WATCHERS_PID" 2>/dev/null || true
     stop_surge
     if [ "$KEEP_TMP" = 1 ] || [ "$rc" -ne 0 ]; then echo "bench-tickets: temp files kept in $WORK" >&2; else rm -rf "$WORK"; fi
     exit "$rc"
@@ -105,13 +114,14 @@ wrk_value() { grep -m1 '^WRK_RESULT ' "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1
 
 start_surge() {
     if [ "$BUILD_SURGE" = 1 ]; then
-        say "cargo build --release"
-        (cd "$REPO_ROOT" && timeout 2700 cargo build --release)
+        say "cargo build --release --bin surge --example live_watchers"
+        (cd "$REPO_ROOT" && timeout 2700 cargo build --release --bin surge --example live_watchers)
     fi
     [ -x "$SURGE_BIN" ] || die "no surge binary at $SURGE_BIN"
     curl -s --max-time 2 -o /dev/null "$BASE_URL/healthz" && die "something already answers on port $PORT"
     mkdir -p "$WORK/data"
     (cd "$WORK" && exec env SURGE_AUTH__JWT_SECRET="$JWT_SECRET" SURGE_DATABASE__SQLITE_SYNCHRONOUS="$SQLITE_SYNC" \
+        SURGE_WS__SESSIONS_MAX=$((WATCHERS + 100)) SURGE_WS__SESSIONS_PER_USER_MAX=$((WATCHERS + 100)) \
         SURGE_ORDERS__PAY_WITHIN_SECS=3600 RUST_LOG=warn "$SURGE_BIN" serve --listen "127.0.0.1:$PORT" \
         --data-dir "$WORK/data") >"$WORK/surge.log" 2>&1 &
     SURGE_PID=$!
@@ -146,7 +156,49 @@ drive() {
     grep '^WRK_RESULT ' "$out" || { cat "$out" >&2; die "wrk $name printed no WRK_RESULT"; }
 }
 
-SEATS_ROW="not run" SEATS_CHECK="" SEATS_RSS="" QUEUE_ROW="not run" QUEUE_CHECK=""
+SEATS_ROW="not run" SEATS_CHECK="" SEATS_RSS="" SEATS_LIVE="" QUEUE_ROW="not run" QUEUE_CHECK=""
+live_value() { grep -m1 '^LIVE_RESULT ' "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2; exit }'; }
+
+# start_watchers EVENT OPERATOR_TOKEN: WATCHERS sessions on the event's seats topic.
+start_watchers() {
+    [ "$WATCHERS" -gt 0 ] || return 0
+    say "opening $WATCHERS WebSocket sessions on event:$1:seats"
+    local fan i
+    fan=$(token --user-id watching-fan --role customer)
+    mkfifo "$WORK/stop-watchers"
+    # Niced: in production the watchers are other people's machines, not this one's CPU.
+    nice -n 19 "$WATCHERS_BIN" --seats --url "ws://127.0.0.1:$PORT/api/v1/ws" --token "$fan" \
+        --topic "event:$1:seats" --sessions "$WATCHERS" --settle-secs 30 \
+        --final-url "$BASE_URL/api/v1/events/$1/seats" \
+        <"$WORK/stop-watchers" >"$WORK/watchers.txt" 2>"$WORK/watchers.err" &
+    WATCHERS_PID=$!
+    exec 7>"$WORK/stop-watchers"
+    for ((i = 0; i < 120; i++)); do
+        [ "$(call GET /api/v1/admin/overview "$2")" = 200 ] || die "overview: $(cat "$WORK/last.json")"
+        [ "$(jq -r .live.sessions "$WORK/last.json")" -ge "$WATCHERS" ] && return 0
+        sleep 0.5
+    done
+    die "the watchers did not open $WATCHERS sessions in 60 s: $(cat "$WORK/watchers.err")"
+}
+
+# Stops the watchers and checks that every copy of the map equals the map.
+stop_watchers() {
+    [ "$WATCHERS" -gt 0 ] || return 0
+    echo stop >&7
+    exec 7>&-
+    wait "$WATCHERS_PID" || die "live_watchers failed: $(cat "$WORK/watchers.err")"
+    WATCHERS_PID=""
+    local w="$WORK/watchers.txt" converged
+    cat "$w"
+    converged=$(live_value "$w" converged)
+    SEATS_LIVE=$(printf '%s watchers: %s frames/s, %s KiB/s, %s full frames, %s of %s copies equal the map seat by seat (%s seats taken), %s seq regressions, %s errors' \
+        "$WATCHERS" "$(live_value "$w" frames_per_sec)" "$(live_value "$w" kib_per_sec)" "$(live_value "$w" full_frames)" \
+        "$converged" "$WATCHERS" "$(live_value "$w" final_taken_seats)" "$(live_value "$w" seq_regressions)" "$(live_value "$w" errors)")
+    if [ "$converged" != "$WATCHERS" ] || [ "$(live_value "$w" seq_regressions)" != 0 ] || [ "$(live_value "$w" errors)" != 0 ]; then
+        SEATS_LIVE="MISMATCH: $SEATS_LIVE"
+        FAILED_CHECK=1
+    fi
+}
 
 run_seats() {
     say "creating a 60,000-seat event (100 sections x 30 rows x 20 seats)"
@@ -165,8 +217,10 @@ run_seats() {
     created_kb=$(rss_kb)
     token --user-id fan --role customer --count "$USERS" >"$WORK/fans.txt"
     printf '{"quantity":%s}' "$QUANTITY" >"$WORK/hold.json"
+    start_watchers "$event" "$op"
     drive seats "$CONNS" "$BASE_URL/api/v1/events/$event/holds" "$WORK/fans.txt" "$THREADS" 0 \
         "$(cat "$WORK/hold.json")" 409
+    stop_watchers
     local w="$WORK/wrk-seats.txt" ok held available
     ok=$(wrk_value "$w" ok_2xx)
     [ "$(call GET "/api/v1/events/$event" "$op")" = 200 ] || die "GET event failed"
@@ -229,6 +283,7 @@ mkdir -p "$(dirname "$OUT")"
         "$SQLITE_SYNC" "$THREADS" "$(nproc)" "$(lscpu | awk -F: '/^Model name/ { sub(/^[ \t]+/, "", $2); print $2; exit }')"
     printf 'seats (60,000, %s users on %s connections, best available x%s): %s\n' "$USERS" "$CONNS" "$QUANTITY" "$SEATS_ROW"
     printf '  %s\n  %s\n' "${SEATS_CHECK:-n/a}" "${SEATS_RSS:-n/a}"
+    [ -z "$SEATS_LIVE" ] || printf '  live: %s\n' "$SEATS_LIVE"
     printf 'queue (%s distinct users on %s connections): %s\n' "$JOINS" "$JOIN_CONNS" "$QUEUE_ROW"
     printf '  %s\n' "${QUEUE_CHECK:-n/a}"
 } | tee "$OUT.tmp"

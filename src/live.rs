@@ -47,20 +47,30 @@ impl Update {
     }
 }
 
+/// One item of a change topic: a thing (a seat) and the status it took. Kept compact: a hot
+/// topic holds up to [`CHANGE_ITEMS_KEPT`] of them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LiveChange {
+    pub id: String,
+    pub status: &'static str,
+}
+
 /// One committed step of a change topic: the items that turned `prev_seq` into `seq`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Changes {
     pub prev_seq: u64,
     pub seq: u64,
-    pub items: Vec<serde_json::Value>,
+    pub items: Vec<LiveChange>,
 }
 
 /// Steps a change topic keeps for sessions that are behind: past it (or past
-/// [`CHANGE_ITEMS_KEPT`] items in all) they start again from a full view.
-pub const CHANGES_KEPT: usize = 1024;
+/// [`CHANGE_ITEMS_KEPT`] items in all) they start again from a full view. A hot map commits
+/// ~10k holds a second, so this is about 1.5 s of them: a session that wakes every 100 ms
+/// and writes a frame never falls that far behind unless its client stops reading.
+pub const CHANGES_KEPT: usize = 16_384;
 
-/// Items a change topic keeps in all (a step that expires many holds has many).
-pub const CHANGE_ITEMS_KEPT: usize = 16_384;
+/// Items a change topic keeps in all (a step that expires many holds has many): about 3 MiB.
+pub const CHANGE_ITEMS_KEPT: usize = 65_536;
 
 /// What a topic holds: its latest view (for a change topic, the latest full view), and for a
 /// change topic its recent steps, oldest first.
@@ -364,16 +374,15 @@ impl ChangeCursor {
 }
 
 /// Items with the same `id` merged, the last one winning, in the order ids first appear.
-fn merge<'a>(items: impl Iterator<Item = &'a serde_json::Value>) -> Vec<serde_json::Value> {
-    let mut merged: Vec<serde_json::Value> = Vec::new();
-    let mut position: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+fn merge<'a>(items: impl Iterator<Item = &'a LiveChange>) -> Vec<&'a LiveChange> {
+    let mut merged: Vec<&LiveChange> = Vec::new();
+    let mut position: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for item in items {
-        let id = item.get("id").map(ToString::to_string).unwrap_or_default();
-        match position.get(&id) {
-            Some(&at) => merged[at] = item.clone(),
+        match position.get(item.id.as_str()) {
+            Some(&at) => merged[at] = item,
             None => {
-                position.insert(id, merged.len());
-                merged.push(item.clone());
+                position.insert(&item.id, merged.len());
+                merged.push(item);
             }
         }
     }
@@ -523,11 +532,14 @@ mod tests {
         value.into()
     }
 
-    fn seat(id: &str, status: &str) -> serde_json::Value {
-        serde_json::json!({ "id": id, "status": status })
+    fn seat(id: &str, status: &'static str) -> LiveChange {
+        LiveChange {
+            id: id.to_string(),
+            status,
+        }
     }
 
-    fn step(prev_seq: u64, seq: u64, items: Vec<serde_json::Value>) -> Changes {
+    fn step(prev_seq: u64, seq: u64, items: Vec<LiveChange>) -> Changes {
         Changes {
             prev_seq,
             seq,
@@ -535,7 +547,7 @@ mod tests {
         }
     }
 
-    fn full(seq: u64, items: Vec<serde_json::Value>) -> Update {
+    fn full(seq: u64, items: Vec<LiveChange>) -> Update {
         Update::new(
             "event:e:seats",
             seq,
@@ -577,7 +589,10 @@ mod tests {
         assert_eq!(next["seq"], 6);
         assert_eq!(
             next["data"]["changes"],
-            serde_json::json!([seat("A-1-2", "SOLD"), seat("A-1-1", "AVAILABLE")]),
+            json(
+                serde_json::to_value([seat("A-1-2", "SOLD"), seat("A-1-1", "AVAILABLE")])
+                    .expect("json")
+            ),
             "one item per seat, its last status, in first-change order"
         );
         assert_eq!(
@@ -675,7 +690,7 @@ mod tests {
         let hub = hub();
         let topic = "event:e:seats";
         let _subscription = hub.subscribe(topic);
-        let many: Vec<serde_json::Value> = (0..CHANGE_ITEMS_KEPT / 4)
+        let many: Vec<LiveChange> = (0..CHANGE_ITEMS_KEPT / 4)
             .map(|n| seat(&format!("A-1-{n}"), "HELD"))
             .collect();
         for seq in 0..8 {

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 
 use super::{checked_snapshot, pid, Ctx, Entity, SideWrites};
 use crate::error::ApiError;
-use crate::live::{Changes, LiveHub, Update};
+use crate::live::{Changes, LiveChange, LiveHub, Update};
 use crate::persistence::journal::{Append, CommitError, WriterId};
 use crate::persistence::{codec, Batch, DeadlineWrite, EventRecord, SnapshotRecord};
 use crate::runtime::SharedRuntime;
@@ -498,7 +498,7 @@ impl<E: Entity> EntityState<E> {
         &mut self,
         events: Vec<E::Event>,
         now_ms: i64,
-        mut live_items: Option<&mut Vec<serde_json::Value>>,
+        mut live_items: Option<&mut Vec<LiveChange>>,
     ) -> Batch {
         let mut batch = Batch::default();
         for event in events {
@@ -630,7 +630,7 @@ impl<E: Entity> EntityState<E> {
             .is_some_and(|seq| seq >= self.last_seq)
     }
 
-    fn live_changes(&self, prev_seq: u64, items: Vec<serde_json::Value>) -> Option<Published> {
+    fn live_changes(&self, prev_seq: u64, items: Vec<LiveChange>) -> Option<Published> {
         if self.last_seq == prev_seq {
             return None;
         }

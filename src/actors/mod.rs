@@ -113,7 +113,7 @@ pub trait Entity: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     const LIVE_CHANGES: bool = false;
     /// The items `event` adds to its step's changes (change topics only), pushed onto `out`;
     /// called just before the event is applied.
-    fn live_changes(&self, _event: &Self::Event, _out: &mut Vec<serde_json::Value>) {}
+    fn live_changes(&self, _event: &Self::Event, _out: &mut Vec<crate::live::LiveChange>) {}
     /// Its state as JSON (admin console).
     fn state_json(&self) -> serde_json::Value;
 }

@@ -261,8 +261,11 @@ impl SeatMap {
 }
 
 /// One item of the `event:{id}:seats` topic's `changes`.
-fn seat_change(id: String, status: SeatStatus) -> serde_json::Value {
-    serde_json::json!({ "id": id, "status": status.as_str() })
+fn seat_change(id: String, status: SeatStatus) -> crate::live::LiveChange {
+    crate::live::LiveChange {
+        id,
+        status: status.as_str(),
+    }
 }
 
 fn sum_counts(counts: &[SeatCounts]) -> SeatCounts {
@@ -460,7 +463,7 @@ impl Entity for SeatMap {
     /// the seats not listed are AVAILABLE).
     fn live_view(&self, _now_ms: i64) -> Option<serde_json::Value> {
         self.terms.as_ref()?;
-        let changes: Vec<serde_json::Value> = (0u32..)
+        let changes: Vec<crate::live::LiveChange> = (0u32..)
             .zip(&self.status)
             .filter(|(_, byte)| **byte != SeatStatus::Available as u8)
             .map(|(seat, _)| seat_change(self.seat_id(seat), self.status_of(seat)))
@@ -468,7 +471,7 @@ impl Entity for SeatMap {
         Some(serde_json::json!({ "full": true, "changes": changes }))
     }
 
-    fn live_changes(&self, event: &SeatEvent, out: &mut Vec<serde_json::Value>) {
+    fn live_changes(&self, event: &SeatEvent, out: &mut Vec<crate::live::LiveChange>) {
         let (seats, to) = match event {
             SeatEvent::Created(_) => return,
             SeatEvent::Held { seats, .. } => (seats.as_slice(), SeatStatus::Held),
