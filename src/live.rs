@@ -217,11 +217,25 @@ impl LiveHub {
         });
     }
 
-    /// The sequence number of the topic's latest value, if it holds one.
-    pub fn latest_seq(&self, topic: &str) -> Option<u64> {
-        let sender = self.topics.get(topic)?;
-        let seq = sender.borrow().latest.as_ref().map(|update| update.seq);
-        seq
+    /// True when a change topic holds a full view that a new session can start from: the
+    /// steps it keeps after that view follow on from it with no gap. Then nobody needs a new
+    /// one, which for a stadium is 60,000 seats built on the map's turn.
+    pub fn holds_usable_view(&self, topic: &str) -> bool {
+        let Some(sender) = self.topics.get(topic) else {
+            return false;
+        };
+        let value = sender.borrow();
+        let Some(full) = &value.latest else {
+            return false;
+        };
+        let mut at = full.seq;
+        for step in value.changes.iter().filter(|c| c.seq > full.seq) {
+            if step.prev_seq != at {
+                return false;
+            }
+            at = step.seq;
+        }
+        true
     }
 
     /// Adds one committed step to a change topic, dropping the oldest past [`CHANGES_KEPT`].
@@ -682,6 +696,34 @@ mod tests {
         assert_eq!(
             subscription.read(|v| cursor.step(topic, v)),
             ChangeStep::Wait
+        );
+    }
+
+    #[test]
+    fn a_full_view_is_usable_while_the_kept_steps_follow_on_from_it() {
+        let hub = hub();
+        let topic = "event:e:seats";
+        let _subscription = hub.subscribe(topic);
+        assert!(!hub.holds_usable_view(topic), "no view yet");
+        hub.publish_changes(topic, step(1, 2, vec![seat("A-1-1", "HELD")]));
+        hub.publish(topic, full(2, vec![seat("A-1-1", "HELD")]));
+        assert!(hub.holds_usable_view(topic));
+        hub.publish_changes(topic, step(2, 3, vec![seat("A-1-2", "HELD")]));
+        assert!(
+            hub.holds_usable_view(topic),
+            "the step follows on from the view"
+        );
+        hub.publish_changes(topic, step(4, 5, vec![seat("A-1-3", "HELD")]));
+        assert!(!hub.holds_usable_view(topic), "step 3 to 4 is missing");
+        hub.publish(topic, full(5, vec![]));
+        assert!(hub.holds_usable_view(topic));
+        let kept = u64::try_from(CHANGES_KEPT).expect("fits");
+        for seq in 5..kept + 6 {
+            hub.publish_changes(topic, step(seq, seq + 1, vec![]));
+        }
+        assert!(
+            !hub.holds_usable_view(topic),
+            "the step after the view is no longer kept"
         );
     }
 

@@ -622,12 +622,12 @@ impl<E: Entity> EntityState<E> {
                 .is_some_and(|topic| self.rt.live.is_watched(topic))
     }
 
-    /// The topic already holds a full view of the current state (published, so durable).
-    fn holds_current_view(&self) -> bool {
+    /// The change topic holds a full view a session can start from (see
+    /// [`LiveHub::holds_usable_view`]).
+    fn holds_usable_view(&self) -> bool {
         self.topic
             .as_ref()
-            .and_then(|topic| self.rt.live.latest_seq(topic))
-            .is_some_and(|seq| seq >= self.last_seq)
+            .is_some_and(|topic| self.rt.live.holds_usable_view(topic))
     }
 
     fn live_changes(&self, prev_seq: u64, items: Vec<LiveChange>) -> Option<Published> {
@@ -655,9 +655,10 @@ impl<E: Entity> EntityState<E> {
             return Ok(false);
         }
         if E::LIVE_CHANGES
-            && (self.holds_current_view() || self.full_view_queued == Some(self.last_seq))
+            && (self.holds_usable_view() || self.full_view_queued == Some(self.last_seq))
         {
-            // A full view is big (every seat); one at this seq serves every session.
+            // A full view is big (every seat): one serves every session that starts while the
+            // topic keeps the steps after it.
             return Ok(true);
         }
         let Some(published) = self.live_update(self.rt.now_ms()) else {

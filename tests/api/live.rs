@@ -593,8 +593,8 @@ async fn a_seats_subscriber_sees_every_hold_release_and_expiry(backend: Backend)
     let wanted = seats(&[("A-1-1", "HELD"), ("A-1-2", "HELD"), ("A-1-3", "HELD")]);
     live.seats_until(&topic, &mut model, &wanted).await;
 
-    // Held and given back between two frames: a latest-value topic could drop this, a change
-    // topic may not leave the seat HELD.
+    // Held and given back, likely between two frames: whether or not the session saw the
+    // hold, it must not leave the seat HELD.
     let brief: Value = hold(&app, "max", &event, json!({"seat_ids": ["A-1-6"]}))
         .await
         .json()
@@ -614,16 +614,25 @@ async fn a_seats_subscriber_sees_every_hold_release_and_expiry(backend: Backend)
     live.seats_until(&topic, &mut model, &seats(&[("A-1-1", "HELD")]))
         .await;
 
-    // A late subscriber starts from the current state.
+    // A late subscriber, after the map changed again, ends up with the map as it is now (from
+    // a full view and the changes after it).
+    let held = hold(&app, "ned", &event, json!({"seat_ids": ["A-1-4"]})).await;
+    assert_eq!(held.status(), StatusCode::CREATED);
+    let now = seats(&[("A-1-1", "HELD"), ("A-1-4", "HELD")]);
+    live.seats_until(&topic, &mut model, &now).await;
     let mut late = Live::connect(&app, &watcher).await;
     late.subscribe(&topic).await;
+    let first = late.next().await;
+    assert_eq!(first["data"]["full"], true, "{first}");
     let mut late_model = SeatModel::new();
-    late.seats_until(&topic, &mut late_model, &seats(&[("A-1-1", "HELD")]))
-        .await;
+    apply_seats(&mut late_model, &first["data"]);
+    late.seats_until(&topic, &mut late_model, &now).await;
 
-    // Nobody sends a request: the hold's own deadline releases the seat.
+    // Nobody sends a request: the holds' own deadline releases the seats, for both sessions.
     clock.advance_ms(61_000);
     live.seats_until(&topic, &mut model, &SeatModel::new())
+        .await;
+    late.seats_until(&topic, &mut late_model, &SeatModel::new())
         .await;
     let statuses = seat_statuses(&app, &event).await;
     assert!(statuses.iter().all(|(_, status)| status == "AVAILABLE"));
