@@ -79,13 +79,7 @@ fn status_byte(status: &str) -> u8 {
 
 /// The map's seats as `GET /events/{id}/seats` gives them: (id, status byte), in its order.
 async fn read_seats(args: &Args) -> anyhow::Result<Vec<(String, u8)>> {
-    let body: serde_json::Value = reqwest::Client::new()
-        .get(&args.final_url)
-        .bearer_auth(&args.token)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let body = read_final(args).await?;
     let seats = body["seats"]
         .as_array()
         .ok_or_else(|| anyhow::anyhow!("{} has no seats", args.final_url))?;
@@ -209,15 +203,19 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The entity's final `--field`, from its GET.
-async fn final_value(args: &Args) -> anyhow::Result<u64> {
-    let body: serde_json::Value = reqwest::Client::new()
+/// The entity's GET (`--final-url`), as JSON.
+async fn read_final(args: &Args) -> anyhow::Result<serde_json::Value> {
+    let response = reqwest::Client::new()
         .get(&args.final_url)
         .bearer_auth(&args.token)
         .send()
-        .await?
-        .json()
         .await?;
+    Ok(response.json().await?)
+}
+
+/// The entity's final `--field`, from its GET.
+async fn final_value(args: &Args) -> anyhow::Result<u64> {
+    let body = read_final(args).await?;
     body[&args.field]
         .as_u64()
         .ok_or_else(|| anyhow::anyhow!("{} has no integer {}", args.final_url, args.field))
