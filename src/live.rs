@@ -225,15 +225,16 @@ impl LiveHub {
         });
     }
 
-    /// True when a change topic holds a full view that a new session can start from: the
+    /// True when a change topic holds a full view that a new session can start from: it is
+    /// at `min_seq` or later (the entity's last step the topic was not told of), and the
     /// steps it keeps after that view follow on from it with no gap. Then nobody needs a new
     /// one, which for a stadium is 60,000 seats built on the map's turn.
-    pub fn holds_usable_view(&self, topic: &str) -> bool {
+    pub fn holds_usable_view(&self, topic: &str, min_seq: u64) -> bool {
         let Some(sender) = self.topics.get(topic) else {
             return false;
         };
         let value = sender.borrow();
-        let Some(full) = &value.latest else {
+        let Some(full) = value.latest.as_ref().filter(|full| full.seq >= min_seq) else {
             return false;
         };
         let mut at = full.seq;
@@ -715,25 +716,30 @@ mod tests {
         let hub = hub();
         let topic = "event:e:seats";
         let _subscription = hub.subscribe(topic);
-        assert!(!hub.holds_usable_view(topic), "no view yet");
+        assert!(!hub.holds_usable_view(topic, 0), "no view yet");
+        hub.publish(topic, full(1, vec![]));
+        assert!(
+            !hub.holds_usable_view(topic, 2),
+            "the entity made a step (2) the topic was not told of"
+        );
         hub.publish_changes(topic, step(1, 2, vec![seat("A-1-1", "HELD")]));
         hub.publish(topic, full(2, vec![seat("A-1-1", "HELD")]));
-        assert!(hub.holds_usable_view(topic));
+        assert!(hub.holds_usable_view(topic, 0));
         hub.publish_changes(topic, step(2, 3, vec![seat("A-1-2", "HELD")]));
         assert!(
-            hub.holds_usable_view(topic),
+            hub.holds_usable_view(topic, 0),
             "the step follows on from the view"
         );
         hub.publish_changes(topic, step(4, 5, vec![seat("A-1-3", "HELD")]));
-        assert!(!hub.holds_usable_view(topic), "step 3 to 4 is missing");
+        assert!(!hub.holds_usable_view(topic, 0), "step 3 to 4 is missing");
         hub.publish(topic, full(5, vec![]));
-        assert!(hub.holds_usable_view(topic));
+        assert!(hub.holds_usable_view(topic, 0));
         let kept = u64::try_from(CHANGES_KEPT).expect("fits");
         for seq in 5..kept + 6 {
             hub.publish_changes(topic, step(seq, seq + 1, vec![]));
         }
         assert!(
-            !hub.holds_usable_view(topic),
+            !hub.holds_usable_view(topic, 0),
             "the step after the view is no longer kept"
         );
     }

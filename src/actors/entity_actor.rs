@@ -194,9 +194,13 @@ pub struct EntityState<E: Entity> {
     persisted_deadline_ms: Option<i64>,
     timer: Option<(i64, JoinHandle<()>)>,
     read_row_body: Option<String>,
-    /// The seq of a change topic's full view queued behind pending commits: a second request
-    /// at the same seq builds nothing (a stadium's view is 60,000 seats).
-    full_view_queued: Option<u64>,
+    /// The seq of a change topic's full view queued behind pending commits, 0 when none is in
+    /// flight: a second request at the same seq builds nothing (a stadium's view is 60,000
+    /// seats). The queued append clears it, whatever became of the view.
+    full_view_queued: Arc<AtomicU64>,
+    /// The last seq a change topic was not told of (nobody watched, for an instant): a full
+    /// view older than it misses that step.
+    uncollected_seq: u64,
     rt: SharedRuntime,
     shared: Arc<EntityShared>,
     live: LiveMap<E>,
@@ -227,7 +231,8 @@ impl<E: Entity> Actor for EntityActor<E> {
             persisted_deadline_ms: None,
             timer: None,
             read_row_body: None,
-            full_view_queued: None,
+            full_view_queued: Arc::new(AtomicU64::new(0)),
+            uncollected_seq: 0,
             rt: args.rt,
             shared: args.shared,
             live: args.live,
@@ -438,7 +443,12 @@ impl<E: Entity> EntityState<E> {
         self.add_derived_rows(&mut batch);
         let published = match live_items {
             Some(items) => self.live_changes(prev_seq, items),
-            None if E::LIVE_CHANGES => None,
+            None if E::LIVE_CHANGES => {
+                if changes {
+                    self.uncollected_seq = self.last_seq;
+                }
+                None
+            }
             None => changes.then(|| self.live_update(now_ms)).flatten(),
         };
         self.pending.fetch_add(1, Ordering::AcqRel);
@@ -627,7 +637,7 @@ impl<E: Entity> EntityState<E> {
     fn holds_usable_view(&self) -> bool {
         self.topic
             .as_ref()
-            .is_some_and(|topic| self.rt.live.holds_usable_view(topic))
+            .is_some_and(|topic| self.rt.live.holds_usable_view(topic, self.uncollected_seq))
     }
 
     fn live_changes(&self, prev_seq: u64, items: Vec<LiveChange>) -> Option<Published> {
@@ -655,7 +665,8 @@ impl<E: Entity> EntityState<E> {
             return Ok(false);
         }
         if E::LIVE_CHANGES
-            && (self.holds_usable_view() || self.full_view_queued == Some(self.last_seq))
+            && (self.holds_usable_view()
+                || self.full_view_queued.load(Ordering::Acquire) == self.last_seq)
         {
             // A full view is big (every seat): one serves every session that starts while the
             // topic keeps the steps after it.
@@ -678,6 +689,8 @@ impl<E: Entity> EntityState<E> {
             .journal
             .try_reserve()
             .ok_or_else(|| ApiError::unavailable("the journal queue is full"))?;
+        let (queued, seq) = (self.full_view_queued.clone(), self.last_seq);
+        queued.store(seq, Ordering::Release);
         permit.send(Append {
             batch: Batch::default(),
             writer: Some(self.writer_id()),
@@ -685,9 +698,9 @@ impl<E: Entity> EntityState<E> {
                 if result.is_ok() {
                     published.send();
                 }
+                let _ = queued.compare_exchange(seq, 0, Ordering::AcqRel, Ordering::Acquire);
             }),
         });
-        self.full_view_queued = Some(self.last_seq);
         Ok(true)
     }
 
