@@ -55,20 +55,9 @@ say() { printf '\n---- %s\n' "$*"; }
 # KEY=VALUE arguments override the environment, for the keys listed above only.
 readonly SETTINGS=" CONNS THREADS DURATION_SECS PORT SQLITE_SYNC USERS SALE_USERS PG_URL PEERS_DIR OUT \
 REDIS_PEER_PORT REDIS_REQUESTS PARTS SURGE_BIN WRK_TIMEOUT_SECS KEEP_TMP COUPON_TOTAL WALLET_POINTS "
-for arg in "$@"; do
-    case "$arg" in
-        -h | --help)
-            sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
-            exit 0
-            ;;
-        *=*)
-            key=${arg%%=*}
-            [[ $SETTINGS == *" $key "* ]] || die "unknown setting '$key' (see --help)"
-            printf -v "$key" '%s' "${arg#*=}"
-            ;;
-        *) die "unexpected argument '$arg' (use KEY=VALUE, see --help)" ;;
-    esac
-done
+# shellcheck source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
+settings_from_args "${BASH_SOURCE[0]}" "$SETTINGS" "$@"
 
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}

@@ -28,17 +28,9 @@ die() { printf 'bench-live: FATAL: %s\n' "$*" >&2; exit 1; }
 say() { printf '\n---- %s\n' "$*"; }
 
 readonly SETTINGS=" CONNS THREADS DURATION_SECS PORT WATCHERS FRAME_INTERVAL_MS SALE_USERS ROUNDS SURGE_BIN WATCHERS_BIN KEEP_TMP "
-for arg in "$@"; do
-    case "$arg" in
-        -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
-        *=*)
-            key=${arg%%=*}
-            [[ $SETTINGS == *" $key "* ]] || die "unknown setting '$key' (see --help)"
-            printf -v "$key" '%s' "${arg#*=}"
-            ;;
-        *) die "unexpected argument '$arg' (use KEY=VALUE, see --help)" ;;
-    esac
-done
+# shellcheck source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
+settings_from_args "${BASH_SOURCE[0]}" "$SETTINGS" "$@"
 
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}

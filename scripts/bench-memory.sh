@@ -75,20 +75,9 @@ warn() { printf 'bench-memory: WARNING: %s\n' "$*" >&2; }
 readonly SETTINGS=" N CONNS THREADS PORT CREATE_TIMEOUT_SECS PASSIVATE_AFTER_SECS IDLE_CHECK_SECS \
 PASSIVATE_WAIT_SECS SETTLE_SECS EVENTS HOT_SKUS USERS FILL_TIMEOUT_SECS RESTARTS PARTS SURGE_BIN OUT KEEP_TMP \
 WALLETS WALLETS_TIMEOUT_SECS "
-for arg in "$@"; do
-    case "$arg" in
-        -h | --help)
-            sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
-            exit 0
-            ;;
-        *=*)
-            key=${arg%%=*}
-            [[ $SETTINGS == *" $key "* ]] || die "unknown setting '$key' (see --help)"
-            printf -v "$key" '%s' "${arg#*=}"
-            ;;
-        *) die "unexpected argument '$arg' (use KEY=VALUE, see --help)" ;;
-    esac
-done
+# shellcheck source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
+settings_from_args "${BASH_SOURCE[0]}" "$SETTINGS" "$@"
 
 N=${N:-100000}
 CONNS=${CONNS:-32}

@@ -36,17 +36,9 @@ die() { printf 'bench-tickets: FATAL: %s\n' "$*" >&2; exit 1; }
 say() { printf '\n---- %s\n' "$*"; }
 
 readonly SETTINGS=" WATCHERS WATCHERS_BIN USERS CONNS QUANTITY JOINS JOIN_CONNS THREADS PORT BOUND_SECS SQLITE_SYNC PARTS SURGE_BIN OUT KEEP_TMP "
-for arg in "$@"; do
-    case "$arg" in
-        -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
-        *=*)
-            key=${arg%%=*}
-            [[ $SETTINGS == *" $key "* ]] || die "unknown setting '$key' (see --help)"
-            printf -v "$key" '%s' "${arg#*=}"
-            ;;
-        *) die "unexpected argument '$arg' (use KEY=VALUE)" ;;
-    esac
-done
+# shellcheck source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
+settings_from_args "${BASH_SOURCE[0]}" "$SETTINGS" "$@"
 USERS=${USERS:-10000} CONNS=${CONNS:-10000} QUANTITY=${QUANTITY:-2} WATCHERS=${WATCHERS:-100}
 JOINS=${JOINS:-100000} JOIN_CONNS=${JOIN_CONNS:-64}
 THREADS=${THREADS:-2} PORT=${PORT:-18095} BOUND_SECS=${BOUND_SECS:-300}
