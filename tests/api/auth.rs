@@ -127,14 +127,15 @@ async fn register_login_refresh_logout_and_roles(backend: Backend) {
 on_both_stores!(register_login_refresh_logout_and_roles);
 
 async fn credential_routes_are_throttled_per_email_and_per_address(backend: Backend) {
-    let options = Options {
-        tweak: |settings| {
+    let Some(app) = spawn_app_with(
+        backend,
+        Options::tweaked(|settings| {
             settings.auth.failed_logins_per_minute_per_email = 3;
             settings.auth.attempts_per_minute_per_address = 8;
-        },
-        ..Options::default()
-    };
-    let Some(app) = spawn_app_with(backend, options).await else {
+        }),
+    )
+    .await
+    else {
         return;
     };
     let post = |path: &'static str, body: Value| {

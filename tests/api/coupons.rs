@@ -294,11 +294,7 @@ async fn a_coupon_is_used_once_and_a_cancel_gives_it_back(backend: Backend) {
 on_both_stores!(a_coupon_is_used_once_and_a_cancel_gives_it_back);
 
 async fn issuing_outside_the_window_is_not_usable(backend: Backend) {
-    let options = Options {
-        manual_clock: true,
-        ..Options::default()
-    };
-    let Some(app) = spawn_app_with(backend, options).await else {
+    let Some(app) = spawn_app_with(backend, Options::manual_clock()).await else {
         return;
     };
     let mut body = policy_body(&app, 10, 1);

@@ -222,11 +222,7 @@ async fn a_hundred_users_asking_for_two_adjacent_seats_each_get_a_pair(backend: 
 on_both_stores!(a_hundred_users_asking_for_two_adjacent_seats_each_get_a_pair);
 
 async fn holds_expire_after_the_ttl_and_cancel_gives_seats_back(backend: Backend) {
-    let options = Options {
-        manual_clock: true,
-        ..Options::default()
-    };
-    let Some(app) = spawn_app_with(backend, options).await else {
+    let Some(app) = spawn_app_with(backend, Options::manual_clock()).await else {
         return;
     };
     let clock = app.clock.clone().expect("manual clock");
@@ -280,11 +276,7 @@ async fn holds_expire_after_the_ttl_and_cancel_gives_seats_back(backend: Backend
 on_both_stores!(holds_expire_after_the_ttl_and_cancel_gives_seats_back);
 
 async fn sales_open_and_queue_rules_are_kept(backend: Backend) {
-    let options = Options {
-        manual_clock: true,
-        ..Options::default()
-    };
-    let Some(app) = spawn_app_with(backend, options).await else {
+    let Some(app) = spawn_app_with(backend, Options::manual_clock()).await else {
         return;
     };
     let clock = app.clock.clone().expect("manual clock");

@@ -73,6 +73,24 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// Time moves only when the test advances `TestApp::clock`.
+    pub fn manual_clock() -> Options {
+        Options {
+            manual_clock: true,
+            ..Options::default()
+        }
+    }
+
+    /// The default settings, changed by `tweak`.
+    pub fn tweaked(tweak: fn(&mut Settings)) -> Options {
+        Options {
+            tweak,
+            ..Options::default()
+        }
+    }
+}
+
 /// Starts a server; `None` when the backend is PostgreSQL and no URL is configured.
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     spawn_app_with(backend, Options::default()).await

@@ -118,11 +118,7 @@ async fn purchase(app: &TestApp, user: &str, sale: &str) -> Value {
 }
 
 async fn a_sale_subscriber_sees_it_open_by_itself_and_sell(backend: Backend) {
-    let options = Options {
-        manual_clock: true,
-        ..Options::default()
-    };
-    let Some(app) = spawn_app_with(backend, options).await else {
+    let Some(app) = spawn_app_with(backend, Options::manual_clock()).await else {
         return;
     };
     let clock = app.clock.clone().expect("manual clock");
@@ -244,11 +240,12 @@ async fn bad_ops_get_error_frames_and_the_session_goes_on(backend: Backend) {
 on_both_stores!(bad_ops_get_error_frames_and_the_session_goes_on);
 
 async fn a_session_flooding_ops_is_refused_past_its_rate(backend: Backend) {
-    let options = Options {
-        tweak: |settings| settings.ws.ops_per_sec = 3,
-        ..Options::default()
-    };
-    let Some(app) = spawn_app_with(backend, options).await else {
+    let Some(app) = spawn_app_with(
+        backend,
+        Options::tweaked(|settings| settings.ws.ops_per_sec = 3),
+    )
+    .await
+    else {
         return;
     };
     let mut live = Live::connect(&app, &app.token("flooder", Role::Customer)).await;
@@ -318,11 +315,12 @@ async fn a_handshake_without_a_token_is_401_problem_json(backend: Backend) {
 on_both_stores!(a_handshake_without_a_token_is_401_problem_json);
 
 async fn one_user_cannot_open_more_sessions_than_the_cap(backend: Backend) {
-    let options = Options {
-        tweak: |settings| settings.ws.sessions_per_user_max = 2,
-        ..Options::default()
-    };
-    let Some(app) = spawn_app_with(backend, options).await else {
+    let Some(app) = spawn_app_with(
+        backend,
+        Options::tweaked(|settings| settings.ws.sessions_per_user_max = 2),
+    )
+    .await
+    else {
         return;
     };
     let token = app.token("greedy", Role::Customer);
@@ -348,11 +346,7 @@ async fn one_user_cannot_open_more_sessions_than_the_cap(backend: Backend) {
 on_both_stores!(one_user_cannot_open_more_sessions_than_the_cap);
 
 async fn a_session_ends_when_its_token_expires(backend: Backend) {
-    let options = Options {
-        manual_clock: true,
-        ..Options::default()
-    };
-    let Some(app) = spawn_app_with(backend, options).await else {
+    let Some(app) = spawn_app_with(backend, Options::manual_clock()).await else {
         return;
     };
     app.create_stock("LIVE-5", 1).await;
@@ -374,14 +368,15 @@ async fn a_session_ends_when_its_token_expires(backend: Backend) {
 on_both_stores!(a_session_ends_when_its_token_expires);
 
 async fn a_session_keeps_to_its_topic_and_frame_bounds(backend: Backend) {
-    let options = Options {
-        tweak: |settings| {
+    let Some(app) = spawn_app_with(
+        backend,
+        Options::tweaked(|settings| {
             settings.ws.topics_per_session_max = 2;
             settings.ws.frame_bytes_max = 1024;
-        },
-        ..Options::default()
-    };
-    let Some(app) = spawn_app_with(backend, options).await else {
+        }),
+    )
+    .await
+    else {
         return;
     };
     for sku in ["LIVE-6", "LIVE-7", "LIVE-8"] {
@@ -562,11 +557,7 @@ impl Live {
 
 async fn a_seats_subscriber_sees_every_hold_release_and_expiry(backend: Backend) {
     use crate::events::{create_event, hold, seat_statuses};
-    let options = Options {
-        manual_clock: true,
-        ..Options::default()
-    };
-    let Some(app) = spawn_app_with(backend, options).await else {
+    let Some(app) = spawn_app_with(backend, Options::manual_clock()).await else {
         return;
     };
     let clock = app.clock.clone().expect("manual clock");

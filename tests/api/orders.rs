@@ -267,11 +267,7 @@ async fn cancelling_a_reserved_order_gives_its_units_back(backend: Backend) {
 on_both_stores!(cancelling_a_reserved_order_gives_its_units_back);
 
 async fn an_unpaid_order_expires_by_itself_and_its_units_return(backend: Backend) {
-    let options = Options {
-        manual_clock: true,
-        ..Options::default()
-    };
-    let Some(app) = spawn_app_with(backend, options).await else {
+    let Some(app) = spawn_app_with(backend, Options::manual_clock()).await else {
         return;
     };
     app.create_stock("A", 10).await;
@@ -371,11 +367,12 @@ async fn adjustments_and_movements_follow_the_journal(backend: Backend) {
 on_both_stores!(adjustments_and_movements_follow_the_journal);
 
 async fn a_keyed_retry_after_a_timeout_never_runs_twice(backend: Backend) {
-    let options = Options {
-        tweak: |s| s.server.request_timeout_ms = 1_000,
-        ..Options::default()
-    };
-    let Some(app) = spawn_app_with(backend, options).await else {
+    let Some(app) = spawn_app_with(
+        backend,
+        Options::tweaked(|s| s.server.request_timeout_ms = 1_000),
+    )
+    .await
+    else {
         return;
     };
     app.create_stock("SLOW", 10).await;

@@ -16,13 +16,6 @@ use crate::time_sales::create_sale;
 
 const HOUR_MS: i64 = 3_600_000;
 
-fn manual() -> Options {
-    Options {
-        manual_clock: true,
-        ..Options::default()
-    }
-}
-
 async fn sale_id(app: &TestApp, extra: Value, from_ms: i64) -> String {
     let sale = create_sale(app, 1_000, extra, from_ms, 2 * HOUR_MS).await;
     sale["id"].as_str().expect("id").to_string()
@@ -72,7 +65,7 @@ async fn buy(app: &TestApp, user: &str, sale: &str, pass: Option<&str>) -> Respo
 }
 
 async fn queue_positions_are_fifo_and_admission_follows_the_rate(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, manual()).await else {
+    let Some(app) = spawn_app_with(backend, Options::manual_clock()).await else {
         return;
     };
     let clock = app.clock.clone().expect("manual clock");
@@ -129,7 +122,7 @@ async fn queue_positions_are_fifo_and_admission_follows_the_rate(backend: Backen
 on_both_stores!(queue_positions_are_fifo_and_admission_follows_the_rate);
 
 async fn passes_are_bound_to_their_user_and_sale_and_expire(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, manual()).await else {
+    let Some(app) = spawn_app_with(backend, Options::manual_clock()).await else {
         return;
     };
     let clock = app.clock.clone().expect("manual clock");
@@ -185,7 +178,7 @@ async fn passes_are_bound_to_their_user_and_sale_and_expire(backend: Backend) {
 on_both_stores!(passes_are_bound_to_their_user_and_sale_and_expire);
 
 async fn joins_before_opening_are_shuffled_into_a_permutation(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, manual()).await else {
+    let Some(app) = spawn_app_with(backend, Options::manual_clock()).await else {
         return;
     };
     let clock = app.clock.clone().expect("manual clock");

@@ -411,11 +411,12 @@ async fn the_overview_shows_indexing_and_fsyncs(backend: Backend) {
     use reqwest::StatusCode;
     use serde_json::Value;
 
-    let options = crate::helpers::Options {
-        tweak: |settings| settings.journal.index_every_ms = 20,
-        ..Default::default()
-    };
-    let Some(app) = crate::helpers::spawn_app_with(backend, options).await else {
+    let Some(app) = crate::helpers::spawn_app_with(
+        backend,
+        crate::helpers::Options::tweaked(|settings| settings.journal.index_every_ms = 20),
+    )
+    .await
+    else {
         return;
     };
     app.create_stock("IDX", 10).await;

@@ -64,11 +64,8 @@ async fn a_panic_in_one_entity_is_survived(backend: Backend) {
 on_both_stores!(a_panic_in_one_entity_is_survived);
 
 async fn an_entity_that_keeps_failing_is_marked_failed(backend: Backend) {
-    let options = Options {
-        tweak: |s| s.actors.restart_max = 2,
-        ..Options::default()
-    };
-    let Some(app) = spawn_app_with(backend, options).await else {
+    let Some(app) = spawn_app_with(backend, Options::tweaked(|s| s.actors.restart_max = 2)).await
+    else {
         return;
     };
     app.create_stock("FLAKY", 5).await;
@@ -170,11 +167,7 @@ async fn a_second_writer_of_an_entity_is_fenced(backend: Backend) {
 on_both_stores!(a_second_writer_of_an_entity_is_fenced);
 
 async fn an_idle_entity_parks_then_passivates_and_keeps_its_state(backend: Backend) {
-    let options = Options {
-        manual_clock: true,
-        ..Options::default()
-    };
-    let Some(app) = spawn_app_with(backend, options).await else {
+    let Some(app) = spawn_app_with(backend, Options::manual_clock()).await else {
         return;
     };
     let clock = app.clock.clone().expect("manual clock");
@@ -216,11 +209,8 @@ async fn an_idle_entity_parks_then_passivates_and_keeps_its_state(backend: Backe
 on_both_stores!(an_idle_entity_parks_then_passivates_and_keeps_its_state);
 
 async fn past_the_in_flight_bound_callers_get_503(backend: Backend) {
-    let options = Options {
-        tweak: |s| s.actors.inflight_max = 3,
-        ..Options::default()
-    };
-    let Some(app) = spawn_app_with(backend, options).await else {
+    let Some(app) = spawn_app_with(backend, Options::tweaked(|s| s.actors.inflight_max = 3)).await
+    else {
         return;
     };
     app.create_stock("BUSY", 100).await;
@@ -260,11 +250,12 @@ on_both_stores!(past_the_in_flight_bound_callers_get_503);
 /// `journal.snapshot_every_events` events have committed, the journal goes on right after it,
 /// and the entity (passivated from memory, then woken) has every change.
 async fn a_periodic_snapshot_lands_behind_its_events_and_recovers_the_state(backend: Backend) {
-    let options = Options {
-        tweak: |s| s.journal.snapshot_every_events = 4,
-        ..Options::default()
-    };
-    let Some(app) = spawn_app_with(backend, options).await else {
+    let Some(app) = spawn_app_with(
+        backend,
+        Options::tweaked(|s| s.journal.snapshot_every_events = 4),
+    )
+    .await
+    else {
         return;
     };
     app.create_stock("SNAP", 100).await;

@@ -169,11 +169,7 @@ async fn one_user_firing_twenty_purchases_with_a_limit_of_one_gets_one(backend: 
 on_both_stores!(one_user_firing_twenty_purchases_with_a_limit_of_one_gets_one);
 
 async fn a_sale_flips_by_its_deadlines_and_only_sells_while_active(backend: Backend) {
-    let options = Options {
-        manual_clock: true,
-        ..Options::default()
-    };
-    let Some(app) = spawn_app_with(backend, options).await else {
+    let Some(app) = spawn_app_with(backend, Options::manual_clock()).await else {
         return;
     };
     let clock = app.clock.clone().expect("manual clock");
@@ -219,11 +215,7 @@ async fn a_sale_flips_by_its_deadlines_and_only_sells_while_active(backend: Back
 on_both_stores!(a_sale_flips_by_its_deadlines_and_only_sells_while_active);
 
 async fn an_unpaid_purchase_expires_and_its_unit_and_allowance_return(backend: Backend) {
-    let options = Options {
-        manual_clock: true,
-        ..Options::default()
-    };
-    let Some(app) = spawn_app_with(backend, options).await else {
+    let Some(app) = spawn_app_with(backend, Options::manual_clock()).await else {
         return;
     };
     let clock = app.clock.clone().expect("manual clock");
