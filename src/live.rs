@@ -237,14 +237,7 @@ impl LiveHub {
         let Some(full) = value.latest.as_ref().filter(|full| full.seq >= min_seq) else {
             return false;
         };
-        let mut at = full.seq;
-        for step in value.changes.iter().filter(|c| c.seq > full.seq) {
-            if step.prev_seq != at {
-                return false;
-            }
-            at = step.seq;
-        }
-        true
+        chain_end(full.seq, &value.changes).is_some()
     }
 
     /// Adds one committed step to a change topic, dropping the oldest past [`CHANGES_KEPT`].
@@ -356,33 +349,24 @@ impl ChangeCursor {
     /// The next step for a session at this cursor, given (what it wants of) the topic's value.
     pub fn step(&mut self, topic: &str, value: &TopicValue) -> ChangeStep {
         let at = self.at;
-        let newer: Vec<&Arc<Changes>> = value
-            .changes
-            .iter()
-            .filter(|c| at.is_some_and(|at| c.seq > at))
-            .collect();
-        // How far the kept steps carry the client without a gap.
-        let chained = at.is_some_and(|at| {
-            newer.first().is_none_or(|first| first.prev_seq == at)
-                && newer.windows(2).all(|w| w[1].prev_seq == w[0].seq)
-        });
-        let reach = newer.last().map(|c| c.seq).or(at);
-        let full = value.latest.as_ref();
+        // How far the kept steps carry the client; `None` with no start or across a gap.
+        let reach = at.and_then(|at| chain_end(at, &value.changes));
         // A full view beyond where the chain reaches (steps never kept, a restarted entity)
         // or, with no chain, any full view newer than the client's state: start from it.
-        let from_full = full.filter(|full| match (chained, at) {
-            (true, _) => reach.is_some_and(|reach| full.seq > reach),
-            (false, None) => true,
-            (false, Some(at)) => full.seq > at,
+        let from_full = value.latest.as_ref().filter(|full| match (reach, at) {
+            (Some(reach), _) => full.seq > reach,
+            (None, None) => true,
+            (None, Some(at)) => full.seq > at,
         });
         if let Some(full) = from_full {
             self.at = Some(full.seq);
             return ChangeStep::Send(full.frame.clone());
         }
-        if !chained {
+        let (Some(at), Some(_)) = (at, reach) else {
             // `at` stays: a full view older than the client's state is never sent.
             return ChangeStep::NeedView;
-        }
+        };
+        let newer: Vec<&Arc<Changes>> = value.changes.iter().filter(|c| c.seq > at).collect();
         let Some(last) = newer.last() else {
             return ChangeStep::Wait;
         };
@@ -397,6 +381,15 @@ impl ChangeCursor {
         }
         ChangeStep::Send(Update::with_data(topic, last.seq, &Data { changes: items }).frame)
     }
+}
+
+/// Where the kept steps after `from` carry a client that is at `from`: the seq of the last
+/// of them (`from` when there are none), or `None` when they leave a gap.
+fn chain_end<'a>(from: u64, changes: impl IntoIterator<Item = &'a Arc<Changes>>) -> Option<u64> {
+    changes
+        .into_iter()
+        .filter(|c| c.seq > from)
+        .try_fold(from, |at, c| (c.prev_seq == at).then_some(c.seq))
 }
 
 /// Items with the same `id` merged, the last one winning, in the order ids first appear.

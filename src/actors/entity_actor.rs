@@ -419,8 +419,7 @@ impl<E: Entity> EntityState<E> {
                 return true;
             }
         };
-        let changes = !decision.events.is_empty();
-        let nothing_to_write = !changes && side.is_none();
+        let nothing_to_write = decision.events.is_empty() && side.is_none();
         if nothing_to_write && self.pending.load(Ordering::Acquire) == 0 {
             // Checked after `pending`: a failed commit marks the entity before lowering
             // `pending`, so this sees any failure among the commits it waited for.
@@ -441,16 +440,7 @@ impl<E: Entity> EntityState<E> {
             batch.extend(side(&decision.reply, now_ms));
         }
         self.add_derived_rows(&mut batch);
-        let published = match live_items {
-            Some(items) => self.live_changes(prev_seq, items),
-            None if E::LIVE_CHANGES => {
-                if changes {
-                    self.uncollected_seq = self.last_seq;
-                }
-                None
-            }
-            None => changes.then(|| self.live_update(now_ms)).flatten(),
-        };
+        let published = self.published_after(prev_seq, live_items, now_ms);
         self.pending.fetch_add(1, Ordering::AcqRel);
         permit.send(Append {
             batch,
@@ -640,10 +630,29 @@ impl<E: Entity> EntityState<E> {
             .is_some_and(|topic| self.rt.live.holds_usable_view(topic, self.uncollected_seq))
     }
 
-    fn live_changes(&self, prev_seq: u64, items: Vec<LiveChange>) -> Option<Published> {
+    /// What goes to the live topic once the step that took the entity from `prev_seq` to
+    /// `last_seq` has committed: its changes (`live_items`, collected for a watched change
+    /// topic), or its view; nothing for a step without events.
+    fn published_after(
+        &mut self,
+        prev_seq: u64,
+        live_items: Option<Vec<LiveChange>>,
+        now_ms: i64,
+    ) -> Option<Published> {
         if self.last_seq == prev_seq {
             return None;
         }
+        match live_items {
+            Some(items) => self.changes_update(prev_seq, items),
+            None if E::LIVE_CHANGES => {
+                self.uncollected_seq = self.last_seq;
+                None
+            }
+            None => self.live_update(now_ms),
+        }
+    }
+
+    fn changes_update(&self, prev_seq: u64, items: Vec<LiveChange>) -> Option<Published> {
         Some(Published {
             hub: self.rt.live.clone(),
             topic: self.topic.clone()?,
