@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
+use bytestring::ByteString;
 use governor::{DefaultDirectRateLimiter, Quota};
 use serde::Deserialize;
 use tokio::task::JoinHandle;
@@ -416,14 +417,23 @@ fn forward(
 ) -> JoinHandle<()> {
     actix_web::rt::spawn(async move {
         while let Some(update) = subscription.next().await {
-            if session.text(update.frame.clone()).await.is_err() {
+            if !send_paced(&mut session, update.frame.clone(), interval).await {
                 return;
-            }
-            if !interval.is_zero() {
-                tokio::time::sleep(jittered(interval)).await;
             }
         }
     })
+}
+
+/// Writes `frame`, then waits about `interval` (jittered) before the topic's next one; false
+/// once the session is closed.
+async fn send_paced(session: &mut Session, frame: ByteString, interval: Duration) -> bool {
+    if session.text(frame).await.is_err() {
+        return false;
+    }
+    if !interval.is_zero() {
+        tokio::time::sleep(jittered(interval)).await;
+    }
+    true
 }
 
 /// How long a session on a change topic waits for a full view it asked for before asking
@@ -450,11 +460,8 @@ fn forward_changes(
             let wanted = subscription.read(|value| cursor.wanted(value));
             match cursor.step(&topic, &wanted) {
                 ChangeStep::Send(frame) => {
-                    if session.text(frame).await.is_err() {
+                    if !send_paced(&mut session, frame, interval).await {
                         return;
-                    }
-                    if !interval.is_zero() {
-                        tokio::time::sleep(jittered(interval)).await;
                     }
                     continue;
                 }
