@@ -18,8 +18,6 @@
 //! - no user holds more than `per_user_limit` coupons (`most_held`, cheap);
 //! - the per-user counts and `used` equal a recount of the coupons (deep check).
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::{Ctx, Decision, Entity};
@@ -62,10 +60,10 @@ pub struct CouponPolicy {
     pub created_at_ms: i64,
     pub used: u64,
     pub version: u64,
-    coupons: Vec<Coupon>,
+    coupons: imbl::Vector<Coupon>,
     /// Coupons issued per user (used ones count too): rebuilt by `restore`.
     #[serde(skip)]
-    held: HashMap<String, u64>,
+    held: imbl::HashMap<String, u64>,
     #[serde(skip)]
     most_held: u64,
 }
@@ -154,8 +152,8 @@ impl CouponPolicy {
     }
 
     /// Rebuilds the per-user counts from the coupons.
-    fn recount(&self) -> HashMap<String, u64> {
-        let mut held = HashMap::new();
+    fn recount(&self) -> imbl::HashMap<String, u64> {
+        let mut held = imbl::HashMap::new();
         for coupon in &self.coupons {
             *held.entry(coupon.user_id.clone()).or_insert(0) += 1;
         }
@@ -243,7 +241,7 @@ impl Entity for CouponPolicy {
                 self.created_at_ms = *at_ms;
             }
             CouponEvent::Issued { user_id, at_ms } => {
-                self.coupons.push(Coupon {
+                self.coupons.push_back(Coupon {
                     user_id: user_id.clone(),
                     issued_at_ms: *at_ms,
                     redemption: None,

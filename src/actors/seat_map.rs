@@ -23,7 +23,7 @@
 //! - every HELD seat belongs to exactly one hold and every hold's seats are HELD (deep check);
 //! - the expiry index holds exactly the open holds (deep check).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -163,12 +163,12 @@ pub struct SeatMap {
     status: Vec<u8>,
     /// Per section, in the terms' order.
     counts: Vec<SeatCounts>,
-    holds: HashMap<u128, Hold>,
+    holds: imbl::HashMap<u128, Hold>,
     /// Rebuilt from the terms.
     #[serde(skip)]
     layout: Layout,
     #[serde(skip)]
-    expiry: BTreeSet<(i64, u128)>,
+    expiry: imbl::OrdSet<(i64, u128)>,
 }
 
 impl SeatMap {
@@ -438,7 +438,7 @@ impl Entity for SeatMap {
     }
 
     fn next_deadline_ms(&self) -> Option<i64> {
-        self.expiry.first().map(|(at, _)| *at)
+        self.expiry.get_min().map(|(at, _)| *at)
     }
 
     fn deadline_command(&self, ctx: &Ctx) -> Option<SeatCommand> {

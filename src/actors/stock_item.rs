@@ -13,7 +13,7 @@
 //! - the expiry index holds exactly the open reservations (deep check);
 //! - `sold` only grows, and only when a reservation is committed.
 
-use std::collections::{BTreeSet, HashMap};
+use imbl::{HashMap, OrdSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -46,7 +46,7 @@ pub struct StockItem {
     pub version: u64,
     reservations: HashMap<u128, Reservation>,
     #[serde(skip)]
-    expiry: BTreeSet<(i64, u128)>,
+    expiry: OrdSet<(i64, u128)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,7 +185,7 @@ impl StockItem {
             price: self.price,
             version: self.version,
             reservations: HashMap::new(),
-            expiry: BTreeSet::new(),
+            expiry: OrdSet::new(),
         }
     }
 
@@ -445,7 +445,7 @@ impl Entity for StockItem {
     }
 
     fn next_deadline_ms(&self) -> Option<i64> {
-        self.expiry.first().map(|(at, _)| *at)
+        self.expiry.get_min().map(|(at, _)| *at)
     }
 
     fn deadline_command(&self, ctx: &Ctx) -> Option<StockCommand> {

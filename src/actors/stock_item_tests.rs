@@ -100,7 +100,7 @@ fn snapshot_round_trip(item: &StockItem) -> StockItem {
 }
 
 /// The expiry index as it must be: one entry per open reservation.
-fn expected_expiry(item: &StockItem) -> BTreeSet<(i64, u128)> {
+fn expected_expiry(item: &StockItem) -> imbl::OrdSet<(i64, u128)> {
     item.reservations
         .iter()
         .map(|(order, r)| (r.expires_at_ms, *order))

@@ -20,8 +20,7 @@
 //! - the expiry index holds exactly the open reservations (deep check);
 //! - the phase only moves forward: scheduled, open, closed.
 
-use std::collections::{BTreeSet, HashMap};
-
+use imbl::{HashMap, OrdSet};
 use serde::{Deserialize, Serialize};
 
 use super::stock_item::ReleaseReason;
@@ -89,11 +88,13 @@ pub struct TimeSale {
     pub reserved: i64,
     pub sold: i64,
     pub version: u64,
+    // Persistent maps: a snapshot's clone of a hot sale (hundreds of thousands of holds) is
+    // O(1) in the actor instead of a copy that stalled every buyer (43 ms at 128k buyers).
     holds: HashMap<u128, Hold>,
     /// Units each user holds or bought; a user at 0 is removed.
     per_user: HashMap<String, i64>,
     #[serde(skip)]
-    expiry: BTreeSet<(i64, u128)>,
+    expiry: OrdSet<(i64, u128)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -558,7 +559,7 @@ impl Entity for TimeSale {
             Phase::Open => Some(terms.ends_at_ms),
             Phase::Closed => None,
         };
-        let expiry = self.expiry.first().map(|(at, _)| *at);
+        let expiry = self.expiry.get_min().map(|(at, _)| *at);
         window.into_iter().chain(expiry).min()
     }
 

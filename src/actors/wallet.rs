@@ -81,7 +81,7 @@ pub struct Wallet {
     pub user_id: String,
     pub balance: i64,
     pub version: u64,
-    txs: Vec<TxEntry>,
+    txs: imbl::Vector<TxEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,7 +309,7 @@ impl Entity for Wallet {
                 entry.cancelled = true;
             }
         }
-        self.txs.push(TxEntry {
+        self.txs.push_back(TxEntry {
             kind: record.kind,
             amount: record.amount,
             cancelled: false,
