@@ -317,27 +317,6 @@ impl<'a> Parts<'a> {
     }
 }
 
-/// The last item per key, in first-seen key order: one multi-row upsert may not touch a row
-/// twice (PostgreSQL refuses it), and the last write of a batch is the one that counts.
-fn last_per_key<'a, T, K, F>(items: &'a [T], key: F) -> Vec<&'a T>
-where
-    K: std::hash::Hash + Eq,
-    F: Fn(&'a T) -> K,
-{
-    let mut position: std::collections::HashMap<K, usize> = std::collections::HashMap::new();
-    let mut kept: Vec<&'a T> = Vec::new();
-    for item in items {
-        match position.entry(key(item)) {
-            std::collections::hash_map::Entry::Occupied(slot) => kept[*slot.get()] = item,
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(kept.len());
-                kept.push(item);
-            }
-        }
-    }
-    kept
-}
-
 type UserRow = (String, String, String, String, String, i64);
 
 fn user_from_row((id, email, name, password_hash, roles, created_at_ms): UserRow) -> User {

@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, TransactionBehavior};
 
-use super::{Batch, BlockingJournal, DeadlineWrite, StoreError, StoreResult};
+use super::{
+    last_per_key, Batch, BlockingJournal, DeadlineWrite, ReadRow, StoreError, StoreResult,
+};
 
 /// How long a commit waits for another connection's write lock before it fails.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -169,7 +171,9 @@ fn commit(conn: &mut Connection, batches: &[&Batch]) -> rusqlite::Result<()> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
              ON CONFLICT (kind, id) DO UPDATE SET status = excluded.status, body = excluded.body",
         )?;
-        for r in batches.iter().flat_map(|b| &b.read_rows) {
+        // A hot entity's read row changes with every step: only a group's last one is written.
+        let rows: Vec<&ReadRow> = batches.iter().flat_map(|b| &b.read_rows).collect();
+        for r in last_per_key(&rows, |r| (&r.kind, &r.id)) {
             upsert.execute(params![
                 r.kind,
                 r.id,
