@@ -47,6 +47,26 @@ mod tests {
         assert_eq!(decode::<Sample>(2, &bytes).expect("decodes"), value);
     }
 
+    /// Snapshots written while entities kept std collections must still decode: the persistent
+    /// ones (imbl) have the same serde shape, a map or a sequence, so the same postcard bytes.
+    #[test]
+    fn persistent_collections_encode_as_the_std_ones_did() {
+        let std_map: std::collections::HashMap<u128, String> = [(7, "a".to_string())].into();
+        let map: imbl::HashMap<u128, String> = [(7, "a".to_string())].into_iter().collect();
+        assert_eq!(encode(1, &map), encode(1, &std_map));
+        let decoded: imbl::HashMap<u128, String> =
+            decode(1, &encode(1, &std_map)).expect("decodes");
+        assert_eq!(decoded, map);
+
+        let std_vec = vec![3i64, -4, 5];
+        let vector: imbl::Vector<i64> = std_vec.iter().copied().collect();
+        assert_eq!(encode(1, &vector), encode(1, &std_vec));
+        assert_eq!(
+            decode::<imbl::Vector<i64>>(1, &encode(1, &std_vec)).expect("decodes"),
+            vector
+        );
+    }
+
     #[test]
     fn an_unknown_version_is_refused() {
         let bytes = encode(1, &5u32);
