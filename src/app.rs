@@ -48,6 +48,7 @@ pub struct Services {
     pub idempotency: Idempotency,
     pub auth_throttle: AuthThrottle,
     pub started_at_ms: i64,
+    pub metrics: http::metrics::HttpMetrics,
 }
 
 impl Services {
@@ -122,6 +123,7 @@ impl Surge {
             persistence::spawn_indexer(store.clone(), &settings.journal, rt.journal.stats.clone());
         let services = web::Data::new(Services {
             started_at_ms: clock.now_ms(),
+            metrics: http::metrics::HttpMetrics::new(),
             rt,
             stock,
             orders,
@@ -158,6 +160,7 @@ impl Surge {
                 .app_data(services.clone())
                 .app_data(auth.clone())
                 .configure(|cfg| http::configure_extractors(cfg, body_limit))
+                .wrap(middleware::from_fn(http::metrics::record))
                 .wrap(middleware::from_fn(http::request_id_header))
                 .wrap(TracingLogger::default())
                 .configure(http::api_routes)

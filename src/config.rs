@@ -24,6 +24,7 @@ pub struct Settings {
     pub ws: WsSettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
+    pub metrics: MetricsSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,6 +128,12 @@ pub struct AuthSettings {
     pub failed_logins_per_minute_per_email: u32,
     pub bootstrap_admin_email: String,
     pub bootstrap_admin_password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MetricsSettings {
+    /// `GET /metrics` wants an operator's bearer token (`surge token --role operator`).
+    pub require_token: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

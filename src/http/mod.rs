@@ -7,6 +7,7 @@ pub mod coupons;
 pub mod events;
 pub mod idempotent;
 pub mod lists;
+pub mod metrics;
 pub mod orders;
 pub mod products;
 pub mod queue;
@@ -36,20 +37,23 @@ pub type State = web::Data<Services>;
 /// searches (12% of the server's CPU under the time-sale flagship). A static prefix is a plain
 /// string compare, and within a scope the hot route comes first.
 pub fn api_routes(cfg: &mut web::ServiceConfig) {
-    cfg.configure(system::routes).service(
-        web::scope("/api/v1")
-            .configure(system::routes)
-            .configure(orders::routes)
-            .configure(time_sales::routes)
-            .configure(coupons::routes)
-            .configure(wallets::routes)
-            .configure(events::routes)
-            .configure(stock::routes)
-            .configure(products::routes)
-            .configure(auth::routes)
-            .configure(admin::routes)
-            .configure(ws::routes),
-    );
+    cfg.configure(system::routes)
+        .configure(metrics::routes)
+        .service(
+            web::scope("/api/v1")
+                .configure(system::routes)
+                .configure(metrics::routes)
+                .configure(orders::routes)
+                .configure(time_sales::routes)
+                .configure(coupons::routes)
+                .configure(wallets::routes)
+                .configure(events::routes)
+                .configure(stock::routes)
+                .configure(products::routes)
+                .configure(auth::routes)
+                .configure(admin::routes)
+                .configure(ws::routes),
+        );
 }
 
 /// Extractor settings that turn malformed input into problem+json.

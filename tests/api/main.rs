@@ -7,6 +7,7 @@ mod crash_promotions;
 mod events;
 mod helpers;
 mod live;
+mod metrics;
 mod orders;
 mod queue;
 mod store;
