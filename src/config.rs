@@ -59,6 +59,7 @@ pub struct JournalSettings {
     pub batch_events_max: usize,
     pub queue_len_max: usize,
     pub snapshot_every_events: u64,
+    pub snapshot_part_bytes: usize,
     pub index_every_ms: u64,
     pub index_rows_max: u32,
 }

@@ -26,7 +26,7 @@
 //!   poisoned: appends they queued behind the failed one are refused too, so a pid never gets a
 //!   gap in its sequence. A new incarnation, recovered from the journal, writes again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,7 +34,9 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Batch, BlockingJournal, SharedStore, SnapshotRecord, StoreError};
+use super::{
+    Batch, BlockingJournal, SharedStore, SnapshotLast, SnapshotPart, SnapshotRecord, StoreError,
+};
 use crate::config::JournalSettings;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,6 +120,8 @@ impl JournalHandle {
             stats: stats.clone(),
             poisoned: HashMap::new(),
             syncer,
+            snapshot_part_bytes: settings.snapshot_part_bytes.max(1),
+            large_snapshots: VecDeque::new(),
         };
         committer.spawn("surge-journal", writer.run());
         JournalHandle { tx, stats }
@@ -229,6 +233,16 @@ struct Writer {
     poisoned: HashMap<String, u64>,
     /// Where completions go when the store defers its fsync; `None`: they run at once.
     syncer: Option<mpsc::Sender<Settle>>,
+    /// Snapshots larger than this are written in parts of this size.
+    snapshot_part_bytes: usize,
+    /// Large snapshots being written, one part between two groups (at most one per pid).
+    large_snapshots: VecDeque<LargeSnapshot>,
+}
+
+/// A large snapshot and the next part of it to write.
+struct LargeSnapshot {
+    record: SnapshotRecord,
+    next_part: usize,
 }
 
 /// Completions to run in order once, if `needs_sync`, an fsync has covered them.
@@ -241,10 +255,67 @@ struct Settle {
 const SETTLE_QUEUE_MAX: usize = 256;
 
 impl Writer {
-    /// Runs until every sender is gone (the process is shutting down).
+    /// Runs until every sender is gone (the process is shutting down). A part of a large
+    /// snapshot is written after each group, and back to back while nothing else waits; what
+    /// is left of them at the end is dropped (recovery then reads more events).
     async fn run(mut self) {
-        while let Some(first) = self.rx.recv().await {
+        loop {
+            let next = if self.large_snapshots.is_empty() {
+                self.rx.recv().await
+            } else {
+                match self.rx.try_recv() {
+                    Ok(append) => Some(append),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        self.write_snapshot_part().await;
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                }
+            };
+            let Some(first) = next else {
+                break;
+            };
             self.commit_gathered(first).await;
+            self.write_snapshot_part().await;
+        }
+    }
+
+    /// Commits the next part of the oldest large snapshot; its last part makes it current.
+    async fn write_snapshot_part(&mut self) {
+        let Some(large) = self.large_snapshots.front() else {
+            return;
+        };
+        let record = &large.record;
+        let parts = record.payload.len().div_ceil(self.snapshot_part_bytes);
+        let start = large.next_part * self.snapshot_part_bytes;
+        let end = (start + self.snapshot_part_bytes).min(record.payload.len());
+        let last = (large.next_part + 1 == parts).then(|| SnapshotLast {
+            at_ms: record.at_ms,
+            parts: u32::try_from(parts).expect("parts of an in-memory snapshot fit u32"),
+        });
+        let batch = Batch {
+            snapshot_parts: vec![SnapshotPart {
+                pid: record.pid.clone(),
+                seq: record.seq,
+                n: u32::try_from(large.next_part).expect("parts fit u32"),
+                bytes: record.payload[start..end].to_vec(),
+                last,
+            }],
+            ..Batch::default()
+        };
+        match self.committer.commit(&batch).await {
+            Ok(()) if last.is_none() => {
+                if let Some(large) = self.large_snapshots.front_mut() {
+                    large.next_part += 1;
+                }
+            }
+            Ok(()) => {
+                self.large_snapshots.pop_front();
+            }
+            Err(error) => {
+                tracing::warn!(%error, "snapshot part write failed; recovery replays more events");
+                self.large_snapshots.pop_front();
+            }
         }
     }
 
@@ -384,7 +455,18 @@ impl Writer {
         self.settle(answers, false).await;
     }
 
-    async fn commit_snapshots(&self, snapshots: Vec<super::SnapshotRecord>) {
+    async fn commit_snapshots(&mut self, snapshots: Vec<super::SnapshotRecord>) {
+        let (large, snapshots): (Vec<_>, Vec<_>) = snapshots
+            .into_iter()
+            .partition(|s| s.payload.len() > self.snapshot_part_bytes);
+        for record in large {
+            // A newer snapshot of the same entity makes the one under way pointless.
+            self.large_snapshots.retain(|l| l.record.pid != record.pid);
+            self.large_snapshots.push_back(LargeSnapshot {
+                record,
+                next_part: 0,
+            });
+        }
         if snapshots.is_empty() {
             return;
         }
@@ -708,5 +790,43 @@ mod tests {
             1,
             "the append before the barrier is committed"
         );
+    }
+
+    /// The parts of a large snapshot are rows of their own, and a snapshot whose parts are not
+    /// all there is not used: the entity is recovered from its events alone.
+    #[tokio::test]
+    async fn a_large_snapshot_is_stored_in_parts_and_a_missing_part_voids_it() {
+        let (dir, store) = store().await;
+        let settings = JournalSettings {
+            snapshot_part_bytes: 100,
+            ..settings()
+        };
+        let handle = JournalHandle::start(store.clone(), &settings);
+        handle.commit(event("p", 1)).await.expect("commits");
+        let snapshot = SnapshotRecord {
+            pid: "p".into(),
+            seq: 1,
+            at_ms: 0,
+            payload: vec![5; 250],
+        };
+        handle.offer_snapshot(snapshot.clone(), None);
+        let mut loaded = None;
+        for _ in 0..200 {
+            loaded = store.load("p").await.expect("loads").0;
+            if loaded.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert_eq!(loaded, Some(snapshot));
+        let db = rusqlite::Connection::open(dir.path().join("j.db")).expect("opens");
+        let count = |sql: &str| -> i64 { db.query_row(sql, [], |row| row.get(0)).expect("counts") };
+        assert_eq!(count("SELECT count(*) FROM snapshot_parts WHERE pid = 'p'"), 3);
+        assert_eq!(count("SELECT length(payload) FROM snapshots WHERE pid = 'p'"), 0);
+        db.execute("DELETE FROM snapshot_parts WHERE pid = 'p' AND n = 1", [])
+            .expect("deletes");
+        let (snapshot, events) = store.load("p").await.expect("loads");
+        assert_eq!(snapshot, None);
+        assert_eq!(events.len(), 1, "recovery reads every event instead");
     }
 }

@@ -35,6 +35,32 @@ pub struct SnapshotRecord {
     pub payload: Vec<u8>,
 }
 
+/// Deletes the parts of `$1`'s snapshots other than its current one: the parts of a snapshot
+/// replaced by a newer one, or of one that never became current (a newer snapshot came first, or
+/// the process stopped half-way). Runs whenever a snapshot row is written.
+pub(crate) const STALE_SNAPSHOT_PARTS_SQL: &str = "DELETE FROM snapshot_parts WHERE pid = $1 \
+    AND seq <> (SELECT seq FROM snapshots WHERE pid = $1)";
+
+/// One part of a snapshot too large to write in one commit: the journal writer commits a large
+/// snapshot part by part between groups (see [`journal`]), and the last part's commit makes the
+/// parts the entity's snapshot. A load reads the parts only once that has happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotPart {
+    pub pid: String,
+    pub seq: u64,
+    /// From 0.
+    pub n: u32,
+    pub bytes: Vec<u8>,
+    /// On the last part: the snapshot's time and its number of parts.
+    pub last: Option<SnapshotLast>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotLast {
+    pub at_ms: i64,
+    pub parts: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeadlineWrite {
     Set { pid: String, due_at_ms: i64 },
@@ -76,6 +102,7 @@ pub struct ReadRow {
 pub struct Batch {
     pub events: Vec<EventRecord>,
     pub snapshots: Vec<SnapshotRecord>,
+    pub snapshot_parts: Vec<SnapshotPart>,
     pub deadlines: Vec<DeadlineWrite>,
     pub idempotency: Vec<IdempotencyRecord>,
     pub read_rows: Vec<ReadRow>,
@@ -85,6 +112,7 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
             && self.snapshots.is_empty()
+            && self.snapshot_parts.is_empty()
             && self.deadlines.is_empty()
             && self.idempotency.is_empty()
             && self.read_rows.is_empty()
@@ -94,6 +122,7 @@ impl Batch {
     pub fn rows(&self) -> usize {
         self.events.len()
             + self.snapshots.len()
+            + self.snapshot_parts.len()
             + self.deadlines.len()
             + self.idempotency.len()
             + self.read_rows.len()
@@ -102,6 +131,7 @@ impl Batch {
     pub fn extend(&mut self, other: Batch) {
         self.events.extend(other.events);
         self.snapshots.extend(other.snapshots);
+        self.snapshot_parts.extend(other.snapshot_parts);
         self.deadlines.extend(other.deadlines);
         self.idempotency.extend(other.idempotency);
         self.read_rows.extend(other.read_rows);

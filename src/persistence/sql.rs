@@ -570,26 +570,117 @@ impl PostgresStore {
             Self::flush(tx, &mut query).await?;
         }
         let snapshots = all.rows(|b| &b.snapshots);
-        for chunk in fixed_chunks(&last_per_key(&snapshots, |s| &s.pid)) {
-            query.push("INSERT INTO snapshots (pid, seq, at_ms, payload) ");
+        let snapshots = last_per_key(&snapshots, |s| &s.pid);
+        for chunk in fixed_chunks(&snapshots) {
+            query.push("INSERT INTO snapshots (pid, seq, at_ms, payload, parts) ");
             query.push_values(chunk, |mut row, snap| {
                 row.push_bind(&snap.pid)
                     .push_bind(to_i64(snap.seq))
                     .push_bind(snap.at_ms)
-                    .push_bind(&snap.payload);
+                    .push_bind(&snap.payload)
+                    .push_bind(0i64);
             });
-            query.push(
-                " ON CONFLICT (pid) DO UPDATE SET seq = excluded.seq, at_ms = excluded.at_ms, \
-                 payload = excluded.payload WHERE excluded.seq > snapshots.seq",
-            );
+            query.push(SNAPSHOT_UPSERT_TAIL);
             Self::flush(tx, &mut query).await?;
+        }
+        // Snapshots are rare: one statement per row is fine here.
+        for snap in &snapshots {
+            Self::drop_stale_parts(tx, &snap.pid).await?;
+        }
+        for part in all.rows(|b| &b.snapshot_parts) {
+            Self::write_snapshot_part(tx, part).await?;
         }
         Self::flush(tx, &mut query).await
     }
+
+    /// One part of a large snapshot; the last one makes the parts the pid's snapshot.
+    async fn write_snapshot_part(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        part: &SnapshotPart,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO snapshot_parts (pid, seq, n, bytes) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (pid, seq, n) DO UPDATE SET bytes = excluded.bytes",
+        )
+        .bind(&part.pid)
+        .bind(to_i64(part.seq))
+        .bind(i64::from(part.n))
+        .bind(&part.bytes)
+        .execute(&mut **tx)
+        .await?;
+        let Some(last) = part.last else {
+            return Ok(());
+        };
+        let mut query: QueryBuilder<sqlx::Postgres> =
+            QueryBuilder::new("INSERT INTO snapshots (pid, seq, at_ms, payload, parts) VALUES (");
+        query
+            .push_bind(&part.pid)
+            .push(", ")
+            .push_bind(to_i64(part.seq))
+            .push(", ")
+            .push_bind(last.at_ms)
+            .push(", ")
+            .push_bind(Vec::<u8>::new())
+            .push(", ")
+            .push_bind(i64::from(last.parts))
+            .push(")")
+            .push(SNAPSHOT_UPSERT_TAIL);
+        query.build().execute(&mut **tx).await?;
+        Self::drop_stale_parts(tx, &part.pid).await
+    }
+
+    async fn drop_stale_parts(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        pid: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(STALE_SNAPSHOT_PARTS_SQL)
+            .bind(pid)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
 }
+
+/// A snapshot row replaces the pid's only if it is newer.
+const SNAPSHOT_UPSERT_TAIL: &str = " ON CONFLICT (pid) DO UPDATE SET seq = excluded.seq, \
+    at_ms = excluded.at_ms, payload = excluded.payload, parts = excluded.parts \
+    WHERE excluded.seq > snapshots.seq";
+
 
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $migrator:expr) => {
+        impl $store {
+            /// A snapshot stored in parts. Parts that are missing (a newer snapshot replaced
+            /// them between the two reads) give no snapshot: the journal is complete, so the
+            /// entity is then recovered from its events alone.
+            async fn snapshot_in_parts(
+                &self,
+                pid: &str,
+                seq: i64,
+                at_ms: i64,
+                parts: i64,
+            ) -> StoreResult<Option<SnapshotRecord>> {
+                let rows: Vec<(Vec<u8>,)> = sqlx::query_as(
+                    "SELECT bytes FROM snapshot_parts WHERE pid = $1 AND seq = $2 ORDER BY n",
+                )
+                .bind(pid)
+                .bind(seq)
+                .fetch_all(&self.pool)
+                .await?;
+                if i64::try_from(rows.len()).ok() != Some(parts) {
+                    tracing::warn!(pid, seq, parts, found = rows.len(),
+                        "snapshot parts missing; recovering from the journal alone");
+                    return Ok(None);
+                }
+                Ok(Some(SnapshotRecord {
+                    pid: pid.to_string(),
+                    seq: to_u64(seq)?,
+                    at_ms,
+                    payload: rows.into_iter().flat_map(|(bytes,)| bytes).collect(),
+                }))
+            }
+        }
+
         #[async_trait]
         impl Store for $store {
             fn backend(&self) -> &'static str {
@@ -628,18 +719,22 @@ macro_rules! impl_store {
                 &self,
                 pid: &str,
             ) -> StoreResult<(Option<SnapshotRecord>, Vec<EventRecord>)> {
-                let snapshot: Option<(i64, i64, Vec<u8>)> =
-                    sqlx::query_as("SELECT seq, at_ms, payload FROM snapshots WHERE pid = $1")
-                        .bind(pid)
-                        .fetch_optional(&self.pool)
-                        .await?;
+                let snapshot: Option<(i64, i64, Vec<u8>, i64)> = sqlx::query_as(
+                    "SELECT seq, at_ms, payload, parts FROM snapshots WHERE pid = $1",
+                )
+                .bind(pid)
+                .fetch_optional(&self.pool)
+                .await?;
                 let snapshot = match snapshot {
-                    Some((seq, at_ms, payload)) => Some(SnapshotRecord {
+                    Some((seq, at_ms, payload, 0)) => Some(SnapshotRecord {
                         pid: pid.to_string(),
                         seq: to_u64(seq)?,
                         at_ms,
                         payload,
                     }),
+                    Some((seq, at_ms, _, parts)) => {
+                        self.snapshot_in_parts(pid, seq, at_ms, parts).await?
+                    }
                     None => None,
                 };
                 let after = snapshot.as_ref().map_or(0, |s| to_i64(s.seq));

@@ -199,12 +199,26 @@ fn commit(conn: &mut Connection, batches: &[&Batch]) -> rusqlite::Result<()> {
     }
     {
         let mut upsert = tx.prepare_cached(
-            "INSERT INTO snapshots (pid, seq, at_ms, payload) VALUES (?1, ?2, ?3, ?4) \
+            "INSERT INTO snapshots (pid, seq, at_ms, payload, parts) VALUES (?1, ?2, ?3, ?4, ?5) \
              ON CONFLICT (pid) DO UPDATE SET seq = excluded.seq, at_ms = excluded.at_ms, \
-             payload = excluded.payload WHERE excluded.seq > snapshots.seq",
+             payload = excluded.payload, parts = excluded.parts \
+             WHERE excluded.seq > snapshots.seq",
         )?;
+        let mut part = tx.prepare_cached(
+            "INSERT INTO snapshot_parts (pid, seq, n, bytes) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (pid, seq, n) DO UPDATE SET bytes = excluded.bytes",
+        )?;
+        let mut stale = tx.prepare_cached(super::STALE_SNAPSHOT_PARTS_SQL)?;
         for s in batches.iter().flat_map(|b| &b.snapshots) {
-            upsert.execute(params![s.pid, to_i64(s.seq)?, s.at_ms, s.payload])?;
+            upsert.execute(params![s.pid, to_i64(s.seq)?, s.at_ms, s.payload, 0])?;
+            stale.execute(params![s.pid])?;
+        }
+        for p in batches.iter().flat_map(|b| &b.snapshot_parts) {
+            part.execute(params![p.pid, to_i64(p.seq)?, p.n, p.bytes])?;
+            if let Some(last) = p.last {
+                upsert.execute(params![p.pid, to_i64(p.seq)?, last.at_ms, [0u8; 0], last.parts])?;
+                stale.execute(params![p.pid])?;
+            }
         }
     }
     tx.commit()

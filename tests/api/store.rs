@@ -463,3 +463,68 @@ async fn the_overview_shows_indexing_and_fsyncs(backend: Backend) {
     app.stop().await;
 }
 on_both_stores!(the_overview_shows_indexing_and_fsyncs);
+
+/// A snapshot larger than `journal.snapshot_part_bytes` is written in parts between groups (and
+/// while the writer is idle); once its last part is in, a load gets it whole. A newer snapshot
+/// then replaces it, as any snapshot does.
+async fn a_large_snapshot_is_written_in_parts(backend: Backend) {
+    use surge::config::{JournalSettings, Settings};
+    use surge::persistence::journal::JournalHandle;
+    use surge::persistence::SnapshotRecord;
+
+    let Some(test) = TestStore::open(backend).await else {
+        return;
+    };
+    let store = test.store.clone();
+    let settings = JournalSettings {
+        snapshot_part_bytes: 100,
+        ..Settings::defaults().journal
+    };
+    let journal = JournalHandle::start(store.clone(), &settings);
+    let events = (1..=3).map(|seq| event("big:1", seq)).collect();
+    journal
+        .commit(Batch {
+            events,
+            ..Batch::default()
+        })
+        .await
+        .expect("events commit");
+    // 1,050 bytes: ten parts of 100 and one of 50, each byte telling its place.
+    let payload: Vec<u8> = (0..1050u32).map(|i| (i % 251) as u8).collect();
+    let snapshot = |seq: u64, payload: Vec<u8>| SnapshotRecord {
+        pid: "big:1".into(),
+        seq,
+        at_ms: 7,
+        payload,
+    };
+    journal.offer_snapshot(snapshot(3, payload.clone()), None);
+    crate::helpers::eventually_that("the large snapshot becomes current", || {
+        let store = store.clone();
+        async move {
+            let (snapshot, _) = store.load("big:1").await.expect("loads");
+            snapshot.is_some()
+        }
+    })
+    .await;
+    let (loaded, events) = store.load("big:1").await.expect("loads");
+    let loaded = loaded.expect("a snapshot");
+    assert_eq!((loaded.seq, loaded.at_ms), (3, 7));
+    assert!(loaded.payload == payload, "the parts, in order, are the snapshot");
+    assert!(events.is_empty(), "the snapshot covers every event");
+
+    journal
+        .commit(Batch {
+            events: vec![event("big:1", 4)],
+            ..Batch::default()
+        })
+        .await
+        .expect("commits");
+    journal.offer_snapshot(snapshot(4, vec![9; 10]), None);
+    journal.barrier().await.expect("the snapshot's group is done");
+    let (loaded, events) = store.load("big:1").await.expect("loads");
+    assert_eq!(loaded.expect("a snapshot").payload, vec![9; 10]);
+    assert!(events.is_empty());
+    drop(journal);
+    test.close().await;
+}
+on_both_stores!(a_large_snapshot_is_written_in_parts);
