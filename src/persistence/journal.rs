@@ -818,15 +818,39 @@ mod tests {
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        assert_eq!(loaded, Some(snapshot));
+        assert_eq!(loaded.as_ref(), Some(&snapshot));
         let db = rusqlite::Connection::open(dir.path().join("j.db")).expect("opens");
         let count = |sql: &str| -> i64 { db.query_row(sql, [], |row| row.get(0)).expect("counts") };
-        assert_eq!(count("SELECT count(*) FROM snapshot_parts WHERE pid = 'p'"), 3);
-        assert_eq!(count("SELECT length(payload) FROM snapshots WHERE pid = 'p'"), 0);
+        assert_eq!(
+            count("SELECT count(*) FROM snapshot_parts WHERE pid = 'p'"),
+            3
+        );
+        assert_eq!(
+            count("SELECT length(payload) FROM snapshots WHERE pid = 'p'"),
+            0
+        );
         db.execute("DELETE FROM snapshot_parts WHERE pid = 'p' AND n = 1", [])
             .expect("deletes");
-        let (snapshot, events) = store.load("p").await.expect("loads");
-        assert_eq!(snapshot, None);
+        let (voided, events) = store.load("p").await.expect("loads");
+        assert_eq!(voided, None);
         assert_eq!(events.len(), 1, "recovery reads every event instead");
+
+        // A newer snapshot, small enough to go inline, takes the old one's parts with it.
+        handle.commit(event("p", 2)).await.expect("commits");
+        let small = SnapshotRecord {
+            seq: 2,
+            payload: vec![6; 10],
+            ..snapshot
+        };
+        handle.offer_snapshot(small.clone(), None);
+        handle
+            .barrier()
+            .await
+            .expect("the snapshot's group is done");
+        assert_eq!(store.load("p").await.expect("loads").0, Some(small));
+        assert_eq!(
+            count("SELECT count(*) FROM snapshot_parts WHERE pid = 'p'"),
+            0
+        );
     }
 }

@@ -646,7 +646,6 @@ const SNAPSHOT_UPSERT_TAIL: &str = " ON CONFLICT (pid) DO UPDATE SET seq = exclu
     at_ms = excluded.at_ms, payload = excluded.payload, parts = excluded.parts \
     WHERE excluded.seq > snapshots.seq";
 
-
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $migrator:expr) => {
         impl $store {

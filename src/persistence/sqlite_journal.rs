@@ -216,7 +216,13 @@ fn commit(conn: &mut Connection, batches: &[&Batch]) -> rusqlite::Result<()> {
         for p in batches.iter().flat_map(|b| &b.snapshot_parts) {
             part.execute(params![p.pid, to_i64(p.seq)?, p.n, p.bytes])?;
             if let Some(last) = p.last {
-                upsert.execute(params![p.pid, to_i64(p.seq)?, last.at_ms, [0u8; 0], last.parts])?;
+                upsert.execute(params![
+                    p.pid,
+                    to_i64(p.seq)?,
+                    last.at_ms,
+                    [0u8; 0],
+                    last.parts
+                ])?;
                 stale.execute(params![p.pid])?;
             }
         }

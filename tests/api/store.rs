@@ -509,7 +509,10 @@ async fn a_large_snapshot_is_written_in_parts(backend: Backend) {
     let (loaded, events) = store.load("big:1").await.expect("loads");
     let loaded = loaded.expect("a snapshot");
     assert_eq!((loaded.seq, loaded.at_ms), (3, 7));
-    assert!(loaded.payload == payload, "the parts, in order, are the snapshot");
+    assert!(
+        loaded.payload == payload,
+        "the parts, in order, are the snapshot"
+    );
     assert!(events.is_empty(), "the snapshot covers every event");
 
     journal
@@ -520,7 +523,10 @@ async fn a_large_snapshot_is_written_in_parts(backend: Backend) {
         .await
         .expect("commits");
     journal.offer_snapshot(snapshot(4, vec![9; 10]), None);
-    journal.barrier().await.expect("the snapshot's group is done");
+    journal
+        .barrier()
+        .await
+        .expect("the snapshot's group is done");
     let (loaded, events) = store.load("big:1").await.expect("loads");
     assert_eq!(loaded.expect("a snapshot").payload, vec![9; 10]);
     assert!(events.is_empty());
