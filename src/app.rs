@@ -28,7 +28,7 @@ use crate::persistence::journal::JournalHandle;
 use crate::persistence::{self, SharedStore};
 use crate::runtime::{Runtime, SharedRuntime};
 use crate::supervisors::deadlines::DeadlineScheduler;
-use crate::supervisors::region::{Region, RegionControl, RegionCounts};
+use crate::supervisors::region::{AdminRegion, Region, RegionControl, RegionCounts};
 
 /// How often idempotency records past their retention are purged.
 const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(3600);
@@ -52,6 +52,24 @@ pub struct Services {
 }
 
 impl Services {
+    /// Every region, for the admin API, in the order the console lists them.
+    pub fn admin_regions(&self) -> [&dyn AdminRegion; 8] {
+        [
+            &self.stock,
+            &self.sales,
+            &self.coupons,
+            &self.events,
+            &self.wallets,
+            &self.rooms,
+            &self.orders,
+            &self.products,
+        ]
+    }
+
+    pub fn admin_region(&self, kind: &str) -> Option<&dyn AdminRegion> {
+        self.admin_regions().into_iter().find(|r| r.kind() == kind)
+    }
+
     pub fn region_counts(&self) -> Vec<RegionCounts> {
         vec![
             self.stock.counts(),

@@ -47,6 +47,8 @@ pub struct CommandEnvelope<E: Entity> {
 /// What the admin console and tests see of a running entity.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Inspection {
+    /// False for an entity that was never created (a blank state activated by the look-up).
+    pub exists: bool,
     pub last_seq: u64,
     pub snapshot_seq: u64,
     pub pending_commits: usize,
@@ -64,6 +66,9 @@ pub enum EntityMsg<E: Entity> {
     Park,
     CommitFailed(CommitError),
     Inspect(oneshot::Sender<Inspection>),
+    /// Take a snapshot now if the journal is ahead of the last one (admin); answers the seq
+    /// the entity's snapshot covers once the queued one is written.
+    SnapshotNow(oneshot::Sender<u64>),
     /// Publish the current view to the entity's live topic once it is durable (a new
     /// subscriber's first value); answers whether the entity exists.
     PublishLive(oneshot::Sender<Result<bool, ApiError>>),
@@ -323,6 +328,13 @@ impl<E: Entity> Actor for EntityActor<E> {
             }
             EntityMsg::Inspect(reply) => {
                 let _ = reply.send(state.inspection());
+            }
+            EntityMsg::SnapshotNow(reply) => {
+                if state.last_seq > state.snapshot_seq {
+                    let now_ms = state.rt.now_ms();
+                    state.snapshot_behind(&myself, now_ms);
+                }
+                let _ = reply.send(state.snapshot_seq);
             }
             EntityMsg::PublishLive(reply) => {
                 let _ = reply.send(state.publish_live());
@@ -823,6 +835,7 @@ impl<E: Entity> EntityState<E> {
 
     fn inspection(&self) -> Inspection {
         Inspection {
+            exists: self.entity.exists(),
             last_seq: self.last_seq,
             snapshot_seq: self.snapshot_seq,
             pending_commits: self.pending.load(Ordering::Acquire),

@@ -1,5 +1,6 @@
-//! The admin API's overview (API.md "Admin console"): actor counts per kind and the journal's
-//! group-commit figures. The console page and the rest of its API build on this.
+//! The admin API (API.md "Admin console"): the overview (actor counts per kind, the journal's
+//! group-commit figures), the actors with their status, one actor's state and latest events,
+//! and the snapshot, passivate and restart actions. Operators read; only admins act.
 
 use std::sync::atomic::Ordering;
 
@@ -8,9 +9,152 @@ use actix_web::{web, HttpResponse};
 use super::State;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::supervisors::region::AdminRegion;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/overview", web::get().to(overview));
+    cfg.route("/admin/overview", web::get().to(overview))
+        .route("/admin/actors", web::get().to(actors))
+        .route("/admin/actors/{kind}/{id}", web::get().to(actor))
+        .route("/admin/actors/{kind}/{id}/{action}", web::post().to(act));
+}
+
+/// Latest events shown with an actor.
+const ACTOR_EVENTS_MAX: u32 = 20;
+
+const STATUSES: [&str; 3] = ["running", "parked", "failed"];
+
+#[derive(Debug, serde::Deserialize)]
+struct ActorsQuery {
+    kind: Option<String>,
+    status: Option<String>,
+    limit: Option<u32>,
+    /// `{kind}/{id}` of the last actor of the previous page.
+    cursor: Option<String>,
+}
+
+/// The activated and failed entities, by kind (in the console's order) then id.
+async fn actors(
+    state: State,
+    caller: Caller,
+    query: web::Query<ActorsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    let lists = &state.rt.settings.lists;
+    let limit = query.limit.unwrap_or(lists.limit_default);
+    if limit == 0 || limit > lists.limit_max {
+        return Err(ApiError::validation(
+            "limit",
+            format!("must be 1 to {}", lists.limit_max),
+        ));
+    }
+    let status = query.status.as_deref();
+    if status.is_some_and(|s| !STATUSES.contains(&s)) {
+        return Err(ApiError::validation("status", "running, parked or failed"));
+    }
+    let regions = state.admin_regions();
+    if let Some(kind) = &query.kind {
+        if !regions.iter().any(|r| r.kind() == kind) {
+            return Err(ApiError::validation("kind", "an actor kind"));
+        }
+    }
+    let cursor = match &query.cursor {
+        Some(cursor) => Some(
+            cursor
+                .split_once('/')
+                .filter(|(kind, _)| regions.iter().any(|r| r.kind() == *kind))
+                .ok_or_else(|| ApiError::validation("cursor", "invalid"))?,
+        ),
+        None => None,
+    };
+    let limit = usize::try_from(limit).expect("u32 fits usize");
+    let mut items = Vec::new();
+    let mut past_cursor = cursor.is_none();
+    for region in regions {
+        if query.kind.as_deref().is_some_and(|k| k != region.kind()) {
+            continue;
+        }
+        let after = match cursor {
+            Some((kind, id)) if kind == region.kind() => {
+                past_cursor = true;
+                Some(id)
+            }
+            _ => None,
+        };
+        if !past_cursor {
+            continue;
+        }
+        // One more than the page, to know whether there is a next one.
+        items.extend(region.actors(status, after, limit + 1 - items.len()));
+        if items.len() > limit {
+            break;
+        }
+    }
+    let next_cursor = (items.len() > limit).then(|| {
+        items.truncate(limit);
+        items.last().map(|row| format!("{}/{}", row.kind, row.id))
+    });
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "items": items,
+        "next_cursor": next_cursor.flatten(),
+    })))
+}
+
+fn region<'a>(state: &'a State, kind: &str) -> Result<&'a dyn AdminRegion, ApiError> {
+    state
+        .admin_region(kind)
+        .ok_or_else(|| ApiError::not_found(format!("no actor kind {kind}")))
+}
+
+/// One actor: its row, its state as JSON and its latest events (activating it if it is not).
+async fn actor(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    let (kind, id) = path.into_inner();
+    let detail = region(&state, &kind)?
+        .detail(&id, ACTOR_EVENTS_MAX)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no {kind} {id}")))?;
+    Ok(HttpResponse::Ok().json(detail))
+}
+
+/// `snapshot` (queued now if the journal is ahead of the last one), `passivate` (snapshot if
+/// behind, then out of memory) or `restart` (clears a failed mark). Admins only.
+async fn act(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let (kind, id, action) = path.into_inner();
+    let region = region(&state, &kind)?;
+    let known = region.actor(&id).is_some();
+    let body = match action.as_str() {
+        "snapshot" => {
+            if !known {
+                return Err(ApiError::not_found(format!("{kind} {id} is not activated")));
+            }
+            let snapshot_seq = region.snapshot(&id).await?;
+            serde_json::json!({ "snapshot_seq": snapshot_seq, "actor": region.actor(&id) })
+        }
+        "passivate" => {
+            if !region.passivate(&id) {
+                return Err(ApiError::not_found(format!("{kind} {id} is not activated")));
+            }
+            serde_json::json!({ "passivated": true })
+        }
+        "restart" => {
+            if !known {
+                return Err(ApiError::not_found(format!("{kind} {id} is not activated")));
+            }
+            region.restart(&id);
+            serde_json::json!({ "restarted": true })
+        }
+        _ => return Err(ApiError::not_found("no such route")),
+    };
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// Operators may read it; admins too.

@@ -54,6 +54,8 @@ pub enum RegionMsg<E: Entity> {
 pub struct Region<E: Entity> {
     live: LiveMap<E>,
     failed: Arc<DashMap<String, String>>,
+    /// Failures of each entity within `actors.restart_window_secs` (the supervisor's books).
+    restarts: Arc<DashMap<String, usize>>,
     supervisor: ActorRef<RegionMsg<E>>,
     rt: SharedRuntime,
 }
@@ -63,6 +65,7 @@ impl<E: Entity> Clone for Region<E> {
         Region {
             live: self.live.clone(),
             failed: self.failed.clone(),
+            restarts: self.restarts.clone(),
             supervisor: self.supervisor.clone(),
             rt: self.rt.clone(),
         }
@@ -85,9 +88,11 @@ impl<E: Entity> Region<E> {
     pub async fn start(rt: SharedRuntime) -> anyhow::Result<Region<E>> {
         let live: LiveMap<E> = Arc::new(DashMap::new());
         let failed = Arc::new(DashMap::new());
+        let restarts = Arc::new(DashMap::new());
         let args = SupervisorArgs {
             live: live.clone(),
             failed: failed.clone(),
+            restarts: restarts.clone(),
             rt: rt.clone(),
         };
         let (supervisor, _) = Actor::spawn(None, RegionSupervisor::<E>::default(), args)
@@ -96,6 +101,7 @@ impl<E: Entity> Region<E> {
         let region = Region {
             live,
             failed,
+            restarts,
             supervisor,
             rt,
         };
@@ -385,12 +391,14 @@ impl<E> Default for RegionSupervisor<E> {
 struct SupervisorArgs<E: Entity> {
     live: LiveMap<E>,
     failed: Arc<DashMap<String, String>>,
+    restarts: Arc<DashMap<String, usize>>,
     rt: SharedRuntime,
 }
 
 struct SupervisorState<E: Entity> {
     live: LiveMap<E>,
     failed: Arc<DashMap<String, String>>,
+    restarts: Arc<DashMap<String, usize>>,
     rt: SharedRuntime,
     children: HashMap<ActorId, String>,
     failures: HashMap<String, VecDeque<i64>>,
@@ -409,6 +417,7 @@ impl<E: Entity> Actor for RegionSupervisor<E> {
         Ok(SupervisorState {
             live: args.live,
             failed: args.failed,
+            restarts: args.restarts,
             rt: args.rt,
             children: HashMap::new(),
             failures: HashMap::new(),
@@ -429,6 +438,7 @@ impl<E: Entity> Actor for RegionSupervisor<E> {
             RegionMsg::Reset { id } => {
                 state.failed.remove(&id);
                 state.failures.remove(&id);
+                state.restarts.remove(&id);
             }
         }
         Ok(())
@@ -512,11 +522,14 @@ impl<E: Entity> SupervisorState<E> {
         // Forget entities whose failures have all left the window, so the map stays bounded.
         self.failures
             .retain(|_, at| at.back().is_some_and(|last| now_ms - last <= window_ms));
+        let failures = &self.failures;
+        self.restarts.retain(|id, _| failures.contains_key(id));
         let recent = self.failures.entry(id.clone()).or_default();
         recent.push_back(now_ms);
         while recent.front().is_some_and(|at| now_ms - at > window_ms) {
             recent.pop_front();
         }
+        self.restarts.insert(id.clone(), recent.len());
         let restart_max = usize::try_from(self.rt.settings.actors.restart_max).unwrap_or(0);
         if recent.len() > restart_max {
             tracing::error!(kind = E::KIND, %id, %error, "entity failed too often; marked failed");
@@ -527,5 +540,175 @@ impl<E: Entity> SupervisorState<E> {
         if let Err(e) = self.activate(myself, &id).await {
             tracing::error!(kind = E::KIND, %id, error = %e, "entity restart failed");
         }
+    }
+}
+
+/// One row of `GET /admin/actors`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ActorRow {
+    pub kind: &'static str,
+    pub id: String,
+    /// `running` (an actor), `parked` (state in memory, actor stopped) or `failed`.
+    pub status: &'static str,
+    pub mailbox_len: usize,
+    /// Failures within `actors.restart_window_secs`.
+    pub restarts: usize,
+    pub last_seq: Option<u64>,
+    pub snapshot_seq: Option<u64>,
+    pub last_active_at: Option<String>,
+    /// Why a failed entity failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+/// What the admin API does with a region, whatever its entity kind.
+#[async_trait::async_trait]
+pub trait AdminRegion: Send + Sync {
+    fn kind(&self) -> &'static str;
+    /// The activated and failed entities with `status` (all when `None`), by id, at most
+    /// `limit` from after `after`.
+    fn actors(&self, status: Option<&str>, after: Option<&str>, limit: usize) -> Vec<ActorRow>;
+    fn actor(&self, id: &str) -> Option<ActorRow>;
+    /// The state as JSON and the `events_max` latest events; `None` for an entity that was
+    /// never created.
+    async fn detail(
+        &self,
+        id: &str,
+        events_max: u32,
+    ) -> Result<Option<serde_json::Value>, ApiError>;
+    /// Queues a snapshot if the journal is ahead of the last one; the seq it covers.
+    async fn snapshot(&self, id: &str) -> Result<u64, ApiError>;
+    fn passivate(&self, id: &str) -> bool;
+    /// Clears a failed mark; the next message activates the entity from the journal.
+    fn restart(&self, id: &str);
+}
+
+impl<E: Entity> Region<E> {
+    fn row(&self, id: &str) -> Option<ActorRow> {
+        let restarts = self.restarts.get(id).map_or(0, |n| *n);
+        if let Some(failure) = self.failed.get(id) {
+            return Some(ActorRow {
+                kind: E::KIND,
+                id: id.to_string(),
+                status: "failed",
+                mailbox_len: 0,
+                restarts,
+                last_seq: None,
+                snapshot_seq: None,
+                last_active_at: None,
+                failure: Some(failure.clone()),
+            });
+        }
+        let slot = self.live.get(id)?;
+        let (status, mailbox_len, last_seq, snapshot_seq, last_active_ms) = match &*slot {
+            Slot::Live(live) => {
+                let shared = &live.shared;
+                (
+                    "running",
+                    shared.inflight.load(Ordering::Acquire),
+                    shared.last_seq.load(Ordering::Acquire),
+                    shared.snapshot_seq.load(Ordering::Acquire),
+                    shared.last_active_ms.load(Ordering::Acquire),
+                )
+            }
+            Slot::Parked(parked) => (
+                "parked",
+                0,
+                parked.last_seq,
+                parked.snapshot_seq,
+                parked.last_active_ms,
+            ),
+        };
+        Some(ActorRow {
+            kind: E::KIND,
+            id: id.to_string(),
+            status,
+            mailbox_len,
+            restarts,
+            last_seq: Some(last_seq),
+            snapshot_seq: Some(snapshot_seq),
+            last_active_at: Some(crate::clock::rfc3339(last_active_ms)),
+            failure: None,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl<E: Entity> AdminRegion for Region<E> {
+    fn kind(&self) -> &'static str {
+        E::KIND
+    }
+
+    fn actors(&self, status: Option<&str>, after: Option<&str>, limit: usize) -> Vec<ActorRow> {
+        let mut ids: Vec<String> = self
+            .live
+            .iter()
+            .map(|slot| slot.key().clone())
+            .chain(self.failed.iter().map(|failed| failed.key().clone()))
+            .filter(|id| after.is_none_or(|after| id.as_str() > after))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.iter()
+            .filter_map(|id| self.row(id))
+            .filter(|row| status.is_none_or(|s| row.status == s))
+            .take(limit)
+            .collect()
+    }
+
+    fn actor(&self, id: &str) -> Option<ActorRow> {
+        self.row(id)
+    }
+
+    async fn detail(
+        &self,
+        id: &str,
+        events_max: u32,
+    ) -> Result<Option<serde_json::Value>, ApiError> {
+        if self.failed.contains_key(id) {
+            return Ok(Some(serde_json::json!({ "actor": self.row(id) })));
+        }
+        let inspection = self.inspect(id).await?;
+        if !inspection.exists && inspection.last_seq == 0 {
+            // The look-up activated a blank entity: let it go again.
+            self.passivate(id);
+            return Ok(None);
+        }
+        let pid = crate::actors::pid::<E>(id);
+        let records = self
+            .rt
+            .store
+            .events_desc(&pid, None, events_max)
+            .await
+            .map_err(ApiError::internal)?;
+        let mut events = Vec::with_capacity(records.len());
+        for record in records {
+            let event: E::Event = crate::persistence::codec::decode(E::VERSION, &record.payload)
+                .map_err(ApiError::internal)?;
+            events.push(serde_json::json!({
+                "seq": record.seq,
+                "at": crate::clock::rfc3339(record.at_ms),
+                // Debug form: events carry u128 order ids, which JSON numbers cannot hold.
+                "event": format!("{event:?}"),
+            }));
+        }
+        Ok(Some(serde_json::json!({
+            "actor": self.row(id),
+            "pending_commits": inspection.pending_commits,
+            "state": inspection.state,
+            "recent_events": events,
+        })))
+    }
+
+    async fn snapshot(&self, id: &str) -> Result<u64, ApiError> {
+        self.call(id, EntityMsg::SnapshotNow).await
+    }
+
+    fn passivate(&self, id: &str) -> bool {
+        Region::passivate(self, id)
+    }
+
+    fn restart(&self, id: &str) {
+        self.reset(id);
     }
 }

@@ -1,5 +1,6 @@
 //! Integration tests: real servers on port 0, against SQLite and PostgreSQL.
 
+mod admin;
 mod auth;
 mod coupons;
 mod crash;
