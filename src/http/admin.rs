@@ -13,9 +13,52 @@ use crate::supervisors::region::AdminRegion;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/overview", web::get().to(overview))
+        .route("/admin", web::get().to(console))
+        .route("/admin/supervision", web::get().to(supervision))
         .route("/admin/actors", web::get().to(actors))
         .route("/admin/actors/{kind}/{id}", web::get().to(actor))
         .route("/admin/actors/{kind}/{id}/{action}", web::post().to(act));
+}
+
+/// The console page: one self-contained HTML file that polls this API every 2 s. A browser
+/// cannot set a header when it opens a page, so the token comes as `?access_token=`.
+const CONSOLE_HTML: &str = include_str!("console.html");
+
+/// Running actors named under each region in the supervision tree; the rest are counted.
+const TREE_CHILDREN_MAX: usize = 50;
+
+pub async fn console(caller: Caller) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(CONSOLE_HTML))
+}
+
+/// The supervision tree: the root, one region supervisor per kind, and its running actors
+/// (the first `TREE_CHILDREN_MAX` by id).
+async fn supervision(state: State, caller: Caller) -> Result<HttpResponse, ApiError> {
+    caller.require_operator()?;
+    let regions: Vec<serde_json::Value> = state
+        .admin_regions()
+        .iter()
+        .map(|region| {
+            let counts = region.counts();
+            let children: Vec<String> = region
+                .actors(Some("running"), None, TREE_CHILDREN_MAX)
+                .into_iter()
+                .map(|row| format!("{}:{}", row.kind, row.id))
+                .collect();
+            serde_json::json!({
+                "name": format!("region:{}", region.kind()),
+                "kind": region.kind(),
+                "running": counts.running,
+                "parked": counts.parked,
+                "failed": counts.failed,
+                "children": children,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "name": "surge", "children": regions })))
 }
 
 /// Latest events shown with an actor.

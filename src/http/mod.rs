@@ -39,6 +39,7 @@ pub type State = web::Data<Services>;
 pub fn api_routes(cfg: &mut web::ServiceConfig) {
     cfg.configure(system::routes)
         .configure(metrics::routes)
+        .route("/admin", web::get().to(admin::console))
         .service(
             web::scope("/api/v1")
                 .configure(system::routes)

@@ -565,6 +565,7 @@ pub struct ActorRow {
 #[async_trait::async_trait]
 pub trait AdminRegion: Send + Sync {
     fn kind(&self) -> &'static str;
+    fn counts(&self) -> RegionCounts;
     /// The activated and failed entities with `status` (all when `None`), by id, at most
     /// `limit` from after `after`.
     fn actors(&self, status: Option<&str>, after: Option<&str>, limit: usize) -> Vec<ActorRow>;
@@ -637,6 +638,10 @@ impl<E: Entity> Region<E> {
 impl<E: Entity> AdminRegion for Region<E> {
     fn kind(&self) -> &'static str {
         E::KIND
+    }
+
+    fn counts(&self) -> RegionCounts {
+        Region::counts(self)
     }
 
     fn actors(&self, status: Option<&str>, after: Option<&str>, limit: usize) -> Vec<ActorRow> {

@@ -183,3 +183,45 @@ async fn actors_are_listed_inspected_and_acted_on(backend: Backend) {
     app.stop().await;
 }
 on_both_stores!(actors_are_listed_inspected_and_acted_on);
+
+/// The console page is served to operators (the token in the address, as a browser opens it),
+/// and the supervision tree names each region with its running actors.
+async fn the_console_page_and_the_supervision_tree(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, Options::default()).await else {
+        return;
+    };
+    app.create_stock("T-1", 3).await;
+    let operator = app.operator();
+    for url in [format!("{}/admin", app.base), app.url("/admin")] {
+        let page = app
+            .client
+            .get(format!("{url}?access_token={operator}"))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(page.status(), StatusCode::OK, "{url}");
+        let content_type = page.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(content_type.starts_with("text/html"), "{content_type}");
+        let html = page.text().await.unwrap();
+        assert!(html.contains("surge console") && html.contains("/admin/supervision"));
+        let anonymous = app.client.get(&url).send().await.expect("sent");
+        assert_problem(anonymous, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    }
+    let customer = app.token("c-1", Role::Customer);
+    let refused = app.get("/admin", &customer).await;
+    assert_problem(refused, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+
+    let tree = get_json(&app, "/admin/supervision", &operator).await;
+    assert_eq!(tree["name"], "surge");
+    let regions = tree["children"].as_array().expect("regions");
+    assert_eq!(regions.len(), 8, "one supervisor per kind");
+    let stock = regions
+        .iter()
+        .find(|r| r["kind"] == "stock_item")
+        .expect("the stock region");
+    assert_eq!(stock["name"], "region:stock_item");
+    assert_eq!(stock["running"], 1);
+    assert_eq!(stock["children"], json!(["stock_item:T-1"]));
+    app.stop().await;
+}
+on_both_stores!(the_console_page_and_the_supervision_tree);
