@@ -74,11 +74,27 @@ impl HttpMetrics {
         let pattern = req.match_pattern();
         let route = pattern.as_deref().unwrap_or(UNMATCHED_ROUTE);
         self.requests
-            .with_label_values(&[req.method().as_str(), route, status])
+            .with_label_values(&[method_label(req.method()), route, status])
             .inc();
         self.latency
             .with_label_values(&[route])
             .observe(elapsed_secs);
+    }
+}
+
+/// The standard methods by name; any other token a client sends counts as `other`, so invented
+/// methods cannot grow the label set.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
     }
 }
 

@@ -459,6 +459,10 @@ impl Writer {
         let (large, snapshots): (Vec<_>, Vec<_>) = snapshots
             .into_iter()
             .partition(|s| s.payload.len() > self.snapshot_part_bytes);
+        for small in &snapshots {
+            self.large_snapshots
+                .retain(|l| l.record.pid != small.pid || l.record.seq > small.seq);
+        }
         for record in large {
             // A newer snapshot of the same entity makes the one under way pointless.
             self.large_snapshots.retain(|l| l.record.pid != record.pid);
@@ -829,6 +833,26 @@ mod tests {
             count("SELECT length(payload) FROM snapshots WHERE pid = 'p'"),
             0
         );
+
+        // The same seq snapshotted again (another incarnation, its maps encoded in another
+        // order) leaves the current parts alone: a load must never splice two encodings.
+        let again = SnapshotRecord {
+            payload: vec![7; 250],
+            ..snapshot.clone()
+        };
+        handle.offer_snapshot(again, None);
+        handle.commit(event("other", 1)).await.expect("commits");
+        for _ in 0..4 {
+            handle.barrier().await.expect("a group");
+        }
+        assert_eq!(
+            store.load("p").await.expect("loads").0.as_ref(),
+            Some(&snapshot)
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM snapshot_parts WHERE pid = 'p'"),
+            3
+        );
         db.execute("DELETE FROM snapshot_parts WHERE pid = 'p' AND n = 1", [])
             .expect("deletes");
         let (voided, events) = store.load("p").await.expect("loads");
@@ -852,5 +876,14 @@ mod tests {
             count("SELECT count(*) FROM snapshot_parts WHERE pid = 'p'"),
             0
         );
+
+        // Parts of a write that stopped half-way are dropped at the next start-up.
+        db.execute(
+            "INSERT INTO snapshot_parts (pid, seq, n, bytes) VALUES ('q', 9, 0, x'01')",
+            [],
+        )
+        .expect("inserts");
+        store.migrate().await.expect("migrates");
+        assert_eq!(count("SELECT count(*) FROM snapshot_parts"), 0);
     }
 }

@@ -41,6 +41,20 @@ pub struct SnapshotRecord {
 pub(crate) const STALE_SNAPSHOT_PARTS_SQL: &str = "DELETE FROM snapshot_parts WHERE pid = $1 \
     AND seq <> (SELECT seq FROM snapshots WHERE pid = $1)";
 
+/// Writes part `$3` of `$1`'s snapshot at seq `$2`, unless the pid's current snapshot is at that
+/// seq or newer: rewriting the parts of the current snapshot in place (a later incarnation
+/// snapshotting the same seq, with its maps encoded in another order) would let a load splice
+/// two encodings. The parts of a snapshot that is not current yet may be rewritten.
+pub(crate) const SNAPSHOT_PART_SQL: &str = "INSERT INTO snapshot_parts (pid, seq, n, bytes) \
+    SELECT $1, $2, $3, $4 WHERE NOT EXISTS \
+    (SELECT 1 FROM snapshots WHERE pid = $1 AND seq >= $2) \
+    ON CONFLICT (pid, seq, n) DO UPDATE SET bytes = excluded.bytes";
+
+/// Parts that belong to no current snapshot (a write that stopped half-way); run at start-up.
+pub(crate) const ORPHAN_SNAPSHOT_PARTS_SQL: &str = "DELETE FROM snapshot_parts WHERE NOT EXISTS \
+    (SELECT 1 FROM snapshots s WHERE s.pid = snapshot_parts.pid AND s.seq = snapshot_parts.seq \
+    AND s.parts > 0)";
+
 /// One part of a snapshot too large to write in one commit: the journal writer commits a large
 /// snapshot part by part between groups (see [`journal`]), and the last part's commit makes the
 /// parts the entity's snapshot. A load reads the parts only once that has happened.

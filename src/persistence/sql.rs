@@ -598,16 +598,13 @@ impl PostgresStore {
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
         part: &SnapshotPart,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO snapshot_parts (pid, seq, n, bytes) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (pid, seq, n) DO UPDATE SET bytes = excluded.bytes",
-        )
-        .bind(&part.pid)
-        .bind(to_i64(part.seq))
-        .bind(i64::from(part.n))
-        .bind(&part.bytes)
-        .execute(&mut **tx)
-        .await?;
+        sqlx::query(SNAPSHOT_PART_SQL)
+            .bind(&part.pid)
+            .bind(to_i64(part.seq))
+            .bind(i64::from(part.n))
+            .bind(&part.bytes)
+            .execute(&mut **tx)
+            .await?;
         let Some(last) = part.last else {
             return Ok(());
         };
@@ -702,7 +699,13 @@ macro_rules! impl_store {
                 $migrator
                     .run(&self.pool)
                     .await
-                    .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+                    .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+                // No writer runs yet: parts of no current snapshot are leftovers of a write
+                // that stopped half-way (the process stopped, or a part failed).
+                sqlx::query(ORPHAN_SNAPSHOT_PARTS_SQL)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
 
             async fn ping(&self) -> StoreResult<()> {

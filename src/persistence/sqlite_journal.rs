@@ -204,10 +204,7 @@ fn commit(conn: &mut Connection, batches: &[&Batch]) -> rusqlite::Result<()> {
              payload = excluded.payload, parts = excluded.parts \
              WHERE excluded.seq > snapshots.seq",
         )?;
-        let mut part = tx.prepare_cached(
-            "INSERT INTO snapshot_parts (pid, seq, n, bytes) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (pid, seq, n) DO UPDATE SET bytes = excluded.bytes",
-        )?;
+        let mut part = tx.prepare_cached(super::SNAPSHOT_PART_SQL)?;
         let mut stale = tx.prepare_cached(super::STALE_SNAPSHOT_PARTS_SQL)?;
         for s in batches.iter().flat_map(|b| &b.snapshots) {
             upsert.execute(params![s.pid, to_i64(s.seq)?, s.at_ms, s.payload, 0])?;

@@ -673,13 +673,26 @@ impl<E: Entity> AdminRegion for Region<E> {
         if self.failed.contains_key(id) {
             return Ok(Some(serde_json::json!({ "actor": self.row(id) })));
         }
+        let pid = crate::actors::pid::<E>(id);
+        if !self.live.contains_key(id) {
+            // Not in memory: look before activating, so a GET of a name that was never created
+            // leaves no blank actor behind.
+            let latest = self
+                .rt
+                .store
+                .events_desc(&pid, None, 1)
+                .await
+                .map_err(ApiError::internal)?;
+            if latest.is_empty() {
+                return Ok(None);
+            }
+        }
         let inspection = self.inspect(id).await?;
         if !inspection.exists && inspection.last_seq == 0 {
-            // The look-up activated a blank entity: let it go again.
-            self.passivate(id);
+            // The look-up activated a blank entity; the sweeper lets it go once it is idle (a
+            // forced stop here could race a create of the same id).
             return Ok(None);
         }
-        let pid = crate::actors::pid::<E>(id);
         let records = self
             .rt
             .store
