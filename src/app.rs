@@ -181,6 +181,7 @@ impl Surge {
                 .wrap(middleware::from_fn(http::metrics::record))
                 .wrap(middleware::from_fn(http::request_id_header))
                 .wrap(TracingLogger::default())
+                .wrap(middleware::from_fn(http::access_token_out_of_query))
                 .configure(http::api_routes)
                 .default_service(web::to(http::no_route))
         })

@@ -189,6 +189,48 @@ pub async fn no_route() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::not_found("no such route"))
 }
 
+/// Moves `?access_token=` (a browser opening the console or a WebSocket cannot send a header)
+/// into the `Authorization` header, unless one is there (the header wins), and out of the URI,
+/// before the request's span records its target: a token must never reach a log line.
+pub async fn access_token_out_of_query(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::http::header::{HeaderValue, AUTHORIZATION};
+    let split = req.uri().query().and_then(split_access_token);
+    if let Some((token, rest)) = split {
+        let target = match rest.is_empty() {
+            true => req.path().to_string(),
+            false => format!("{}?{rest}", req.path()),
+        };
+        if !req.headers().contains_key(AUTHORIZATION) {
+            if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
+                req.headers_mut().insert(AUTHORIZATION, value);
+            }
+        }
+        if let Ok(uri) = target.parse() {
+            req.head_mut().uri = uri;
+        }
+    }
+    next.call(req).await
+}
+
+/// The first `access_token` of a query and the query without any of them; `None` when it has
+/// none.
+fn split_access_token(query: &str) -> Option<(String, String)> {
+    let mut token = None;
+    let mut rest = Vec::new();
+    for pair in query.split('&') {
+        match pair.strip_prefix("access_token=") {
+            Some(value) => {
+                token.get_or_insert_with(|| value.to_string());
+            }
+            None => rest.push(pair),
+        }
+    }
+    token.map(|token| (token, rest.join("&")))
+}
+
 /// Echoes the request id that tracing-actix-web gave the request as `X-Request-Id`, so a
 /// client can quote it and an operator can find the request's log lines.
 pub async fn request_id_header(
@@ -215,6 +257,19 @@ pub async fn request_id_header(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_access_token_is_taken_out_of_the_query() {
+        assert_eq!(split_access_token("a=1&b=2"), None);
+        assert_eq!(
+            split_access_token("access_token=abc"),
+            Some(("abc".to_string(), String::new()))
+        );
+        assert_eq!(
+            split_access_token("actor=stock_item/X&access_token=abc&access_token=def&z"),
+            Some(("abc".to_string(), "actor=stock_item/X&z".to_string()))
+        );
+    }
 
     #[test]
     fn identifiers_follow_the_sku_alphabet() {
