@@ -52,17 +52,17 @@ pub struct Services {
 }
 
 impl Services {
-    /// Every region, for the admin API, in the order the console lists them.
+    /// Every region, in the order the overview, the console and the admin API list them.
     pub fn admin_regions(&self) -> [&dyn AdminRegion; 8] {
         [
             &self.stock,
-            &self.sales,
-            &self.coupons,
-            &self.events,
-            &self.wallets,
-            &self.rooms,
             &self.orders,
             &self.products,
+            &self.sales,
+            &self.wallets,
+            &self.coupons,
+            &self.rooms,
+            &self.events,
         ]
     }
 
@@ -71,16 +71,7 @@ impl Services {
     }
 
     pub fn region_counts(&self) -> Vec<RegionCounts> {
-        vec![
-            self.stock.counts(),
-            self.orders.counts(),
-            self.products.counts(),
-            self.sales.counts(),
-            self.wallets.counts(),
-            self.coupons.counts(),
-            self.rooms.counts(),
-            self.events.counts(),
-        ]
+        self.admin_regions().iter().map(|r| r.counts()).collect()
     }
 }
 

@@ -173,28 +173,23 @@ async fn act(
     caller.require_admin()?;
     let (kind, id, action) = path.into_inner();
     let region = region(&state, &kind)?;
+    let not_activated = || ApiError::not_found(format!("{kind} {id} is not activated"));
+    // In memory or failed: the actions below have something to act on.
     let known = region.actor(&id).is_some();
     let body = match action.as_str() {
-        "snapshot" => {
-            if !known {
-                return Err(ApiError::not_found(format!("{kind} {id} is not activated")));
-            }
+        "snapshot" if known => {
             let snapshot_seq = region.snapshot(&id).await?;
             serde_json::json!({ "snapshot_seq": snapshot_seq, "actor": region.actor(&id) })
         }
-        "passivate" => {
-            if !region.passivate(&id) {
-                return Err(ApiError::not_found(format!("{kind} {id} is not activated")));
-            }
-            serde_json::json!({ "passivated": true })
-        }
-        "restart" => {
-            if !known {
-                return Err(ApiError::not_found(format!("{kind} {id} is not activated")));
-            }
+        "passivate" => match region.passivate(&id) {
+            true => serde_json::json!({ "passivated": true }),
+            false => return Err(not_activated()),
+        },
+        "restart" if known => {
             region.restart(&id);
             serde_json::json!({ "restarted": true })
         }
+        "snapshot" | "restart" => return Err(not_activated()),
         _ => return Err(ApiError::not_found("no such route")),
     };
     Ok(HttpResponse::Ok().json(body))

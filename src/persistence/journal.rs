@@ -456,16 +456,15 @@ impl Writer {
     }
 
     async fn commit_snapshots(&mut self, snapshots: Vec<super::SnapshotRecord>) {
+        // A newer snapshot of an entity makes a large one of it still under way pointless.
+        for new in &snapshots {
+            self.large_snapshots
+                .retain(|l| l.record.pid != new.pid || l.record.seq > new.seq);
+        }
         let (large, snapshots): (Vec<_>, Vec<_>) = snapshots
             .into_iter()
             .partition(|s| s.payload.len() > self.snapshot_part_bytes);
-        for small in &snapshots {
-            self.large_snapshots
-                .retain(|l| l.record.pid != small.pid || l.record.seq > small.seq);
-        }
         for record in large {
-            // A newer snapshot of the same entity makes the one under way pointless.
-            self.large_snapshots.retain(|l| l.record.pid != record.pid);
             self.large_snapshots.push_back(LargeSnapshot {
                 record,
                 next_part: 0,

@@ -35,6 +35,13 @@ pub struct SnapshotRecord {
     pub payload: Vec<u8>,
 }
 
+/// Writes a snapshot row (`$5` parts, 0 when the payload `$4` is inline); it replaces the pid's
+/// only if it is newer. Both stores, inline snapshots and the last part of a large one alike.
+pub(crate) const SNAPSHOT_UPSERT_SQL: &str = "INSERT INTO snapshots (pid, seq, at_ms, payload, \
+    parts) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (pid) DO UPDATE SET seq = excluded.seq, \
+    at_ms = excluded.at_ms, payload = excluded.payload, parts = excluded.parts \
+    WHERE excluded.seq > snapshots.seq";
+
 /// Deletes the parts of `$1`'s snapshots other than its current one: the parts of a snapshot
 /// replaced by a newer one, or of one that never became current (a newer snapshot came first, or
 /// the process stopped half-way). Runs whenever a snapshot row is written.

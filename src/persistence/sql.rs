@@ -569,23 +569,9 @@ impl PostgresStore {
             query.push(")");
             Self::flush(tx, &mut query).await?;
         }
-        let snapshots = all.rows(|b| &b.snapshots);
-        let snapshots = last_per_key(&snapshots, |s| &s.pid);
-        for chunk in fixed_chunks(&snapshots) {
-            query.push("INSERT INTO snapshots (pid, seq, at_ms, payload, parts) ");
-            query.push_values(chunk, |mut row, snap| {
-                row.push_bind(&snap.pid)
-                    .push_bind(to_i64(snap.seq))
-                    .push_bind(snap.at_ms)
-                    .push_bind(&snap.payload)
-                    .push_bind(0i64);
-            });
-            query.push(SNAPSHOT_UPSERT_TAIL);
-            Self::flush(tx, &mut query).await?;
-        }
-        // Snapshots are rare: one statement per row is fine here.
-        for snap in &snapshots {
-            Self::drop_stale_parts(tx, &snap.pid).await?;
+        // Snapshots are rare: one statement per row is fine here, in order (newer wins).
+        for snap in all.rows(|b| &b.snapshots) {
+            Self::write_snapshot_row(tx, &snap.pid, snap.seq, snap.at_ms, &snap.payload, 0).await?;
         }
         for part in all.rows(|b| &b.snapshot_parts) {
             Self::write_snapshot_part(tx, part).await?;
@@ -605,31 +591,32 @@ impl PostgresStore {
             .bind(&part.bytes)
             .execute(&mut **tx)
             .await?;
-        let Some(last) = part.last else {
-            return Ok(());
-        };
-        let mut query: QueryBuilder<sqlx::Postgres> =
-            QueryBuilder::new("INSERT INTO snapshots (pid, seq, at_ms, payload, parts) VALUES (");
-        query
-            .push_bind(&part.pid)
-            .push(", ")
-            .push_bind(to_i64(part.seq))
-            .push(", ")
-            .push_bind(last.at_ms)
-            .push(", ")
-            .push_bind(Vec::<u8>::new())
-            .push(", ")
-            .push_bind(i64::from(last.parts))
-            .push(")")
-            .push(SNAPSHOT_UPSERT_TAIL);
-        query.build().execute(&mut **tx).await?;
-        Self::drop_stale_parts(tx, &part.pid).await
+        match part.last {
+            Some(last) => {
+                let parts = i64::from(last.parts);
+                Self::write_snapshot_row(tx, &part.pid, part.seq, last.at_ms, &[], parts).await
+            }
+            None => Ok(()),
+        }
     }
 
-    async fn drop_stale_parts(
+    /// A snapshot row (newer wins), then the parts of the pid's other snapshots go.
+    async fn write_snapshot_row(
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
         pid: &str,
+        seq: u64,
+        at_ms: i64,
+        payload: &[u8],
+        parts: i64,
     ) -> Result<(), sqlx::Error> {
+        sqlx::query(SNAPSHOT_UPSERT_SQL)
+            .bind(pid)
+            .bind(to_i64(seq))
+            .bind(at_ms)
+            .bind(payload)
+            .bind(parts)
+            .execute(&mut **tx)
+            .await?;
         sqlx::query(STALE_SNAPSHOT_PARTS_SQL)
             .bind(pid)
             .execute(&mut **tx)
@@ -637,11 +624,6 @@ impl PostgresStore {
         Ok(())
     }
 }
-
-/// A snapshot row replaces the pid's only if it is newer.
-const SNAPSHOT_UPSERT_TAIL: &str = " ON CONFLICT (pid) DO UPDATE SET seq = excluded.seq, \
-    at_ms = excluded.at_ms, payload = excluded.payload, parts = excluded.parts \
-    WHERE excluded.seq > snapshots.seq";
 
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $migrator:expr) => {

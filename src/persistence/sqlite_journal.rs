@@ -198,12 +198,7 @@ fn commit(conn: &mut Connection, batches: &[&Batch]) -> rusqlite::Result<()> {
         }
     }
     {
-        let mut upsert = tx.prepare_cached(
-            "INSERT INTO snapshots (pid, seq, at_ms, payload, parts) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (pid) DO UPDATE SET seq = excluded.seq, at_ms = excluded.at_ms, \
-             payload = excluded.payload, parts = excluded.parts \
-             WHERE excluded.seq > snapshots.seq",
-        )?;
+        let mut upsert = tx.prepare_cached(super::SNAPSHOT_UPSERT_SQL)?;
         let mut part = tx.prepare_cached(super::SNAPSHOT_PART_SQL)?;
         let mut stale = tx.prepare_cached(super::STALE_SNAPSHOT_PARTS_SQL)?;
         for s in batches.iter().flat_map(|b| &b.snapshots) {

@@ -51,11 +51,14 @@ pub enum RegionMsg<E: Entity> {
     Reset { id: String },
 }
 
+/// Failure times per entity, kept by the region's supervisor and read by the admin API.
+type Failures = Arc<DashMap<String, VecDeque<i64>>>;
+
 pub struct Region<E: Entity> {
     live: LiveMap<E>,
     failed: Arc<DashMap<String, String>>,
-    /// Failures of each entity within `actors.restart_window_secs` (the supervisor's books).
-    restarts: Arc<DashMap<String, usize>>,
+    /// The supervisor's books: each entity's failures within `actors.restart_window_secs`.
+    failures: Failures,
     supervisor: ActorRef<RegionMsg<E>>,
     rt: SharedRuntime,
 }
@@ -65,7 +68,7 @@ impl<E: Entity> Clone for Region<E> {
         Region {
             live: self.live.clone(),
             failed: self.failed.clone(),
-            restarts: self.restarts.clone(),
+            failures: self.failures.clone(),
             supervisor: self.supervisor.clone(),
             rt: self.rt.clone(),
         }
@@ -88,11 +91,11 @@ impl<E: Entity> Region<E> {
     pub async fn start(rt: SharedRuntime) -> anyhow::Result<Region<E>> {
         let live: LiveMap<E> = Arc::new(DashMap::new());
         let failed = Arc::new(DashMap::new());
-        let restarts = Arc::new(DashMap::new());
+        let failures = Failures::default();
         let args = SupervisorArgs {
             live: live.clone(),
             failed: failed.clone(),
-            restarts: restarts.clone(),
+            failures: failures.clone(),
             rt: rt.clone(),
         };
         let (supervisor, _) = Actor::spawn(None, RegionSupervisor::<E>::default(), args)
@@ -101,7 +104,7 @@ impl<E: Entity> Region<E> {
         let region = Region {
             live,
             failed,
-            restarts,
+            failures,
             supervisor,
             rt,
         };
@@ -391,17 +394,16 @@ impl<E> Default for RegionSupervisor<E> {
 struct SupervisorArgs<E: Entity> {
     live: LiveMap<E>,
     failed: Arc<DashMap<String, String>>,
-    restarts: Arc<DashMap<String, usize>>,
+    failures: Failures,
     rt: SharedRuntime,
 }
 
 struct SupervisorState<E: Entity> {
     live: LiveMap<E>,
     failed: Arc<DashMap<String, String>>,
-    restarts: Arc<DashMap<String, usize>>,
+    failures: Failures,
     rt: SharedRuntime,
     children: HashMap<ActorId, String>,
-    failures: HashMap<String, VecDeque<i64>>,
 }
 
 impl<E: Entity> Actor for RegionSupervisor<E> {
@@ -417,10 +419,9 @@ impl<E: Entity> Actor for RegionSupervisor<E> {
         Ok(SupervisorState {
             live: args.live,
             failed: args.failed,
-            restarts: args.restarts,
+            failures: args.failures,
             rt: args.rt,
             children: HashMap::new(),
-            failures: HashMap::new(),
         })
     }
 
@@ -438,7 +439,6 @@ impl<E: Entity> Actor for RegionSupervisor<E> {
             RegionMsg::Reset { id } => {
                 state.failed.remove(&id);
                 state.failures.remove(&id);
-                state.restarts.remove(&id);
             }
         }
         Ok(())
@@ -522,16 +522,16 @@ impl<E: Entity> SupervisorState<E> {
         // Forget entities whose failures have all left the window, so the map stays bounded.
         self.failures
             .retain(|_, at| at.back().is_some_and(|last| now_ms - last <= window_ms));
-        let failures = &self.failures;
-        self.restarts.retain(|id, _| failures.contains_key(id));
-        let recent = self.failures.entry(id.clone()).or_default();
-        recent.push_back(now_ms);
-        while recent.front().is_some_and(|at| now_ms - at > window_ms) {
-            recent.pop_front();
-        }
-        self.restarts.insert(id.clone(), recent.len());
+        let recent = {
+            let mut recent = self.failures.entry(id.clone()).or_default();
+            recent.push_back(now_ms);
+            while recent.front().is_some_and(|at| now_ms - at > window_ms) {
+                recent.pop_front();
+            }
+            recent.len()
+        };
         let restart_max = usize::try_from(self.rt.settings.actors.restart_max).unwrap_or(0);
-        if recent.len() > restart_max {
+        if recent > restart_max {
             tracing::error!(kind = E::KIND, %id, %error, "entity failed too often; marked failed");
             self.failed.insert(id, error);
             return;
@@ -586,7 +586,7 @@ pub trait AdminRegion: Send + Sync {
 
 impl<E: Entity> Region<E> {
     fn row(&self, id: &str) -> Option<ActorRow> {
-        let restarts = self.restarts.get(id).map_or(0, |n| *n);
+        let restarts = self.failures.get(id).map_or(0, |at| at.len());
         if let Some(failure) = self.failed.get(id) {
             return Some(ActorRow {
                 kind: E::KIND,
