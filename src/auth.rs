@@ -49,7 +49,7 @@ const USER_ID_LEN_MAX: usize = 64;
 const REFRESH_TOKEN_BYTES: usize = 32;
 const BOOTSTRAP_ADMIN_NAME: &str = "Administrator";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Customer,
@@ -299,7 +299,7 @@ pub fn mint_access_token(
     AccessTokens::new(&settings.jwt_secret).mint(user_id, roles, ttl_secs, now_ms)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: String,
@@ -310,7 +310,7 @@ pub struct TokenPair {
 
 /// A user as the API shows it. `email` and `name` are null for a CLI-minted token's subject,
 /// which has no user row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: String,
     pub email: Option<String>,

@@ -13,7 +13,7 @@ pub const QUANTITY_MAX: i64 = 1_000_000;
 /// Longest title, description or reference.
 pub const TEXT_LEN_MAX: usize = 200;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DiscountType {
     Percentage,

@@ -25,7 +25,7 @@ pub fn parse_coupon_id(id: &str) -> Option<(String, u64)> {
     (n >= 1).then(|| (policy.to_string(), n))
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicyView {
     pub id: String,
     pub title: String,
@@ -45,7 +45,7 @@ pub struct PolicyView {
     pub version: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CouponView {
     pub id: String,
     pub policy_id: String,
@@ -64,7 +64,7 @@ pub struct CouponView {
     pub reference: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UseView {
     pub coupon: CouponView,
     pub discount: i64,

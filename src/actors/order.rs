@@ -20,7 +20,7 @@ use crate::clock::rfc3339;
 use crate::error::{ApiError, ErrorCode};
 use crate::persistence::{codec, Batch, DeadlineWrite, EventRecord, ReadRow};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     Reserved,
@@ -48,14 +48,14 @@ impl OrderStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Source {
     #[serde(rename = "type")]
     pub kind: String,
     pub id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderItem {
     #[serde(rename = "ref")]
     pub reference: String,
@@ -108,7 +108,7 @@ pub enum OrderEvent {
     Cancelled { at_ms: i64 },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepView {
     pub name: String,
     pub status: String,
@@ -116,7 +116,7 @@ pub struct StepView {
 }
 
 /// The order as API.md shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderView {
     pub id: String,
     pub user_id: String,
@@ -132,6 +132,8 @@ pub struct OrderView {
     pub expires_at: String,
     pub created_at: String,
     pub updated_at: String,
+    /// `{code, detail}` of a failed payment.
+    #[schema(value_type = Option<Object>)]
     pub failure: Option<serde_json::Value>,
     pub steps: Vec<StepView>,
 }

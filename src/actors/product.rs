@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{Ctx, Decision, Entity};
 use crate::error::{ApiError, ErrorCode};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProductView {
     pub id: String,
     pub name: String,

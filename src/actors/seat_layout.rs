@@ -31,14 +31,14 @@ pub const NAME_LEN_MAX: usize = 16;
 /// Longest event name or venue.
 pub const TEXT_LEN_MAX: usize = 200;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RowTerms {
     pub name: String,
     pub seats: u32,
     pub price: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SectionTerms {
     pub name: String,
     pub rows: Vec<RowTerms>,

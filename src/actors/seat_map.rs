@@ -49,7 +49,7 @@ pub use views::{Availability, HoldView, MapView, SeatReply, SeatView, SeatsSnaps
 const EXPIRE_BATCH_MAX: usize = 1000;
 
 /// A seat's status; stored as its byte, one per seat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[repr(u8)]
 pub enum SeatStatus {

@@ -7,14 +7,14 @@ use super::{sum_counts, EventTerms, Hold, SeatCounts, SeatMap, SeatStatus};
 use crate::clock::rfc3339;
 
 /// Seats by status; `available + held + sold` is the seats counted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Availability {
     pub available: u32,
     pub held: u32,
     pub sold: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SectionView {
     pub name: String,
     pub seats_total: u32,
@@ -22,7 +22,7 @@ pub struct SectionView {
 }
 
 /// The event as API.md shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MapView {
     pub id: String,
     pub name: String,
@@ -51,7 +51,7 @@ pub struct HoldView {
 }
 
 /// One seat of GET /events/{id}/seats.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SeatView {
     pub id: String,
     pub section: String,

@@ -122,7 +122,7 @@ pub enum StockEvent {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StockView {
     pub sku: String,
     pub name: String,

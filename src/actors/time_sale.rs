@@ -40,7 +40,7 @@ pub enum Phase {
     Closed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SaleStatus {
     Scheduled,
@@ -142,7 +142,7 @@ pub enum SaleEvent {
 }
 
 /// The sale as API.md shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SaleView {
     pub id: String,
     pub product_id: String,
@@ -154,7 +154,9 @@ pub struct SaleView {
     pub starts_at: String,
     pub ends_at: String,
     pub status: SaleStatus,
+    /// Units one user may hold in reserved or paid orders; null: unlimited.
     pub per_user_limit: Option<i64>,
+    /// Purchases need the `X-Queue-Pass` of the sale's waiting room.
     pub queue_required: bool,
     pub version: u64,
 }

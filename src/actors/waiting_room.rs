@@ -37,7 +37,7 @@ use crate::error::{ApiError, ErrorCode};
 /// The fastest admission rate an operator may set.
 pub const RATE_MAX_PER_SEC: u32 = 1_000_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TicketStatus {
     Waiting,

@@ -31,7 +31,7 @@ pub const BALANCE_MAX: i64 = 1_000_000_000_000_000;
 /// The read-row kind of wallet transactions.
 pub const TX_ROW_KIND: &str = "wallet_tx";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TxKind {
     Earn,
@@ -108,7 +108,7 @@ pub enum WalletEvent {
     Recorded(TxRecord),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WalletView {
     pub user_id: String,
     pub balance: i64,
@@ -116,15 +116,17 @@ pub struct WalletView {
 }
 
 /// A transaction as API.md shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TxView {
     pub id: String,
     #[serde(rename = "type")]
     pub kind: TxKind,
+    /// Signed: what the transaction added to the balance.
     pub amount: i64,
     pub balance_after: i64,
     pub description: Option<String>,
     pub reference: Option<String>,
+    /// The id of the transaction a `CANCEL` reverses.
     pub cancels: Option<String>,
     pub created_at: String,
 }

@@ -27,6 +27,17 @@ const CONSOLE_HTML: &str = include_str!("console.html");
 /// Running actors named under each region in the supervision tree; the rest are counted.
 const TREE_CHILDREN_MAX: usize = 50;
 
+#[utoipa::path(get, path = "/admin", summary = "The console page", tag = "admin",
+    operation_id = "console",
+    security(("bearer" = [])),
+    params(("access_token" = Option<String>, Query,
+        description = "The token, for a browser that cannot set a header when it opens a page")),
+    description = "The console page: kinds, journal figures, the supervision tree, the actors \
+        and one actor's state, refreshed every 2 s. Also served at the root (`/admin`).",
+    responses(
+        (status = 200, description = "An HTML page", content_type = "text/html", body = String),
+        (status = 403, description = "FORBIDDEN: a customer"),
+    ))]
 pub async fn console(caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require_operator()?;
     Ok(HttpResponse::Ok()
@@ -36,6 +47,15 @@ pub async fn console(caller: Caller) -> Result<HttpResponse, ApiError> {
 
 /// The supervision tree: the root, one region supervisor per kind, and its running actors
 /// (the first `TREE_CHILDREN_MAX` by id).
+#[utoipa::path(get, path = "/admin/supervision", summary = "The supervision tree", tag = "admin",
+    operation_id = "supervision_tree",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`{name, children: [{name, kind, running, parked, failed, \
+            children: [\"kind:id\", ...]}]}`: one region supervisor per kind and its running \
+            actors (the first 50 by id)", body = Object),
+        (status = 403, description = "FORBIDDEN: a customer"),
+    ))]
 async fn supervision(state: State, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require_operator()?;
     let regions: Vec<serde_json::Value> = state
@@ -66,16 +86,31 @@ const ACTOR_EVENTS_MAX: u32 = 20;
 
 const STATUSES: [&str; 3] = ["running", "parked", "failed"];
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ActorsQuery {
+    /// `stock_item`, `time_sale`, `coupon_policy`, `seat_map`, `wallet`, `waiting_room`,
+    /// `order`, `product`.
     kind: Option<String>,
+    /// `running`, `parked` or `failed`.
     status: Option<String>,
+    /// 1-500, 50 when not given.
     limit: Option<u32>,
     /// `{kind}/{id}` of the last actor of the previous page.
     cursor: Option<String>,
 }
 
 /// The activated and failed entities, by kind (in the console's order) then id.
+#[utoipa::path(get, path = "/admin/actors", summary = "List actors", tag = "admin",
+    operation_id = "list_actors",
+    security(("bearer" = [])), params(ActorsQuery),
+    responses(
+        (status = 200, description = "`{items: [{kind, id, status, mailbox_len, restarts, \
+            last_seq, snapshot_seq, last_active_at}], next_cursor}`, by kind then id",
+            body = Object),
+        (status = 403, description = "FORBIDDEN: a customer"),
+        (status = 422, description = "VALIDATION_FAILED: a bad kind, status, limit or cursor"),
+    ))]
 async fn actors(
     state: State,
     caller: Caller,
@@ -149,6 +184,19 @@ fn region<'a>(state: &'a State, kind: &str) -> Result<&'a dyn AdminRegion, ApiEr
 }
 
 /// One actor: its row, its state as JSON and its latest events (activating it if it is not).
+#[utoipa::path(get, path = "/admin/actors/{kind}/{id}",
+    summary = "One actor: state and latest events", tag = "admin", operation_id = "get_actor",
+    security(("bearer" = [])),
+    params(
+        ("kind" = String, Path, description = "The actor kind (see `GET /admin/overview`)"),
+        ("id" = String, Path, description = "The entity id (a SKU, a UUID, a user id)"),
+    ),
+    responses(
+        (status = 200, description = "The actor's row, its `state` as JSON and its 20 latest \
+            events", body = Object),
+        (status = 403, description = "FORBIDDEN: a customer"),
+        (status = 404, description = "NOT_FOUND: no such kind, or an entity never created"),
+    ))]
 async fn actor(
     state: State,
     caller: Caller,
@@ -165,6 +213,24 @@ async fn actor(
 
 /// `snapshot` (queued now if the journal is ahead of the last one), `passivate` (snapshot if
 /// behind, then out of memory) or `restart` (clears a failed mark). Admins only.
+#[utoipa::path(post, path = "/admin/actors/{kind}/{id}/{action}",
+    summary = "Snapshot, passivate or restart an actor", tag = "admin",
+    operation_id = "act_on_actor", security(("bearer" = [])),
+    params(
+        ("kind" = String, Path, description = "The actor kind (see `GET /admin/overview`)"),
+        ("id" = String, Path, description = "The entity id (a SKU, a UUID, a user id)"),
+        ("action" = String, Path,
+            description = "`snapshot` (now, if the journal is ahead of the last one), \
+                `passivate` (snapshot if behind, then out of memory) or `restart` (from durable \
+                state; clears a failed mark)"),
+    ),
+    responses(
+        (status = 200, description = "`{snapshot_seq, actor}`, `{passivated: true}` or \
+            `{restarted: true}`", body = Object),
+        (status = 403, description = "FORBIDDEN: not an admin"),
+        (status = 404, description = "NOT_FOUND: no such kind or action, or the actor is not \
+            activated"),
+    ))]
 async fn act(
     state: State,
     caller: Caller,
@@ -196,6 +262,15 @@ async fn act(
 }
 
 /// Operators may read it; admins too.
+#[utoipa::path(get, path = "/admin/overview", summary = "Overview: actors and journal",
+    tag = "admin", operation_id = "overview",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`{node, uptime_secs, store, kinds: {kind: {running, \
+            parked, failed}}, live: {sessions, topics}, journal: {batches, events, rows, \
+            failures, avg_batch_rows, avg_commit_micros, ...}}`", body = Object),
+        (status = 403, description = "FORBIDDEN: a customer"),
+    ))]
 async fn overview(state: State, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require_operator()?;
     let stats = &state.rt.journal.stats;

@@ -5,7 +5,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use crate::auth::{AuthService, Caller, TokenPair};
+use crate::auth::{AuthService, Caller, TokenPair, UserView};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::State;
 
@@ -18,26 +18,33 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/users/{id}/roles", web::post().to(set_roles));
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = Register)]
 struct RegisterBody {
+    #[schema(example = "ana@example.com")]
     email: String,
     password: String,
     name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = Login)]
 struct LoginBody {
     email: String,
     password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = RefreshToken)]
 struct RefreshBody {
     refresh_token: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = Roles)]
 struct RolesBody {
+    /// The user's roles from now on: `customer`, `operator`, `admin`.
+    #[schema(example = json!(["customer", "operator"]))]
     roles: Vec<String>,
 }
 
@@ -48,6 +55,16 @@ fn token_response(pair: TokenPair) -> HttpResponse {
         .json(pair)
 }
 
+#[utoipa::path(post, path = "/auth/register", operation_id = "register",
+    summary = "Register a user", tag = "auth", request_body = RegisterBody,
+    responses(
+        (status = 201, description = "The new user, a customer", body = UserView),
+        (status = 400, description = "Malformed JSON"),
+        (status = 409, description = "EMAIL_TAKEN"),
+        (status = 422, description = "VALIDATION_FAILED: a bad email, a password under 8 \
+            characters, an empty name"),
+        (status = 429, description = "RATE_LIMITED: too many attempts from this address"),
+    ))]
 async fn register(
     state: State,
     req: HttpRequest,
@@ -61,6 +78,16 @@ async fn register(
     Ok(HttpResponse::Created().json(user))
 }
 
+#[utoipa::path(post, path = "/auth/login", operation_id = "login",
+    summary = "Log in: a token pair", tag = "auth", request_body = LoginBody,
+    responses(
+        (status = 200, description = "A token pair (sent with `Cache-Control: no-store`)",
+            body = TokenPair),
+        (status = 401, description = "INVALID_CREDENTIALS: the same answer for an unknown \
+            email and a wrong password"),
+        (status = 429, description = "RATE_LIMITED: too many attempts from this address or on \
+            this email"),
+    ))]
 async fn login(
     state: State,
     req: HttpRequest,
@@ -80,6 +107,14 @@ async fn login(
     }
 }
 
+#[utoipa::path(post, path = "/auth/refresh", operation_id = "refresh",
+    summary = "Rotate a refresh token", tag = "auth", request_body = RefreshBody,
+    description = "A new token pair; the refresh token sent stops working (rotation).",
+    responses(
+        (status = 200, description = "A new token pair", body = TokenPair),
+        (status = 401, description = "UNAUTHORIZED: an unknown, used or expired refresh token"),
+        (status = 429, description = "RATE_LIMITED"),
+    ))]
 async fn refresh(
     state: State,
     req: HttpRequest,
@@ -95,6 +130,10 @@ fn client_address(req: &HttpRequest) -> Option<std::net::IpAddr> {
     req.peer_addr().map(|peer| peer.ip())
 }
 
+#[utoipa::path(post, path = "/auth/logout", operation_id = "logout",
+    summary = "Log out: end a refresh token", tag = "auth", request_body = RefreshBody,
+    description = "The refresh token stops working. Access tokens live out their hour.",
+    responses((status = 204, description = "Logged out (also for a token already gone)")))]
 async fn logout(
     auth: web::Data<AuthService>,
     body: web::Json<RefreshBody>,
@@ -103,10 +142,23 @@ async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/auth/me", operation_id = "me", summary = "The caller", tag = "auth",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller; `email` and `name` are null for a \
+        subject of a `surge token` token, which has no user row", body = UserView)))]
 async fn me(auth: web::Data<AuthService>, caller: Caller) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(auth.me(&caller).await?))
 }
 
+#[utoipa::path(post, path = "/admin/users/{id}/roles", operation_id = "set_roles",
+    summary = "Set a user's roles", tag = "auth", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The user's id")), request_body = RolesBody,
+    responses(
+        (status = 200, description = "The user with its new roles", body = UserView),
+        (status = 403, description = "FORBIDDEN: not an admin"),
+        (status = 404, description = "NOT_FOUND: no such user"),
+        (status = 422, description = "VALIDATION_FAILED: an unknown role or none"),
+    ))]
 async fn set_roles(
     auth: web::Data<AuthService>,
     caller: Caller,

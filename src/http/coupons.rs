@@ -11,10 +11,11 @@ use serde::Deserialize;
 
 use super::idempotent::{self, Prepared};
 use super::lists::read_list;
+use super::openapi::{IdempotencyKey, Page, Paging};
 use super::{ListQuery, RawBody, State};
 use crate::actors::coupon_policy::{
-    parse_coupon_id, CouponCommand, CouponPolicy, CouponReply, CouponView, DiscountType, Terms,
-    AMOUNT_MAX, COUPON_ROW_KIND, POLICY_ROW_KIND, TEXT_LEN_MAX,
+    parse_coupon_id, CouponCommand, CouponPolicy, CouponReply, CouponView, DiscountType,
+    PolicyView, Terms, UseView, AMOUNT_MAX, COUPON_ROW_KIND, POLICY_ROW_KIND, TEXT_LEN_MAX,
 };
 use crate::auth::{is_valid_user_id, Caller};
 use crate::error::{ApiError, FieldError, FieldErrors};
@@ -40,19 +41,29 @@ fn one() -> i64 {
     1
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = CreateCouponPolicy)]
 struct CreateBody {
     title: String,
     description: Option<String>,
     discount_type: DiscountType,
+    /// A percentage (1-100) or an amount.
     discount_value: i64,
+    /// The smallest order a coupon may be used on.
     #[serde(default)]
+    #[schema(default = 0)]
     min_order_amount: i64,
+    /// Caps a percentage discount.
     max_discount_amount: Option<i64>,
     total_quantity: i64,
     #[serde(default = "one")]
+    #[schema(default = 1)]
     per_user_limit: i64,
+    /// RFC 3339.
+    #[schema(example = "2026-12-01T00:00:00Z")]
     starts_at: String,
+    /// RFC 3339, after `starts_at`; issued coupons expire then.
+    #[schema(example = "2026-12-31T00:00:00Z")]
     ends_at: String,
 }
 
@@ -115,6 +126,14 @@ async fn keyed(
     Ok(HttpResponse::build(status).json(reply))
 }
 
+#[utoipa::path(post, path = "/coupon-policies", summary = "Create a coupon policy", tag = "coupons",
+    operation_id = "create_coupon_policy",
+    security(("bearer" = [])), request_body = CreateBody, params(IdempotencyKey),
+    responses(
+        (status = 201, description = "The new policy", body = PolicyView),
+        (status = 403, description = "FORBIDDEN: not an operator"),
+        (status = 422, description = "VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+    ))]
 async fn create(
     state: State,
     req: HttpRequest,
@@ -148,6 +167,15 @@ fn policy_of(path: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("coupon policy {path} not found")))
 }
 
+#[utoipa::path(get, path = "/coupon-policies/{id}", summary = "Get a coupon policy",
+    tag = "coupons",
+    operation_id = "get_coupon_policy",
+    security(("bearer" = [])), params(("id" = String, Path, description = "The policy id")),
+    responses(
+        (status = 200, description = "The policy with `issued`, `used` and `remaining`",
+            body = PolicyView),
+        (status = 404, description = "NOT_FOUND"),
+    ))]
 async fn get_policy(
     state: State,
     _caller: Caller,
@@ -159,6 +187,13 @@ async fn get_policy(
 }
 
 /// Every policy, newest first (ids are UUIDv7).
+#[utoipa::path(get, path = "/coupon-policies", summary = "List coupon policies", tag = "coupons",
+    operation_id = "list_coupon_policies",
+    security(("bearer" = [])), params(Paging),
+    responses(
+        (status = 200, description = "Policies, newest first", body = Page<PolicyView>),
+        (status = 422, description = "VALIDATION_FAILED: a bad limit or cursor"),
+    ))]
 async fn list_policies(
     state: State,
     _caller: Caller,
@@ -167,14 +202,33 @@ async fn list_policies(
     read_list(&state, POLICY_ROW_KIND, None, &query).await
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = IssueCoupon)]
 struct IssueBody {
+    /// Operators: the user to issue to. Absent (or an empty body): the caller.
     user_id: Option<String>,
 }
 
 /// A customer issues for themselves; an operator for anyone named in the body. An empty body
 /// means the caller.
+#[utoipa::path(post, path = "/coupon-policies/{id}/issue", summary = "Issue a coupon",
+    tag = "coupons",
+    operation_id = "issue_coupon",
+    security(("bearer" = [])), params(("id" = String, Path, description = "The policy id"),
+        IdempotencyKey),
+    request_body(content = Option<IssueBody>,
+        description = "Optional: an empty body issues to the caller"),
+    description = "Never more issued than `total_quantity`, never more to one user than \
+        `per_user_limit`, under any concurrency.",
+    responses(
+        (status = 201, description = "The coupon, `ISSUED`", body = CouponView),
+        (status = 403, description = "FORBIDDEN: a customer issuing to someone else"),
+        (status = 404, description = "NOT_FOUND"),
+        (status = 409, description = "COUPON_EXHAUSTED, COUPON_LIMIT_REACHED"),
+        (status = 422, description = "COUPON_NOT_USABLE outside the policy's window; \
+            VALIDATION_FAILED"),
+    ))]
 async fn issue(
     state: State,
     req: HttpRequest,
@@ -209,6 +263,16 @@ async fn issue(
 }
 
 /// The caller's coupons, newest first; an operator may name `?user_id=`.
+#[utoipa::path(get, path = "/coupons", summary = "List coupons", tag = "coupons",
+    operation_id = "list_coupons",
+    security(("bearer" = [])),
+    params(Paging, ("user_id" = Option<String>, Query,
+        description = "Operators: this user's coupons. Absent: the caller's")),
+    responses(
+        (status = 200, description = "Coupons, newest first", body = Page<CouponView>),
+        (status = 403, description = "FORBIDDEN: a customer naming another user"),
+        (status = 422, description = "VALIDATION_FAILED: a bad limit or cursor"),
+    ))]
 async fn list_coupons(
     state: State,
     caller: Caller,
@@ -225,6 +289,14 @@ fn coupon_of(path: &str) -> Result<(String, u64), ApiError> {
     parse_coupon_id(path).ok_or_else(|| ApiError::not_found(format!("coupon {path} not found")))
 }
 
+#[utoipa::path(get, path = "/coupons/{id}", summary = "Get a coupon", tag = "coupons",
+    operation_id = "get_coupon",
+    security(("bearer" = [])), params(("id" = String, Path, description = "The coupon id")),
+    responses(
+        (status = 200, description = "The coupon", body = CouponView),
+        (status = 403, description = "FORBIDDEN: someone else's coupon"),
+        (status = 404, description = "NOT_FOUND"),
+    ))]
 async fn get_coupon(
     state: State,
     caller: Caller,
@@ -249,13 +321,26 @@ async fn get_coupon(
     Ok(HttpResponse::Ok().json(reply))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = UseCoupon)]
 struct UseBody {
     order_amount: i64,
     reference: Option<String>,
 }
 
 /// Only the owner may use a coupon; the policy's actor checks it against the caller.
+#[utoipa::path(post, path = "/coupons/{id}/use", summary = "Use a coupon", tag = "coupons",
+    operation_id = "use_coupon",
+    security(("bearer" = [])), params(("id" = String, Path, description = "The coupon id"),
+        IdempotencyKey), request_body = UseBody,
+    description = "`PERCENTAGE`: `floor(order_amount * value / 100)`, capped by \
+        `max_discount_amount`. `FIXED`: `min(value, order_amount)`.",
+    responses(
+        (status = 200, description = "The coupon, `USED`, and the discount", body = UseView),
+        (status = 403, description = "FORBIDDEN: someone else's coupon"),
+        (status = 404, description = "NOT_FOUND"),
+        (status = 422, description = "MIN_ORDER_NOT_MET, COUPON_NOT_USABLE, VALIDATION_FAILED"),
+    ))]
 async fn use_coupon(
     state: State,
     req: HttpRequest,
@@ -299,6 +384,18 @@ async fn use_coupon(
 }
 
 /// Undoes a use (owner or operator). A coupon that is `ISSUED` is answered as it is.
+#[utoipa::path(post, path = "/coupons/{id}/cancel", summary = "Undo a coupon's use",
+    tag = "coupons",
+    operation_id = "cancel_coupon_use",
+    security(("bearer" = [])), params(("id" = String, Path, description = "The coupon id"),
+        IdempotencyKey),
+    description = "Undoes a use: the coupon is `ISSUED` again. An `ISSUED` coupon is answered \
+        as it is.",
+    responses(
+        (status = 200, description = "The coupon, `ISSUED`", body = CouponView),
+        (status = 403, description = "FORBIDDEN: someone else's coupon"),
+        (status = 404, description = "NOT_FOUND"),
+    ))]
 async fn cancel(
     state: State,
     req: HttpRequest,

@@ -12,6 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::idempotent::{self, Answer, KeyedRequest, Prepared};
+use super::openapi::{IdempotencyKey, Page, Paging};
 use super::products::uuid_path;
 use super::{queue, ListQuery, RawBody, State};
 use crate::actors::order::{OrderItem, Placed, Source};
@@ -41,14 +42,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(queue::routes::<EventQueue>(scope));
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CreateEvent)]
 struct CreateBody {
     name: String,
     venue: String,
+    /// RFC 3339.
+    #[schema(example = "2026-12-24T19:00:00Z")]
     starts_at: String,
+    /// RFC 3339; holds before it get 422 `SALES_NOT_OPEN`. Absent: open at once.
     sales_open_at: Option<String>,
+    /// Seconds a hold waits for payment before its seats go back.
+    #[schema(default = 600)]
     hold_ttl_secs: Option<i64>,
+    #[schema(default = 4)]
     max_seats_per_order: Option<u32>,
     #[serde(default)]
     queue_required: bool,
@@ -103,6 +111,15 @@ fn map_of(reply: SeatReply) -> Result<MapView, ApiError> {
     }
 }
 
+#[utoipa::path(post, path = "/events", summary = "Create an event and its seat map",
+    tag = "events", operation_id = "create_event",
+    security(("bearer" = [])), request_body = CreateBody, params(IdempotencyKey),
+    responses(
+        (status = 201, description = "The event with `seats_total` and its availability",
+            body = MapView),
+        (status = 403, description = "FORBIDDEN: not an operator"),
+        (status = 422, description = "VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+    ))]
 async fn create(
     state: State,
     req: HttpRequest,
@@ -129,6 +146,14 @@ async fn create(
     Ok(HttpResponse::Created().json(map_of(reply)?))
 }
 
+#[utoipa::path(get, path = "/events/{id}", summary = "Get an event", tag = "events",
+    operation_id = "get_event",
+    security(("bearer" = [])), params(("id" = String, Path, description = "The event id")),
+    responses(
+        (status = 200, description = "The event with `availability: {available, held, sold}` \
+            in all and per section", body = MapView),
+        (status = 404, description = "NOT_FOUND"),
+    ))]
 async fn get(
     state: State,
     _caller: Caller,
@@ -139,6 +164,13 @@ async fn get(
     Ok(HttpResponse::Ok().json(map_of(reply)?))
 }
 
+#[utoipa::path(get, path = "/events/{id}/seats", summary = "An event's seats", tag = "events",
+    operation_id = "list_seats",
+    security(("bearer" = [])), params(("id" = String, Path, description = "The event id")),
+    responses(
+        (status = 200, description = "Every seat with its price and status", body = Seats),
+        (status = 404, description = "NOT_FOUND"),
+    ))]
 async fn seats(
     state: State,
     _caller: Caller,
@@ -156,6 +188,13 @@ async fn seats(
 }
 
 /// Events, newest start first, from the read table each seat map's commits keep current.
+#[utoipa::path(get, path = "/events", summary = "List events", tag = "events",
+    operation_id = "list_events",
+    security(("bearer" = [])), params(Paging),
+    responses(
+        (status = 200, description = "Events, newest first", body = Page<MapView>),
+        (status = 422, description = "VALIDATION_FAILED: a bad limit or cursor"),
+    ))]
 async fn list(
     state: State,
     _caller: Caller,
@@ -166,12 +205,23 @@ async fn list(
     Ok(HttpResponse::Ok().json(page))
 }
 
+/// Every seat of an event, as `GET /events/{id}/seats` answers.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the answer's JSON; never built.
+struct Seats {
+    seats: Vec<crate::actors::seat_map::SeatView>,
+}
+
 /// `{seat_ids: [..]}` or `{section?, quantity}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = HoldSeats)]
 struct HoldBody {
+    /// These seats, all or none (`"A-3-12"`: section, row, number).
     seat_ids: Option<Vec<String>>,
+    /// With `quantity`: best available in this section (any section without it).
     section: Option<String>,
+    /// Best available: adjacent seats in one row, front rows first.
     quantity: Option<u32>,
 }
 
@@ -191,6 +241,23 @@ impl HoldBody {
     }
 }
 
+#[utoipa::path(post, path = "/events/{id}/holds", summary = "Hold seats as an order",
+    tag = "events", operation_id = "hold_seats",
+    security(("bearer" = [])), request_body = HoldBody,
+    params(("id" = String, Path, description = "The event id"), IdempotencyKey,
+        ("X-Queue-Pass" = Option<String>, Header,
+            description = "The pass of the event's waiting room, when it is `queue_required`")),
+    description = "A seat is never sold twice. A hold not paid within `hold_ttl_secs` is \
+        released by itself, also when the server was down at that moment.",
+    responses(
+        (status = 201, description = "The order, `RESERVED`, one item per seat",
+            body = crate::actors::order::OrderView),
+        (status = 403, description = "QUEUE_PASS_REQUIRED"),
+        (status = 404, description = "NOT_FOUND"),
+        (status = 409, description = "SEAT_UNAVAILABLE (all or nothing), IDEMPOTENCY_IN_FLIGHT"),
+        (status = 422, description = "TOO_MANY_SEATS, SALES_NOT_OPEN, VALIDATION_FAILED, \
+            IDEMPOTENCY_KEY_REUSED"),
+    ))]
 async fn hold(
     state: State,
     req: HttpRequest,

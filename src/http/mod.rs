@@ -8,6 +8,7 @@ pub mod events;
 pub mod idempotent;
 pub mod lists;
 pub mod metrics;
+pub mod openapi;
 pub mod orders;
 pub mod products;
 pub mod queue;
@@ -53,8 +54,10 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
                 .configure(products::routes)
                 .configure(auth::routes)
                 .configure(admin::routes)
-                .configure(ws::routes),
-        );
+                .configure(ws::routes)
+                .configure(openapi::routes),
+        )
+        .configure(openapi::routes);
 }
 
 /// Extractor settings that turn malformed input into problem+json.

@@ -13,6 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::idempotent::{self, Answer, KeyedRequest, Prepared};
+use super::openapi::{IdempotencyKey, Page, Paging};
 use super::{is_valid_ident, ListQuery, RawBody, State};
 use crate::actors::order::{OrderCommand, OrderItem, OrderStatus, OrderView, Placed, Source};
 use crate::actors::seat_map::SeatCommand;
@@ -35,14 +36,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = PlaceOrder)]
 struct PlaceBody {
+    /// 1 to `orders.lines_max` lines, each SKU once.
     items: Vec<LineBody>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[schema(as = OrderLine)]
 struct LineBody {
+    #[schema(example = "SNEAKER-42")]
     sku: String,
+    #[schema(minimum = 1, maximum = 1_000_000)]
     quantity: i64,
 }
 
@@ -129,6 +135,19 @@ impl Plan {
     }
 }
 
+#[utoipa::path(post, path = "/orders", summary = "Reserve stock lines as an order", tag = "orders",
+    operation_id = "place_order",
+    security(("bearer" = [])), request_body = PlaceBody, params(IdempotencyKey),
+    description = "Reserves every line or none (a line refused releases the lines reserved \
+        before it). The order is `RESERVED` until it is paid or its `expires_at` passes, when \
+        its units go back by themselves.",
+    responses(
+        (status = 201, description = "The order, `RESERVED`", body = OrderView),
+        (status = 404, description = "NOT_FOUND: a SKU that does not exist"),
+        (status = 409, description = "INSUFFICIENT_STOCK, IDEMPOTENCY_IN_FLIGHT"),
+        (status = 422, description = "VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+        (status = 503, description = "UNAVAILABLE: an entity failed or is overloaded"),
+    ))]
 async fn place(
     state: State,
     req: HttpRequest,
@@ -274,6 +293,15 @@ pub(crate) async fn owned_order(
     Ok(view)
 }
 
+#[utoipa::path(get, path = "/orders/{id}", summary = "Get an order", tag = "orders",
+    operation_id = "get_order",
+    security(("bearer" = [])), params(("id" = String, Path, description = "The order id (a UUID)")),
+    description = "Read your writes: right after the 201 that created it, it is there.",
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 403, description = "FORBIDDEN: someone else's order"),
+        (status = 404, description = "NOT_FOUND"),
+    ))]
 async fn get(
     state: State,
     caller: Caller,
@@ -283,6 +311,19 @@ async fn get(
     Ok(HttpResponse::Ok().json(view))
 }
 
+#[utoipa::path(post, path = "/orders/{id}/cancel", summary = "Cancel an order", tag = "orders",
+    operation_id = "cancel_order",
+    security(("bearer" = [])), params(("id" = String, Path, description = "The order id (a UUID)"),
+        IdempotencyKey),
+    description = "A `RESERVED` (or `PAYMENT_FAILED`) order becomes `CANCELLED` and its units \
+        or seats go back; cancelling a `CANCELLED` order again answers it as it is.",
+    responses(
+        (status = 200, description = "The order after the cancel", body = OrderView),
+        (status = 403, description = "FORBIDDEN: someone else's order"),
+        (status = 404, description = "NOT_FOUND"),
+        (status = 409, description = "ORDER_EXPIRED: its units are already back; CONFLICT: \
+            an order in another status"),
+    ))]
 async fn cancel(
     state: State,
     req: HttpRequest,
@@ -317,6 +358,17 @@ async fn cancel(
 }
 
 /// The caller's orders, newest first; operators may name `?user_id=` or see everyone's.
+#[utoipa::path(get, path = "/orders", summary = "List orders", tag = "orders",
+    operation_id = "list_orders",
+    security(("bearer" = [])),
+    params(Paging, ("user_id" = Option<String>, Query,
+        description = "Operators: one user's orders (everyone's without it). Customers: only \
+            their own id")),
+    responses(
+        (status = 200, description = "Orders, newest first", body = Page<OrderView>),
+        (status = 403, description = "FORBIDDEN: a customer naming another user"),
+        (status = 422, description = "VALIDATION_FAILED: a bad limit or cursor"),
+    ))]
 async fn list(
     state: State,
     caller: Caller,

@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::idempotent::{self, Prepared};
+use super::openapi::IdempotencyKey;
 use super::{RawBody, State};
 use crate::actors::product::{Product, ProductCommand, ProductDetails, ProductView};
 use crate::auth::Caller;
@@ -21,7 +22,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = CreateProduct)]
 struct CreateBody {
     name: String,
     price: i64,
@@ -50,6 +52,14 @@ impl CreateBody {
     }
 }
 
+#[utoipa::path(post, path = "/products", summary = "Create a product", tag = "products",
+    operation_id = "create_product",
+    security(("bearer" = [])), request_body = CreateBody, params(IdempotencyKey),
+    responses(
+        (status = 201, description = "The new product", body = ProductView),
+        (status = 403, description = "FORBIDDEN: not an operator"),
+        (status = 422, description = "VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+    ))]
 async fn create(
     state: State,
     req: HttpRequest,
@@ -85,6 +95,13 @@ pub fn uuid_path(path: &str, what: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::not_found(format!("{what} {path} not found")))
 }
 
+#[utoipa::path(get, path = "/products/{id}", summary = "Get a product", tag = "products",
+    operation_id = "get_product",
+    security(("bearer" = [])), params(("id" = String, Path, description = "The product id")),
+    responses(
+        (status = 200, description = "The product", body = ProductView),
+        (status = 404, description = "NOT_FOUND"),
+    ))]
 async fn get(
     state: State,
     _caller: Caller,

@@ -191,19 +191,26 @@ async fn configure_queue<R: Queued>(
 }
 
 /// One user's ticket as answered by join and me (and the `queue:` live topics).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = Ticket)]
 pub(crate) struct TicketBody {
     pub(crate) ticket: u64,
+    /// Tickets ahead still waiting, plus one; 0 once admitted.
     pub(crate) position: u64,
+    /// Seconds until admission at the current rate; null when paused or unknown.
     pub(crate) eta_secs: Option<u64>,
     pub(crate) status: TicketStatus,
+    /// While admitted: the pass to send as `X-Queue-Pass`, bound to user and resource.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pass: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pass_expires_at: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = QueueStats)]
 struct StatsBody {
     waiting: u64,
     admitted: u64,
@@ -305,8 +312,9 @@ async fn stats(state: &State, resource: String) -> Result<HttpResponse, ApiError
     Ok(HttpResponse::Ok().json(body))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ConfigureQueue)]
 struct ConfigureBody {
     admit_per_sec: Option<u32>,
     paused: Option<bool>,
@@ -338,3 +346,84 @@ async fn configure(
         )),
     }
 }
+
+/// The waiting-room routes in the OpenAPI document, once for each resource kind. Their handlers
+/// are generic over the kind, so each kind's description sits on a stub made here.
+macro_rules! documented_queue_routes {
+    (
+        $kind:literal, $what:literal, $room:literal,
+        $join:ident, $me:ident, $stats:ident, $configure:ident
+    ) => {
+        #[utoipa::path(post, path = concat!("/", $kind, "/{id}/queue/join"), tag = "queue",
+            operation_id = stringify!($join), summary = concat!("Join the ", $room),
+            security(("bearer" = [])),
+            params(("id" = String, Path, description = $what)),
+            description = "Admission is FIFO at `admit_per_sec`. Joins before the resource \
+                opens are shuffled at opening; later joins are FIFO. An admitted user's answer \
+                carries a signed `pass` for the `X-Queue-Pass` header.",
+            responses(
+                (status = 201, description = "A new ticket", body = TicketBody),
+                (status = 200, description = "The ticket the caller already holds",
+                    body = TicketBody),
+                (status = 404, description = "NOT_FOUND"),
+                (status = 503, description = "UNAVAILABLE: the room is full"),
+            ))]
+        #[allow(dead_code)] // Describes `join`.
+        pub(crate) fn $join() {}
+
+        #[utoipa::path(get, path = concat!("/", $kind, "/{id}/queue/me"), tag = "queue",
+            operation_id = stringify!($me), summary = concat!("My ticket in the ", $room),
+            security(("bearer" = [])),
+            params(("id" = String, Path, description = $what)),
+            responses(
+                (status = 200, description = "The caller's ticket", body = TicketBody),
+                (status = 404, description = "NOT_FOUND: the caller has not joined"),
+            ))]
+        #[allow(dead_code)] // Describes `my_ticket`.
+        pub(crate) fn $me() {}
+
+        #[utoipa::path(get, path = concat!("/", $kind, "/{id}/queue"), tag = "queue",
+            operation_id = stringify!($stats), summary = concat!("The ", $room),
+            security(("bearer" = [])),
+            params(("id" = String, Path, description = $what)),
+            responses(
+                (status = 200, description = "The room", body = StatsBody),
+                (status = 403, description = "FORBIDDEN: not an operator"),
+                (status = 404, description = "NOT_FOUND"),
+            ))]
+        #[allow(dead_code)] // Describes `queue_stats`.
+        pub(crate) fn $stats() {}
+
+        #[utoipa::path(patch, path = concat!("/", $kind, "/{id}/queue"), tag = "queue",
+            operation_id = stringify!($configure),
+            summary = concat!("Set the rate or pause the ", $room), security(("bearer" = [])),
+            params(("id" = String, Path, description = $what)), request_body = ConfigureBody,
+            responses(
+                (status = 200, description = "The room with its new settings", body = StatsBody),
+                (status = 403, description = "FORBIDDEN: not an operator"),
+                (status = 404, description = "NOT_FOUND"),
+                (status = 422, description = "VALIDATION_FAILED"),
+            ))]
+        #[allow(dead_code)] // Describes `configure_queue`.
+        pub(crate) fn $configure() {}
+    };
+}
+
+documented_queue_routes!(
+    "time-sales",
+    "The sale id",
+    "sale's waiting room",
+    sale_join,
+    sale_me,
+    sale_stats,
+    sale_configure
+);
+documented_queue_routes!(
+    "events",
+    "The event id",
+    "event's waiting room",
+    event_join,
+    event_me,
+    event_stats,
+    event_configure
+);

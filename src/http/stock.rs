@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::idempotent::{self, Prepared};
+use super::openapi::{IdempotencyKey, Page, Paging};
 use super::{is_valid_ident, ListQuery, RawBody, State};
 use crate::actors::stock_item::{StockCommand, StockEvent, StockItem, StockView};
 use crate::actors::{pid, Entity};
@@ -26,8 +27,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = CreateStockItem)]
 struct CreateBody {
+    /// `[A-Za-z0-9._-]{1,64}`, chosen by the client.
+    #[schema(example = "SNEAKER-42")]
     sku: String,
     name: String,
     on_hand: i64,
@@ -69,6 +73,16 @@ impl CreateBody {
     }
 }
 
+#[utoipa::path(post, path = "/stock-items", summary = "Create a stock item", tag = "stock",
+    operation_id = "create_stock_item",
+    security(("bearer" = [])), request_body = CreateBody,
+    params(IdempotencyKey),
+    responses(
+        (status = 201, description = "The new item", body = StockView),
+        (status = 403, description = "FORBIDDEN: not an operator"),
+        (status = 409, description = "CONFLICT: the SKU exists"),
+        (status = 422, description = "VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+    ))]
 async fn create(
     state: State,
     req: HttpRequest,
@@ -107,6 +121,14 @@ fn sku_of(path: &web::Path<String>) -> Result<&str, ApiError> {
     }
 }
 
+#[utoipa::path(get, path = "/stock-items/{sku}", summary = "Get a stock item", tag = "stock",
+    operation_id = "get_stock_item",
+    security(("bearer" = [])), params(("sku" = String, Path, description = "The SKU")),
+    responses(
+        (status = 200, description = "The item; `available = on_hand - reserved`",
+            body = StockView),
+        (status = 404, description = "NOT_FOUND"),
+    ))]
 async fn get(
     state: State,
     _caller: Caller,
@@ -119,12 +141,25 @@ async fn get(
     Ok(HttpResponse::Ok().json(view))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = StockAdjustment)]
 struct AdjustBody {
+    /// Units added (positive) or taken out (negative); not 0.
     delta: i64,
     reason: String,
 }
 
+#[utoipa::path(post, path = "/stock-items/{sku}/adjustments", summary = "Adjust on-hand units",
+    tag = "stock",
+    operation_id = "adjust_stock_item", security(("bearer" = [])), request_body = AdjustBody,
+    params(("sku" = String, Path, description = "The SKU"), IdempotencyKey),
+    responses(
+        (status = 200, description = "The item after the adjustment", body = StockView),
+        (status = 403, description = "FORBIDDEN: not an operator"),
+        (status = 404, description = "NOT_FOUND"),
+        (status = 409, description = "INSUFFICIENT_STOCK: it would take `available` below 0"),
+        (status = 422, description = "VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+    ))]
 async fn adjust(
     state: State,
     req: HttpRequest,
@@ -161,9 +196,12 @@ async fn adjust(
     Ok(HttpResponse::Ok().json(view))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = StockMovement)]
 struct Movement {
     seq: u64,
+    /// `created`, `adjusted`, `reserved`, `released` or `committed`.
+    #[schema(value_type = String)]
     kind: &'static str,
     quantity: i64,
     reference: String,
@@ -202,6 +240,16 @@ fn order_ref(order: u128) -> String {
 }
 
 /// The item's journal, newest first; `cursor` is the seq to continue below.
+#[utoipa::path(get, path = "/stock-items/{sku}/movements", summary = "A stock item's movements",
+    tag = "stock",
+    operation_id = "list_stock_movements", security(("bearer" = [])),
+    params(("sku" = String, Path, description = "The SKU"), Paging),
+    responses(
+        (status = 200, description = "The item's journal, newest first", body = Page<Movement>),
+        (status = 403, description = "FORBIDDEN: not an operator"),
+        (status = 404, description = "NOT_FOUND"),
+        (status = 422, description = "VALIDATION_FAILED: a bad limit or cursor"),
+    ))]
 async fn movements(
     state: State,
     caller: Caller,

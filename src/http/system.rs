@@ -15,12 +15,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz));
 }
 
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", summary = "Liveness",
+    tag = "system",
+    description = "The process runs. Also served at the root (`/healthz`).",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Object)))]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(r#"{"status":"ok"}"#)
 }
 
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz",
+    summary = "Readiness: the journal store answers", tag = "system",
+    description = "The journal writer runs and its store answers within 2 s. Also served at the \
+        root (`/readyz`).",
+    responses(
+        (status = 200,
+            description = "`{\"status\": \"ready\", \"store\": \"sqlite\" or \"postgres\"}`",
+            body = Object),
+        (status = 503, description = "UNAVAILABLE: the journal writer stopped or the store \
+            does not answer"),
+    ))]
 async fn readyz(state: State) -> Result<HttpResponse, ApiError> {
     if !state.rt.journal.is_running() {
         return Err(ApiError::unavailable("the journal writer has stopped"));

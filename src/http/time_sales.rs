@@ -9,6 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer};
 
 use super::idempotent::{self, Answer, KeyedRequest, Prepared};
+use super::openapi::{IdempotencyKey, Page, Paging};
 use super::products::{uuid_path, PRICE_MAX};
 use super::{queue, ListQuery, RawBody, State};
 use crate::actors::order::{OrderItem, Placed, Source};
@@ -33,15 +34,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(queue::routes::<SaleQueue>(scope));
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = CreateTimeSale)]
 struct CreateBody {
     product_id: String,
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     quantity: i64,
     sale_price: i64,
+    /// RFC 3339.
+    #[schema(example = "2026-12-01T12:00:00Z")]
     starts_at: String,
+    /// RFC 3339, after `starts_at`.
+    #[schema(example = "2026-12-01T13:00:00Z")]
     ends_at: String,
     /// Absent: 1. `null`: unlimited.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, default = 1, minimum = 1)]
     per_user_limit: Option<Option<i64>>,
     #[serde(default)]
     queue_required: bool,
@@ -93,6 +101,17 @@ impl CreateBody {
     }
 }
 
+#[utoipa::path(post, path = "/time-sales", summary = "Create a time sale", tag = "time-sales",
+    operation_id = "create_time_sale",
+    security(("bearer" = [])), request_body = CreateBody, params(IdempotencyKey),
+    description = "Its status flips by itself at `starts_at` and `ends_at` (durable \
+        deadlines), so live subscribers see it change without any request.",
+    responses(
+        (status = 201, description = "The new sale", body = SaleView),
+        (status = 403, description = "FORBIDDEN: not an operator"),
+        (status = 404, description = "NOT_FOUND: no such product"),
+        (status = 422, description = "VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+    ))]
 async fn create(
     state: State,
     req: HttpRequest,
@@ -129,6 +148,14 @@ async fn product_of(state: &State, product_id: &str) -> Result<String, ApiError>
     }
 }
 
+#[utoipa::path(get, path = "/time-sales/{id}", summary = "Get a time sale", tag = "time-sales",
+    operation_id = "get_time_sale",
+    security(("bearer" = [])), params(("id" = String, Path, description = "The sale id")),
+    responses(
+        (status = 200, description = "The sale; `remaining = quantity - reserved - sold`",
+            body = SaleView),
+        (status = 404, description = "NOT_FOUND"),
+    ))]
 async fn get(
     state: State,
     _caller: Caller,
@@ -164,6 +191,15 @@ struct StatusQuery {
 /// Sales, newest first, from the read table that each sale's commits keep current; `status`
 /// is as of the sale's last event (its window deadlines are events, so it lags the clock by
 /// no more than the time a deadline takes to fire).
+#[utoipa::path(get, path = "/time-sales", summary = "List time sales", tag = "time-sales",
+    operation_id = "list_time_sales",
+    security(("bearer" = [])),
+    params(Paging, ("status" = Option<SaleStatus>, Query,
+        description = "Only sales in this status")),
+    responses(
+        (status = 200, description = "Sales, newest first", body = Page<SaleView>),
+        (status = 422, description = "VALIDATION_FAILED: a bad status, limit or cursor"),
+    ))]
 async fn list(
     state: State,
     _caller: Caller,
@@ -192,8 +228,10 @@ async fn list(
     Ok(HttpResponse::Ok().json(page))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = Purchase)]
 struct PurchaseBody {
+    /// Units to buy; an empty body buys one.
     #[serde(default = "one")]
     quantity: i64,
 }
@@ -202,6 +240,28 @@ fn one() -> i64 {
     1
 }
 
+#[utoipa::path(post, path = "/time-sales/{id}/purchase", summary = "Buy from a time sale",
+    tag = "time-sales",
+    operation_id = "purchase", security(("bearer" = [])),
+    request_body(content = Option<PurchaseBody>,
+        description = "Optional: an empty body buys one unit"),
+    params(("id" = String, Path, description = "The sale id"), IdempotencyKey,
+        ("X-Queue-Pass" = Option<String>, Header,
+            description = "The pass of the sale's waiting room, when it is `queue_required`")),
+    description = "One actor hop and one journal append: the sale's reservation and the order it \
+        gives birth to are committed together. A reservation not paid by its `expires_at` goes \
+        back to `remaining` by itself.",
+    responses(
+        (status = 201, description = "The order, `RESERVED`",
+            body = crate::actors::order::OrderView),
+        (status = 403, description = "QUEUE_PASS_REQUIRED"),
+        (status = 404, description = "NOT_FOUND"),
+        (status = 409, description = "SOLD_OUT; INSUFFICIENT_STOCK when fewer remain than \
+            asked; IDEMPOTENCY_IN_FLIGHT"),
+        (status = 422, description = "SALE_NOT_ACTIVE, PER_USER_LIMIT_EXCEEDED, \
+            VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+        (status = 503, description = "UNAVAILABLE: the sale failed or is overloaded"),
+    ))]
 async fn purchase(
     state: State,
     req: HttpRequest,

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::idempotent::{self, Prepared};
 use super::lists::read_list;
+use super::openapi::{IdempotencyKey, Page, Paging};
 use super::{ListQuery, RawBody, State};
 use crate::actors::wallet::{
     parse_tx_id, TxView, Wallet, WalletCommand, WalletReply, WalletView, AMOUNT_MAX, TX_ROW_KIND,
@@ -36,8 +37,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = PointsChange)]
 struct AmountBody {
+    #[schema(minimum = 1)]
     amount: i64,
     description: Option<String>,
     reference: Option<String>,
@@ -101,10 +104,24 @@ async fn show(state: &State, user_id: &str) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(wallet_of(reply)?))
 }
 
+#[utoipa::path(get, path = "/wallets/me", summary = "My wallet", tag = "wallets",
+    operation_id = "get_my_wallet",
+    security(("bearer" = [])),
+    description = "A wallet exists for every user; one never used has balance 0.",
+    responses((status = 200, description = "The caller's wallet", body = WalletView)))]
 async fn get_mine(state: State, caller: Caller) -> Result<HttpResponse, ApiError> {
     show(&state, &caller.user_id).await
 }
 
+#[utoipa::path(get, path = "/wallets/{user_id}", summary = "A user's wallet", tag = "wallets",
+    operation_id = "get_wallet",
+    security(("bearer" = [])), params(("user_id" = String, Path,
+        description = "The wallet's user")),
+    responses(
+        (status = 200, description = "The wallet", body = WalletView),
+        (status = 403, description = "FORBIDDEN: a customer's view of someone else's wallet"),
+        (status = 404, description = "NOT_FOUND: not a valid user id"),
+    ))]
 async fn get(
     state: State,
     caller: Caller,
@@ -138,6 +155,16 @@ async fn transact(
     Ok(HttpResponse::Created().json(tx_of(reply)?))
 }
 
+#[utoipa::path(post, path = "/wallets/{user_id}/earn", summary = "Earn points", tag = "wallets",
+    operation_id = "earn_points",
+    security(("bearer" = [])), params(("user_id" = String, Path,
+        description = "The wallet's user"), IdempotencyKey), request_body = AmountBody,
+    responses(
+        (status = 201, description = "The `EARN` transaction", body = TxView),
+        (status = 403, description = "FORBIDDEN: not an operator"),
+        (status = 404, description = "NOT_FOUND: not a valid user id"),
+        (status = 422, description = "VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+    ))]
 async fn earn(
     state: State,
     req: HttpRequest,
@@ -157,6 +184,14 @@ async fn earn(
     transact(&state, &req, &caller, &body, user_id, command).await
 }
 
+#[utoipa::path(post, path = "/wallets/me/use", summary = "Spend points", tag = "wallets",
+    operation_id = "use_points",
+    security(("bearer" = [])), params(IdempotencyKey), request_body = AmountBody,
+    responses(
+        (status = 201, description = "The `USE` transaction", body = TxView),
+        (status = 409, description = "INSUFFICIENT_POINTS, IDEMPOTENCY_IN_FLIGHT"),
+        (status = 422, description = "VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+    ))]
 async fn use_points(
     state: State,
     req: HttpRequest,
@@ -173,6 +208,19 @@ async fn use_points(
     transact(&state, &req, &caller, &body, &caller.user_id, command).await
 }
 
+#[utoipa::path(post, path = "/wallets/{user_id}/transactions/{tx_id}/cancel",
+    summary = "Cancel a transaction", tag = "wallets",
+    operation_id = "cancel_transaction", security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "The wallet's user"), ("tx_id" = String, Path,
+        description = "The transaction to reverse"),
+        IdempotencyKey),
+    responses(
+        (status = 201, description = "The reversing `CANCEL` transaction", body = TxView),
+        (status = 403, description = "FORBIDDEN: not an operator"),
+        (status = 404, description = "NOT_FOUND: no such transaction"),
+        (status = 409, description = "ALREADY_CANCELLED; INSUFFICIENT_POINTS when cancelling \
+            an earn whose points are spent"),
+    ))]
 async fn cancel(
     state: State,
     req: HttpRequest,
@@ -197,6 +245,13 @@ async fn cancel(
 }
 
 /// The history, newest first: transaction ids sort by age.
+#[utoipa::path(get, path = "/wallets/me/transactions", summary = "My transactions", tag = "wallets",
+    operation_id = "list_my_transactions", security(("bearer" = [])), params(Paging),
+    responses(
+        (status = 200, description = "Transactions, newest first; each `balance_after` chains",
+            body = Page<TxView>),
+        (status = 422, description = "VALIDATION_FAILED: a bad limit or cursor"),
+    ))]
 async fn list_mine(
     state: State,
     caller: Caller,
@@ -205,6 +260,17 @@ async fn list_mine(
     read_list(&state, TX_ROW_KIND, Some(&caller.user_id), &query).await
 }
 
+#[utoipa::path(get, path = "/wallets/{user_id}/transactions", summary = "A user's transactions",
+    tag = "wallets",
+    operation_id = "list_transactions", security(("bearer" = [])), params(("user_id" = String,
+        Path, description = "The wallet's user"), Paging),
+    responses(
+        (status = 200, description = "Transactions, newest first; each `balance_after` chains",
+            body = Page<TxView>),
+        (status = 403, description = "FORBIDDEN: a customer's view of someone else's wallet"),
+        (status = 404, description = "NOT_FOUND: not a valid user id"),
+        (status = 422, description = "VALIDATION_FAILED: a bad limit or cursor"),
+    ))]
 async fn list(
     state: State,
     caller: Caller,

@@ -42,6 +42,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(connect));
 }
 
+#[utoipa::path(get, path = "/ws", summary = "Live updates (WebSocket)", tag = "live",
+    operation_id = "live_updates",
+    security(("bearer" = [])),
+    params(("access_token" = Option<String>, Query,
+        description = "The token, for a browser that cannot set a header on a WebSocket")),
+    description = "A WebSocket of JSON text frames. Send `{\"op\": \"subscribe\", \"topic\": T}` \
+        or `{\"op\": \"unsubscribe\", \"topic\": T}`; receive `{\"topic\": T, \"seq\": n, \
+        \"data\": {...}}`, or `{\"error\": {\"code\", \"detail\"}}` for a bad op. Topics: \
+        `time-sale:{id}`, `stock:{sku}`, `event:{id}:seats`, `queue:time-sales:{id}`, \
+        `queue:events:{id}` and `order:{id}` (your own). Updates per topic are coalesced to the \
+        latest, so a slow client never slows an actor.",
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket upgrade"),
+        (status = 503, description = "UNAVAILABLE: too many sessions, in all or for this user"),
+    ))]
 async fn connect(
     state: State,
     req: HttpRequest,

@@ -9,6 +9,7 @@ mod events;
 mod helpers;
 mod live;
 mod metrics;
+mod openapi;
 mod orders;
 mod queue;
 mod store;

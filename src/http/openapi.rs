@@ -1,0 +1,229 @@
+//! The OpenAPI 3 document of API v1 (`GET /openapi.json`) and a browsable UI of it
+//! (`GET /docs`), both at the root and under `/api/v1`.
+//!
+//! Each operation is described by a `#[utoipa::path]` beside its handler; the waiting-room
+//! routes, served by one generic handler under two prefixes, are described in `queue.rs`. Two
+//! rules hold for every operation and are applied here rather than repeated at each one: every
+//! 4xx and 5xx answer is an RFC 9457 `application/problem+json` [`Problem`], and every operation
+//! that takes a bearer token may answer 401.
+
+use std::sync::LazyLock;
+
+use actix_web::web;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{Content, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::{admin, auth, coupons, events, metrics, orders, products, queue, stock, system};
+use super::{time_sales, wallets, ws};
+
+/// The media type of every error answer.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+/// The name of the bearer-token security scheme in the document.
+pub const BEARER: &str = "bearer";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "surge",
+        description = "Flash sales, ticket drops and limited promotions: every stock item, time \
+            sale, coupon policy, seat map, wallet and waiting room is a supervised actor, and \
+            every 2xx to a state change is sent after the change is committed to the journal.\n\n\
+            Authenticate with `Authorization: Bearer <access token>` (from `POST /auth/login`, \
+            or `surge token` for operations and load tests). Every POST that changes state \
+            accepts an `Idempotency-Key` header (1-255 characters, scoped to the caller): a \
+            retry with the same key and body returns the first answer with \
+            `Idempotent-Replayed: true`. Errors are RFC 9457 `application/problem+json` with a \
+            stable `code`. Lists take `?limit=` (default 50, max 500) and `?cursor=` and \
+            answer `{items, next_cursor}`, newest first.",
+        license(name = "MIT"),
+    ),
+    servers((url = "/api/v1", description = "API v1 on this server")),
+    paths(
+        system::healthz, system::readyz, metrics::metrics,
+        auth::register, auth::login, auth::refresh, auth::logout, auth::me, auth::set_roles,
+        stock::create, stock::get, stock::adjust, stock::movements,
+        orders::place, orders::list, orders::get, orders::cancel,
+        products::create, products::get,
+        time_sales::create, time_sales::list, time_sales::get, time_sales::purchase,
+        queue::sale_join, queue::sale_me, queue::sale_stats, queue::sale_configure,
+        coupons::create, coupons::list_policies, coupons::get_policy, coupons::issue,
+        coupons::list_coupons, coupons::get_coupon, coupons::use_coupon, coupons::cancel,
+        wallets::get_mine, wallets::use_points, wallets::list_mine, wallets::get,
+        wallets::earn, wallets::list, wallets::cancel,
+        events::create, events::list, events::get, events::seats, events::hold,
+        queue::event_join, queue::event_me, queue::event_stats, queue::event_configure,
+        admin::console, admin::overview, admin::supervision, admin::actors, admin::actor,
+        admin::act,
+        ws::connect,
+    ),
+    components(schemas(Problem)),
+    modifiers(&BearerScheme, &ProblemAnswers),
+    tags(
+        (name = "system", description = "Health, readiness, metrics"),
+        (name = "auth", description = "Users, tokens and roles"),
+        (name = "stock", description = "Stock items and their reservations"),
+        (name = "orders", description = "Orders: reserved by a purchase, a hold or stock lines"),
+        (name = "products", description = "Catalog rows a time sale sells"),
+        (name = "time-sales", description = "Time sales: a window, a quantity, per-user limits"),
+        (name = "queue", description = "Waiting rooms in front of a time sale or an event"),
+        (name = "coupons", description = "Coupon policies and the coupons they issue"),
+        (name = "wallets", description = "Point wallets, one per user"),
+        (name = "events", description = "Events, seat maps and seat holds"),
+        (name = "admin", description = "The console and its actor API"),
+        (name = "live", description = "Live updates over WebSocket"),
+    ),
+)]
+pub struct ApiDoc;
+
+/// An error answer (RFC 9457), as every 4xx and 5xx of this API is sent.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes `ApiError::body`; never built.
+pub struct Problem {
+    /// `/problems/<code-in-kebab-case>`.
+    #[schema(example = "/problems/sold-out")]
+    r#type: String,
+    #[schema(example = "Sold out")]
+    title: String,
+    /// The HTTP status code.
+    #[schema(example = 409)]
+    status: u16,
+    /// What went wrong with this request; never internals for a 5xx.
+    detail: String,
+    /// One of API.md's stable error codes.
+    #[schema(example = "SOLD_OUT")]
+    code: String,
+    /// For `VALIDATION_FAILED`: each field that failed and why.
+    #[schema(nullable = false)]
+    errors: Option<Vec<ProblemField>>,
+}
+
+/// A page of a list, newest first.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the lists' JSON; never built.
+pub struct Page<T> {
+    items: Vec<T>,
+    /// Pass as `?cursor=` for the next page; null on the last.
+    next_cursor: Option<String>,
+}
+
+/// `?limit=&cursor=` of every list.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Describes `ListQuery`; never built.
+pub struct Paging {
+    /// Items per page: 1-500, 50 when not given.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    /// The `next_cursor` of the page before.
+    cursor: Option<String>,
+}
+
+/// The `Idempotency-Key` header of a POST that changes state.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Describes the header; never built.
+pub struct IdempotencyKey {
+    /// 1-255 characters, scoped to the caller. A retry with the same key and body answers as the
+    /// first did, with `Idempotent-Replayed: true`, and changes nothing; with another body, 422
+    /// `IDEMPOTENCY_KEY_REUSED`; while the first is still running, 409 `IDEMPOTENCY_IN_FLIGHT`.
+    #[serde(rename = "Idempotency-Key")]
+    key: Option<String>,
+}
+
+/// One failed field of a `VALIDATION_FAILED` problem.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes `FieldError`; never built.
+pub struct ProblemField {
+    field: String,
+    message: String,
+}
+
+/// The bearer-token scheme that `security(("bearer" = []))` names.
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let scheme = Http::builder()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some(
+                "An access token from POST /auth/login (1 hour) or `surge token`.",
+            ))
+            .build();
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(BEARER, SecurityScheme::Http(scheme));
+    }
+}
+
+/// Makes every error answer a [`Problem`] and adds 401 to every operation that takes a token.
+struct ProblemAnswers;
+
+impl Modify for ProblemAnswers {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        for item in doc.paths.paths.values_mut() {
+            for operation in operations_mut(item) {
+                add_unauthorized(operation);
+                for (status, response) in operation.responses.responses.iter_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    if status.starts_with('4') || status.starts_with('5') {
+                        let problem = RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Problem"));
+                        response.content.clear();
+                        response.content.insert(
+                            PROBLEM_JSON.to_string(),
+                            RefOr::T(Content::new(Some(problem))),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn operations_mut(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.patch.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+fn add_unauthorized(operation: &mut Operation) {
+    let takes_token = operation
+        .security
+        .as_ref()
+        .is_some_and(|requirements| !requirements.is_empty());
+    if takes_token {
+        let answer = ResponseBuilder::new()
+            .description("UNAUTHORIZED: no token, or a bad or expired one")
+            .build();
+        operation
+            .responses
+            .responses
+            .entry("401".to_string())
+            .or_insert(RefOr::T(answer));
+    }
+}
+
+/// The document, built once.
+pub fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::openapi);
+    &DOCUMENT
+}
+
+/// `GET /openapi.json` and `GET /docs` (Swagger UI, from files built into the binary; it reads
+/// the document at the root's `/openapi.json`, which is served wherever these routes are).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    // Relative, so that `/api/v1/docs` goes to `/api/v1/docs/`.
+    cfg.service(web::redirect("/docs", "docs/"))
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document().clone()));
+}
