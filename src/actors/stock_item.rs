@@ -9,6 +9,7 @@
 //!
 //! # Invariants
 //! - `available = on_hand - reserved >= 0`, and `on_hand, reserved, sold, safety_stock >= 0`;
+//! - `on_hand <= ON_HAND_MAX`;
 //! - `reserved` is the sum of the open reservations (deep check);
 //! - the expiry index holds exactly the open reservations (deep check);
 //! - `sold` only grows, and only when a reservation is committed.
@@ -22,6 +23,9 @@ use crate::error::{ApiError, ErrorCode};
 
 /// Most reservations one expiry step releases; the rest follow in the next step at once.
 const EXPIRE_BATCH_MAX: usize = 1000;
+
+/// Most units one item may hold, so that no sum of its counters can overflow.
+pub const ON_HAND_MAX: i64 = 1_000_000_000_000_000;
 
 /// Largest amount (price × quantity) one reservation may carry, so that order totals over many
 /// lines stay far from overflowing.
@@ -349,6 +353,13 @@ impl Entity for StockItem {
             StockCommand::Create { .. } => unreachable!("handled above"),
             StockCommand::Get => Ok(Decision::reply(self.view())),
             StockCommand::Adjust { delta, reason } => {
+                let on_hand = self.on_hand.checked_add(*delta);
+                if on_hand.is_none_or(|units| units > ON_HAND_MAX) {
+                    return Err(ApiError::validation(
+                        "delta",
+                        format!("on_hand may not exceed {ON_HAND_MAX}"),
+                    ));
+                }
                 if self.available() + delta < 0 {
                     return Err(ApiError::new(
                         ErrorCode::InsufficientStock,
@@ -411,6 +422,9 @@ impl Entity for StockItem {
         }
         if self.available() < 0 {
             return Err(format!("available below 0: {:?}", self.view()));
+        }
+        if self.on_hand > ON_HAND_MAX {
+            return Err(format!("on_hand above {ON_HAND_MAX}: {:?}", self.view()));
         }
         Ok(())
     }

@@ -510,6 +510,19 @@ fn adjusting_moves_on_hand_up_and_down() {
 }
 
 #[test]
+fn an_adjustment_that_would_overflow_or_pass_the_bound_is_rejected() {
+    let mut item = item_with(10, 0);
+    rejected(&mut item, adjust(i64::MIN), T0, ErrorCode::InsufficientStock);
+    for delta in [i64::MAX, ON_HAND_MAX - 9] {
+        rejected(&mut item, adjust(delta), T0, ErrorCode::ValidationFailed);
+    }
+    ok(&mut item, adjust(ON_HAND_MAX - 10), T0);
+    assert_eq!(item.on_hand, ON_HAND_MAX);
+    rejected(&mut item, adjust(1), T0, ErrorCode::ValidationFailed);
+    assert_eq!(item.on_hand, ON_HAND_MAX, "nothing changed");
+}
+
+#[test]
 fn an_adjustment_below_available_is_rejected() {
     let mut item = item_with(10, 0);
     ok(&mut item, reserve(1, 4, T0 + 1_000), T0);

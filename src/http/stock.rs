@@ -170,7 +170,8 @@ async fn adjust(
     caller.require_operator()?;
     let sku = sku_of(&path)?;
     let input: AdjustBody = body.json()?;
-    if input.delta == 0 || input.delta.abs() > UNITS_MAX {
+    // `unsigned_abs`: `i64::MIN.abs()` overflows.
+    if !(1..=UNITS_MAX.unsigned_abs()).contains(&input.delta.unsigned_abs()) {
         return Err(ApiError::validation(
             "delta",
             "must be non-zero and at most 10^12 in size",
