@@ -33,14 +33,19 @@ pub const TEXT_LEN_MAX: usize = 200;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RowTerms {
+    #[schema(pattern = "^[A-Za-z0-9_]{1,16}$")]
     pub name: String,
+    #[schema(minimum = 1, maximum = 1000)]
     pub seats: u32,
+    #[schema(minimum = 0)]
     pub price: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SectionTerms {
+    #[schema(pattern = "^[A-Za-z0-9_]{1,16}$")]
     pub name: String,
+    #[schema(min_items = 1)]
     pub rows: Vec<RowTerms>,
 }
 

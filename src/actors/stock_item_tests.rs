@@ -512,7 +512,12 @@ fn adjusting_moves_on_hand_up_and_down() {
 #[test]
 fn an_adjustment_that_would_overflow_or_pass_the_bound_is_rejected() {
     let mut item = item_with(10, 0);
-    rejected(&mut item, adjust(i64::MIN), T0, ErrorCode::InsufficientStock);
+    rejected(
+        &mut item,
+        adjust(i64::MIN),
+        T0,
+        ErrorCode::InsufficientStock,
+    );
     for delta in [i64::MAX, ON_HAND_MAX - 9] {
         rejected(&mut item, adjust(delta), T0, ErrorCode::ValidationFailed);
     }

@@ -95,8 +95,10 @@ struct ActorsQuery {
     /// `running`, `parked` or `failed`.
     status: Option<String>,
     /// 1-500, 50 when not given.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// `{kind}/{id}` of the last actor of the previous page.
+    #[param(min_length = 3)]
     cursor: Option<String>,
 }
 

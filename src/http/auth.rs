@@ -21,16 +21,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[schema(as = Register)]
 struct RegisterBody {
-    #[schema(example = "ana@example.com")]
+    #[schema(example = "ana@example.com", format = "email", max_length = 254)]
     email: String,
+    #[schema(min_length = 8, max_length = 1024, format = "password")]
     password: String,
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[schema(as = Login)]
 struct LoginBody {
+    #[schema(min_length = 1, max_length = 254)]
     email: String,
+    #[schema(min_length = 1, max_length = 1024, format = "password")]
     password: String,
 }
 
@@ -44,7 +48,7 @@ struct RefreshBody {
 #[schema(as = Roles)]
 struct RolesBody {
     /// The user's roles from now on: `customer`, `operator`, `admin`.
-    #[schema(example = json!(["customer", "operator"]))]
+    #[schema(example = json!(["customer", "operator"]), min_items = 1, value_type = Vec<crate::auth::Role>)]
     roles: Vec<String>,
 }
 
@@ -85,6 +89,7 @@ async fn register(
             body = TokenPair),
         (status = 401, description = "INVALID_CREDENTIALS: the same answer for an unknown \
             email and a wrong password"),
+        (status = 422, description = "VALIDATION_FAILED: a field of the wrong type"),
         (status = 429, description = "RATE_LIMITED: too many attempts from this address or on \
             this email"),
     ))]
@@ -113,6 +118,7 @@ async fn login(
     responses(
         (status = 200, description = "A new token pair", body = TokenPair),
         (status = 401, description = "UNAUTHORIZED: an unknown, used or expired refresh token"),
+        (status = 422, description = "VALIDATION_FAILED: a field of the wrong type"),
         (status = 429, description = "RATE_LIMITED"),
     ))]
 async fn refresh(
@@ -133,7 +139,10 @@ fn client_address(req: &HttpRequest) -> Option<std::net::IpAddr> {
 #[utoipa::path(post, path = "/auth/logout", operation_id = "logout",
     summary = "Log out: end a refresh token", tag = "auth", request_body = RefreshBody,
     description = "The refresh token stops working. Access tokens live out their hour.",
-    responses((status = 204, description = "Logged out (also for a token already gone)")))]
+    responses(
+        (status = 204, description = "Logged out (also for a token already gone)"),
+        (status = 422, description = "VALIDATION_FAILED: a field of the wrong type"),
+    ))]
 async fn logout(
     auth: web::Data<AuthService>,
     body: web::Json<RefreshBody>,

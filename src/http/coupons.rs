@@ -44,20 +44,25 @@ fn one() -> i64 {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[schema(as = CreateCouponPolicy)]
 struct CreateBody {
+    #[schema(min_length = 1, max_length = 200)]
     title: String,
+    #[schema(max_length = 200)]
     description: Option<String>,
     discount_type: DiscountType,
-    /// A percentage (1-100) or an amount.
+    /// A percentage (1-100) or an amount (1 to 10^12).
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     discount_value: i64,
     /// The smallest order a coupon may be used on.
     #[serde(default)]
-    #[schema(default = 0)]
+    #[schema(default = 0, minimum = 0, maximum = 1_000_000_000_000_i64)]
     min_order_amount: i64,
     /// Caps a percentage discount.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     max_discount_amount: Option<i64>,
+    #[schema(minimum = 1, maximum = 1_000_000)]
     total_quantity: i64,
     #[serde(default = "one")]
-    #[schema(default = 1)]
+    #[schema(default = 1, minimum = 1)]
     per_user_limit: i64,
     /// RFC 3339.
     #[schema(example = "2026-12-01T00:00:00Z")]
@@ -218,7 +223,7 @@ struct IssueBody {
     security(("bearer" = [])), params(("id" = String, Path, description = "The policy id"),
         IdempotencyKey),
     request_body(content = Option<IssueBody>,
-        description = "Optional: an empty body issues to the caller"),
+        description = "Optional: no body (or `null`) issues to the caller"),
     description = "Never more issued than `total_quantity`, never more to one user than \
         `per_user_limit`, under any concurrency.",
     responses(
@@ -237,11 +242,7 @@ async fn issue(
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     let id = policy_of(&path)?;
-    let input: IssueBody = if body.0.is_empty() {
-        IssueBody::default()
-    } else {
-        body.json()?
-    };
+    let input: IssueBody = body.json_or_default()?;
     let user_id = input.user_id.unwrap_or_else(|| caller.user_id.clone());
     if !is_valid_user_id(&user_id) {
         return Err(ApiError::validation("user_id", "not a valid user id"));
@@ -324,7 +325,9 @@ async fn get_coupon(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[schema(as = UseCoupon)]
 struct UseBody {
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     order_amount: i64,
+    #[schema(max_length = 200)]
     reference: Option<String>,
 }
 

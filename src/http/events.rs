@@ -46,7 +46,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 #[schema(as = CreateEvent)]
 struct CreateBody {
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
+    #[schema(min_length = 1, max_length = 200)]
     venue: String,
     /// RFC 3339.
     #[schema(example = "2026-12-24T19:00:00Z")]
@@ -54,12 +56,14 @@ struct CreateBody {
     /// RFC 3339; holds before it get 422 `SALES_NOT_OPEN`. Absent: open at once.
     sales_open_at: Option<String>,
     /// Seconds a hold waits for payment before its seats go back.
-    #[schema(default = 600)]
+    #[schema(default = 600, minimum = 1, maximum = 86_400)]
     hold_ttl_secs: Option<i64>,
-    #[schema(default = 4)]
+    #[schema(default = 4, minimum = 1, maximum = 50)]
     max_seats_per_order: Option<u32>,
     #[serde(default)]
     queue_required: bool,
+    /// At most 200,000 seats in all.
+    #[schema(min_items = 1)]
     sections: Vec<SectionTerms>,
 }
 
@@ -222,6 +226,7 @@ struct HoldBody {
     /// With `quantity`: best available in this section (any section without it).
     section: Option<String>,
     /// Best available: adjacent seats in one row, front rows first.
+    #[schema(minimum = 1)]
     quantity: Option<u32>,
 }
 

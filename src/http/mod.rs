@@ -127,6 +127,14 @@ impl RawBody {
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         serde_json::from_slice(&self.0).map_err(|e| serde_error(&e))
     }
+
+    /// As [`RawBody::json`] for an optional body: no body, or JSON `null`, is `T::default()`.
+    pub fn json_or_default<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
+        if self.0.is_empty() {
+            return Ok(T::default());
+        }
+        Ok(self.json::<Option<T>>()?.unwrap_or_default())
+    }
 }
 
 /// `?limit=&cursor=` of every list.

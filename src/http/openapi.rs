@@ -118,6 +118,7 @@ pub struct Paging {
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// The `next_cursor` of the page before.
+    #[param(min_length = 1, max_length = 128)]
     cursor: Option<String>,
 }
 
@@ -130,6 +131,7 @@ pub struct IdempotencyKey {
     /// first did, with `Idempotent-Replayed: true`, and changes nothing; with another body, 422
     /// `IDEMPOTENCY_KEY_REUSED`; while the first is still running, 409 `IDEMPOTENCY_IN_FLIGHT`.
     #[serde(rename = "Idempotency-Key")]
+    #[param(min_length = 1, max_length = 255)]
     key: Option<String>,
 }
 
@@ -159,14 +161,16 @@ impl Modify for BearerScheme {
     }
 }
 
-/// Makes every error answer a [`Problem`] and adds 401 to every operation that takes a token.
+/// Adds the answers every operation of a kind may give (a token: 401; a body: 400 and 413; an
+/// `Idempotency-Key`: 400, 409 and 422) where an operation does not describe them itself, and
+/// makes every error answer a [`Problem`].
 struct ProblemAnswers;
 
 impl Modify for ProblemAnswers {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         for item in doc.paths.paths.values_mut() {
             for operation in operations_mut(item) {
-                add_unauthorized(operation);
+                add_common_answers(operation);
                 for (status, response) in operation.responses.responses.iter_mut() {
                     let RefOr::T(response) = response else {
                         continue;
@@ -197,20 +201,49 @@ fn operations_mut(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = 
     .flatten()
 }
 
-fn add_unauthorized(operation: &mut Operation) {
+fn add_common_answers(operation: &mut Operation) {
     let takes_token = operation
         .security
         .as_ref()
         .is_some_and(|requirements| !requirements.is_empty());
-    if takes_token {
-        let answer = ResponseBuilder::new()
-            .description("UNAUTHORIZED: no token, or a bad or expired one")
-            .build();
+    let takes_body = operation.request_body.is_some();
+    let takes_key = operation
+        .parameters
+        .iter()
+        .flatten()
+        .any(|parameter| matches!(parameter, RefOr::T(p) if p.name == "Idempotency-Key"));
+    let mut add = |status: &str, description: &str| {
+        let answer = ResponseBuilder::new().description(description).build();
         operation
             .responses
             .responses
-            .entry("401".to_string())
+            .entry(status.to_string())
             .or_insert(RefOr::T(answer));
+    };
+    if takes_token {
+        add("401", "UNAUTHORIZED: no token, or a bad or expired one");
+    }
+    if takes_body || takes_key {
+        add(
+            "400",
+            "MALFORMED_REQUEST: a body that is not JSON, or a header that does not parse",
+        );
+    }
+    if takes_body {
+        add(
+            "413",
+            "PAYLOAD_TOO_LARGE: a body over `server.body_limit_bytes`",
+        );
+    }
+    if takes_key {
+        add(
+            "409",
+            "IDEMPOTENCY_IN_FLIGHT: the first request with this key is still running",
+        );
+        add(
+            "422",
+            "IDEMPOTENCY_KEY_REUSED: this key came with another body",
+        );
     }
 }
 

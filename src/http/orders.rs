@@ -39,14 +39,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[schema(as = PlaceOrder)]
 struct PlaceBody {
-    /// 1 to `orders.lines_max` lines, each SKU once.
+    /// 1 to `orders.lines_max` (50) lines, each SKU once.
+    #[schema(min_items = 1)]
     items: Vec<LineBody>,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[schema(as = OrderLine)]
 struct LineBody {
-    #[schema(example = "SNEAKER-42")]
+    #[schema(example = "SNEAKER-42", pattern = "^[A-Za-z0-9._-]{1,64}$")]
     sku: String,
     #[schema(minimum = 1, maximum = 1_000_000)]
     quantity: i64,

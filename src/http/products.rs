@@ -25,8 +25,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[schema(as = CreateProduct)]
 struct CreateBody {
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     price: i64,
+    #[schema(max_length = 2000)]
     description: Option<String>,
 }
 

@@ -316,6 +316,8 @@ async fn stats(state: &State, resource: String) -> Result<HttpResponse, ApiError
 #[serde(deny_unknown_fields)]
 #[schema(as = ConfigureQueue)]
 struct ConfigureBody {
+    /// Admissions a second.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     admit_per_sec: Option<u32>,
     paused: Option<bool>,
 }

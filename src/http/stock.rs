@@ -31,13 +31,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[schema(as = CreateStockItem)]
 struct CreateBody {
     /// `[A-Za-z0-9._-]{1,64}`, chosen by the client.
-    #[schema(example = "SNEAKER-42")]
+    #[schema(example = "SNEAKER-42", pattern = "^[A-Za-z0-9._-]{1,64}$")]
     sku: String,
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     on_hand: i64,
+    /// Units never reserved.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64, default = 0)]
     safety_stock: i64,
+    /// The unit price orders take, in the smallest currency unit.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64, default = 0)]
     price: i64,
 }
 
@@ -145,7 +151,9 @@ async fn get(
 #[schema(as = StockAdjustment)]
 struct AdjustBody {
     /// Units added (positive) or taken out (negative); not 0.
+    #[schema(minimum = -1_000_000_000_000_i64, maximum = 1_000_000_000_000_i64)]
     delta: i64,
+    #[schema(min_length = 1, max_length = 200)]
     reason: String,
 }
 

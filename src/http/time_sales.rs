@@ -40,6 +40,7 @@ struct CreateBody {
     product_id: String,
     #[schema(minimum = 1, maximum = 1_000_000_000)]
     quantity: i64,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     sale_price: i64,
     /// RFC 3339.
     #[schema(example = "2026-12-01T12:00:00Z")]
@@ -49,7 +50,7 @@ struct CreateBody {
     ends_at: String,
     /// Absent: 1. `null`: unlimited.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>, default = 1, minimum = 1)]
+    #[schema(value_type = Option<i64>, default = 1, minimum = 1, maximum = 1_000_000_000)]
     per_user_limit: Option<Option<i64>>,
     #[serde(default)]
     queue_required: bool,
@@ -240,11 +241,17 @@ fn one() -> i64 {
     1
 }
 
+impl Default for PurchaseBody {
+    fn default() -> PurchaseBody {
+        PurchaseBody { quantity: one() }
+    }
+}
+
 #[utoipa::path(post, path = "/time-sales/{id}/purchase", summary = "Buy from a time sale",
     tag = "time-sales",
     operation_id = "purchase", security(("bearer" = [])),
     request_body(content = Option<PurchaseBody>,
-        description = "Optional: an empty body buys one unit"),
+        description = "Optional: no body (or `null`) buys one unit"),
     params(("id" = String, Path, description = "The sale id"), IdempotencyKey,
         ("X-Queue-Pass" = Option<String>, Header,
             description = "The pass of the sale's waiting room, when it is `queue_required`")),
@@ -270,11 +277,8 @@ async fn purchase(
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     let sale_id = uuid_path(&path, "time sale")?;
-    // An empty body buys one unit.
-    let input: PurchaseBody = match body.0.is_empty() {
-        true => PurchaseBody { quantity: 1 },
-        false => body.json()?,
-    };
+    // No body buys one unit.
+    let input: PurchaseBody = body.json_or_default()?;
     if !(1..=PURCHASE_QUANTITY_MAX).contains(&input.quantity) {
         return Err(ApiError::validation(
             "quantity",

@@ -40,9 +40,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[schema(as = PointsChange)]
 struct AmountBody {
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     amount: i64,
+    #[schema(max_length = 200)]
     description: Option<String>,
+    #[schema(max_length = 200)]
     reference: Option<String>,
 }
 

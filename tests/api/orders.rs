@@ -331,8 +331,15 @@ async fn adjustments_and_movements_follow_the_journal(backend: Backend) {
     // Deltas out of range, including one whose absolute value overflows, change nothing.
     for delta in [i64::MIN, -1_000_000_000_001, 0, 1_000_000_000_001] {
         let body = json!({"delta": delta, "reason": "fuzz"});
-        let refused = app.post("/stock-items/M/adjustments", &op, body, None).await;
-        assert_problem(refused, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+        let refused = app
+            .post("/stock-items/M/adjustments", &op, body, None)
+            .await;
+        assert_problem(
+            refused,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
     }
     assert_eq!(app.stock("M").await["on_hand"], 12);
     let movements: Value = app

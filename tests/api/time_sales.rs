@@ -393,6 +393,20 @@ async fn bad_sale_requests_get_problem_json_and_change_nothing(backend: Backend)
         .await
         .expect("sent");
     assert_eq!(empty.status(), StatusCode::CREATED);
+    // So does JSON `null`, as the API document allows; any other non-object is refused.
+    let null = app
+        .post(&path, &app.token("hal", Role::Customer), Value::Null, None)
+        .await;
+    assert_eq!(null.status(), StatusCode::CREATED);
+    assert_eq!(
+        null.json::<Value>().await.expect("json")["items"][0]["quantity"],
+        1
+    );
+    let list = app
+        .post(&path, &app.token("ida", Role::Customer), json!("one"), None)
+        .await;
+    assert_problem(list, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+    assert_eq!(sale(&app, &id).await["reserved"], 2);
     app.stop().await;
 }
 on_both_stores!(bad_sale_requests_get_problem_json_and_change_nothing);
