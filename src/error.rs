@@ -38,6 +38,7 @@ error_codes! {
     Unauthorized => ("UNAUTHORIZED", 401, "Unauthorized"),
     Forbidden => ("FORBIDDEN", 403, "Forbidden"),
     NotFound => ("NOT_FOUND", 404, "Not found"),
+    MethodNotAllowed => ("METHOD_NOT_ALLOWED", 405, "Method not allowed"),
     Conflict => ("CONFLICT", 409, "Conflict"),
     PayloadTooLarge => ("PAYLOAD_TOO_LARGE", 413, "Payload too large"),
     EmailTaken => ("EMAIL_TAKEN", 409, "Email already registered"),

@@ -195,9 +195,25 @@ pub fn is_valid_ident(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// A JSON 404 for any path the API does not have.
-pub async fn no_route() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::not_found("no such route"))
+/// What a request no route took gets: 405 with `Allow` when the API has the path for other
+/// methods, else 404; both as problem+json.
+pub async fn no_route(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    let allowed = openapi::methods_for(req.path());
+    if allowed.is_empty() {
+        return Err(ApiError::not_found("no such route"));
+    }
+    let allow = allowed.join(", ");
+    let error = ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} is not served here; allowed: {allow}", req.method()),
+    );
+    let mut response = actix_web::ResponseError::error_response(&error);
+    let value =
+        actix_web::http::header::HeaderValue::from_str(&allow).map_err(ApiError::internal)?;
+    response
+        .headers_mut()
+        .insert(actix_web::http::header::ALLOW, value);
+    Ok(response)
 }
 
 /// Moves `?access_token=` (a browser opening the console or a WebSocket cannot send a header)

@@ -247,6 +247,53 @@ fn add_common_answers(operation: &mut Operation) {
     }
 }
 
+/// The base path of API v1, which the document's paths are relative to.
+const API_BASE: &str = "/api/v1";
+/// Routes of the document also served at the root.
+const ROOT_ROUTES: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/admin"];
+
+/// The methods (upper-case, sorted) the API serves at `path`, by the document's path templates;
+/// empty when it has no such path.
+pub fn methods_for(path: &str) -> Vec<&'static str> {
+    let relative = match path.strip_prefix(API_BASE) {
+        Some(rest) => rest,
+        None if ROOT_ROUTES.contains(&path) => path,
+        None => return Vec::new(),
+    };
+    let segments: Vec<&str> = relative.split('/').collect();
+    let mut methods: Vec<&'static str> = document()
+        .paths
+        .paths
+        .iter()
+        .filter(|(template, _)| template_matches(template, &segments))
+        .flat_map(|(_, item)| methods_of(item))
+        .collect();
+    methods.sort_unstable();
+    methods.dedup();
+    methods
+}
+
+/// `/orders/{id}` matches `["", "orders", "0192..."]`: a `{parameter}` takes one non-empty segment.
+fn template_matches(template: &str, segments: &[&str]) -> bool {
+    let parts: Vec<&str> = template.split('/').collect();
+    parts.len() == segments.len()
+        && parts.iter().zip(segments).all(|(part, segment)| {
+            part == segment || (part.starts_with('{') && !segment.is_empty())
+        })
+}
+
+fn methods_of(item: &utoipa::openapi::PathItem) -> impl Iterator<Item = &'static str> {
+    [
+        ("GET", item.get.is_some()),
+        ("PUT", item.put.is_some()),
+        ("POST", item.post.is_some()),
+        ("DELETE", item.delete.is_some()),
+        ("PATCH", item.patch.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(method, served)| served.then_some(method))
+}
+
 /// The document, built once.
 pub fn document() -> &'static utoipa::openapi::OpenApi {
     static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::openapi);
@@ -259,4 +306,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     // Relative, so that `/api/v1/docs` goes to `/api/v1/docs/`.
     cfg.service(web::redirect("/docs", "docs/"))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document().clone()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_come_from_the_path_templates() {
+        assert_eq!(methods_for("/api/v1/orders"), ["GET", "POST"]);
+        assert_eq!(methods_for("/api/v1/orders/0192f0c4-0000"), ["GET"]);
+        assert_eq!(methods_for("/api/v1/orders/x/cancel"), ["POST"]);
+        assert_eq!(methods_for("/api/v1/time-sales/x/queue"), ["GET", "PATCH"]);
+        // `me` is also a `{user_id}`; both templates' methods count.
+        assert_eq!(methods_for("/api/v1/wallets/me/transactions"), ["GET"]);
+        assert_eq!(methods_for("/healthz"), ["GET"]);
+        assert!(methods_for("/orders").is_empty(), "not served at the root");
+        assert!(
+            methods_for("/api/v1/orders//cancel").is_empty(),
+            "an empty id"
+        );
+        assert!(methods_for("/api/v1/nothing").is_empty());
+        assert!(methods_for("/api/v1/orders/x/y/z").is_empty());
+    }
 }

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use surge::auth::Role;
 
-use crate::helpers::{spawn_app, Backend, TestApp};
+use crate::helpers::{assert_problem, spawn_app, Backend, TestApp};
 
 /// Every route of API v1 that the server serves, as API.md lists them (under `/api/v1`).
 /// `POST /orders/{id}/pay`, `POST /wallets/me/charge` and `GET /admin/sagas` come with the
@@ -397,6 +397,49 @@ async fn the_docs_page_is_served_from_the_binary() {
             script.bytes().await.unwrap().len() > 100_000,
             "the UI's own script"
         );
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_path_with_another_method_is_405_with_allow() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let admin = app.token("admin-1", Role::Admin);
+    let cases = [
+        (reqwest::Method::DELETE, app.url("/orders"), "GET, POST"),
+        (reqwest::Method::GET, app.url("/orders/x/cancel"), "POST"),
+        (
+            reqwest::Method::PUT,
+            app.url("/time-sales/x/queue"),
+            "GET, PATCH",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("{}/healthz", app.base),
+            "GET",
+        ),
+    ];
+    for (method, url, allow) in cases {
+        let response = app
+            .client
+            .request(method.clone(), &url)
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["allow"], allow, "{method} {url}");
+        assert_problem(
+            response,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+        )
+        .await;
+    }
+    for url in [app.url("/nothing"), format!("{}/orders", app.base)] {
+        let response = app.client.delete(&url).send().await.unwrap();
+        assert_problem(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
     }
     app.stop().await;
 }
