@@ -3,8 +3,8 @@
 # against a fresh surge server, as an admin, and prints its summary.
 #
 # It starts the server (SURGE_BIN, or a debug build it makes) on a temp data dir, mints an admin
-# token with `surge token`, installs schemathesis with pip when `st` is missing, and runs every
-# operation but the WebSocket and the console page. A server panic (a dropped connection) or a
+# token with `surge token`, installs schemathesis into a virtualenv when `st` is not on PATH,
+# and runs every operation but the WebSocket and the console page. A server panic (a dropped connection) or a
 # 5xx shows as a failure; so do answers the document does not describe. Some failures are the
 # API's business rules seen by a tool that does not know them (an Idempotency-Key reused with
 # another body, a cursor that was never issued, a delta of 0): read them, do not silence them.
@@ -38,8 +38,15 @@ if [ -z "${SURGE_BIN:-}" ]; then
     [ -x "$SURGE_BIN" ] || (cd "$REPO_ROOT" && cargo build --bin surge)
 fi
 [ -x "$SURGE_BIN" ] || die "no surge binary at $SURGE_BIN"
-if ! command -v st >/dev/null; then
-    python3 -m pip install --quiet schemathesis || die "could not install schemathesis"
+# schemathesis from PATH, else from a virtualenv of its own (a system Python may refuse pip).
+ST=$(command -v st || true)
+if [ -z "$ST" ]; then
+    VENV=${XDG_CACHE_HOME:-$HOME/.cache}/surge/schemathesis-venv
+    if [ ! -x "$VENV/bin/st" ]; then
+        python3 -m venv "$VENV" || die "could not make a virtualenv at $VENV"
+        "$VENV/bin/pip" install --quiet schemathesis || die "could not install schemathesis"
+    fi
+    ST=$VENV/bin/st
 fi
 
 WORK=$(mktemp -d /tmp/surge-fuzz.XXXXXX)
@@ -69,7 +76,8 @@ args=(run "http://127.0.0.1:$PORT/openapi.json" --url "http://127.0.0.1:$PORT/ap
     -n "$EXAMPLES" --workers 2 --max-time "$MAX_TIME_SECS" --continue-on-failure)
 [ -z "$SEED" ] || args+=(--seed "$SEED")
 status=0
-st "${args[@]}" || status=$?
+# From the temp dir, where schemathesis leaves its cache.
+(cd "$WORK" && "$ST" "${args[@]}") || status=$?
 if grep -q 'panicked' "$WORK/server.log"; then
     echo "fuzz-api: the server panicked:" >&2
     grep -A3 'panicked' "$WORK/server.log" | head -40 >&2

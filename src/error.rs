@@ -69,7 +69,8 @@ error_codes! {
 }
 
 /// One invalid field, listed in a 422 `VALIDATION_FAILED` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = ProblemField)]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -49,16 +49,16 @@ impl Terms {
         };
         let title = self.title.trim();
         check(
-            !title.is_empty() && title.len() <= TEXT_LEN_MAX,
+            !title.is_empty() && title.chars().count() <= TEXT_LEN_MAX,
             "title",
-            format!("must be 1 to {TEXT_LEN_MAX} bytes"),
+            format!("must be 1 to {TEXT_LEN_MAX} characters"),
         );
         check(
             self.description
                 .as_ref()
-                .is_none_or(|d| d.len() <= TEXT_LEN_MAX),
+                .is_none_or(|d| d.chars().count() <= TEXT_LEN_MAX),
             "description",
-            format!("must be at most {TEXT_LEN_MAX} bytes"),
+            format!("must be at most {TEXT_LEN_MAX} characters"),
         );
         let value_range = match self.discount_type {
             DiscountType::Percentage => 1..=100,

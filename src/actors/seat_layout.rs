@@ -37,7 +37,7 @@ pub struct RowTerms {
     pub name: String,
     #[schema(minimum = 1, maximum = 1000)]
     pub seats: u32,
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price: i64,
 }
 
@@ -66,7 +66,7 @@ pub struct EventTerms {
 /// The rules on an event's terms, each failure naming its field.
 pub fn validate_terms(terms: &EventTerms) -> Result<(), ApiError> {
     for (field, text) in [("name", &terms.name), ("venue", &terms.venue)] {
-        if text.trim().is_empty() || text.len() > TEXT_LEN_MAX {
+        if text.trim().is_empty() || text.chars().count() > TEXT_LEN_MAX {
             return Err(ApiError::validation(
                 field,
                 format!("must be 1 to {TEXT_LEN_MAX} characters"),

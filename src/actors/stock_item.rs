@@ -240,6 +240,12 @@ impl StockItem {
                 "on_hand, safety_stock and price must be >= 0",
             ));
         }
+        if on_hand > ON_HAND_MAX {
+            return Err(ApiError::validation(
+                "on_hand",
+                format!("on_hand may not exceed {ON_HAND_MAX}"),
+            ));
+        }
         self.accept(vec![StockEvent::Created {
             name: name.to_string(),
             on_hand,

@@ -525,6 +525,13 @@ fn an_adjustment_that_would_overflow_or_pass_the_bound_is_rejected() {
     assert_eq!(item.on_hand, ON_HAND_MAX);
     rejected(&mut item, adjust(1), T0, ErrorCode::ValidationFailed);
     assert_eq!(item.on_hand, ON_HAND_MAX, "nothing changed");
+    let mut fresh = StockItem::blank(SKU);
+    rejected(
+        &mut fresh,
+        create(ON_HAND_MAX + 1, 0),
+        T0,
+        ErrorCode::ValidationFailed,
+    );
 }
 
 #[test]

@@ -62,7 +62,7 @@ struct CreateBody {
     #[schema(minimum = 1, maximum = 1_000_000)]
     total_quantity: i64,
     #[serde(default = "one")]
-    #[schema(default = 1, minimum = 1)]
+    #[schema(default = 1, minimum = 1, maximum = 1_000_000)]
     per_user_limit: i64,
     /// RFC 3339.
     #[schema(example = "2026-12-01T00:00:00Z")]
@@ -363,9 +363,9 @@ async fn use_coupon(
         input
             .reference
             .as_ref()
-            .is_none_or(|r| r.len() <= TEXT_LEN_MAX),
+            .is_none_or(|r| r.chars().count() <= TEXT_LEN_MAX),
         "reference",
-        format!("must be at most {TEXT_LEN_MAX} bytes"),
+        format!("must be at most {TEXT_LEN_MAX} characters"),
     );
     errors.finish()?;
     let command = CouponCommand::Use {

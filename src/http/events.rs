@@ -35,7 +35,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::resource("")
                 .app_data(web::PayloadConfig::default().limit(LAYOUT_BODY_MAX_BYTES))
                 .route(web::post().to(create))
-                .route(web::get().to(list)),
+                .route(web::get().to(list))
+                // Else actix answers another method with its own bodiless 405.
+                .default_service(web::to(super::no_route)),
         )
         .route("/{id}", web::get().to(get))
         .route("/{id}/seats", web::get().to(seats));
@@ -122,6 +124,7 @@ fn map_of(reply: SeatReply) -> Result<MapView, ApiError> {
         (status = 201, description = "The event with `seats_total` and its availability",
             body = MapView),
         (status = 403, description = "FORBIDDEN: not an operator"),
+        (status = 413, description = "PAYLOAD_TOO_LARGE: a body over 1 MiB (a stadium's layout)"),
         (status = 422, description = "VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
     ))]
 async fn create(

@@ -198,7 +198,8 @@ pub fn is_valid_ident(value: &str) -> bool {
 /// What a request no route took gets: 405 with `Allow` when the API has the path for other
 /// methods, else 404; both as problem+json.
 pub async fn no_route(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    let allowed = openapi::methods_for(req.path());
+    // The path as the router matched it (percent-decoded), not as sent.
+    let allowed = openapi::methods_for(req.match_info().as_str());
     if allowed.is_empty() {
         return Err(ApiError::not_found("no such route"));
     }

@@ -10,7 +10,9 @@
 use std::sync::LazyLock;
 
 use actix_web::web;
+use utoipa::openapi::header::Header;
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{Object, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -32,12 +34,13 @@ pub const BEARER: &str = "bearer";
             sale, coupon policy, seat map, wallet and waiting room is a supervised actor, and \
             every 2xx to a state change is sent after the change is committed to the journal.\n\n\
             Authenticate with `Authorization: Bearer <access token>` (from `POST /auth/login`, \
-            or `surge token` for operations and load tests). Every POST that changes state \
-            accepts an `Idempotency-Key` header (1-255 characters, scoped to the caller): a \
+            or `surge token` for operations and load tests). The operations that list an \
+            `Idempotency-Key` header take one (1-255 characters, scoped to the caller): a \
             retry with the same key and body returns the first answer with \
             `Idempotent-Replayed: true`. Errors are RFC 9457 `application/problem+json` with a \
-            stable `code`. Lists take `?limit=` (default 50, max 500) and `?cursor=` and \
-            answer `{items, next_cursor}`, newest first.",
+            stable `code`; a 429 or 503 carries `Retry-After`. Lists take `?limit=` (default \
+            50, at most `lists.limit_max`, 500 by default) and `?cursor=` and answer \
+            `{items, next_cursor}`, newest first.",
         license(name = "MIT"),
     ),
     servers((url = "/api/v1", description = "API v1 on this server")),
@@ -97,7 +100,7 @@ pub struct Problem {
     code: String,
     /// For `VALIDATION_FAILED`: each field that failed and why.
     #[schema(nullable = false)]
-    errors: Option<Vec<ProblemField>>,
+    errors: Option<Vec<crate::error::FieldError>>,
 }
 
 /// A page of a list, newest first.
@@ -135,14 +138,6 @@ pub struct IdempotencyKey {
     key: Option<String>,
 }
 
-/// One failed field of a `VALIDATION_FAILED` problem.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Describes `FieldError`; never built.
-pub struct ProblemField {
-    field: String,
-    message: String,
-}
-
 /// The bearer-token scheme that `security(("bearer" = []))` names.
 struct BearerScheme;
 
@@ -161,9 +156,10 @@ impl Modify for BearerScheme {
     }
 }
 
-/// Adds the answers every operation of a kind may give (a token: 401; a body: 400 and 413; an
-/// `Idempotency-Key`: 400, 409 and 422) where an operation does not describe them itself, and
-/// makes every error answer a [`Problem`].
+/// Adds the answers every operation of a kind may give (a token: 401, and 503 from an entity or
+/// the journal; a body: 400 and 413; an `Idempotency-Key`: 400, 409 and 422), to the operation's
+/// own description of that status when it has one, and makes every error answer a [`Problem`]
+/// (with `Retry-After` on 429 and 503).
 struct ProblemAnswers;
 
 impl Modify for ProblemAnswers {
@@ -182,6 +178,15 @@ impl Modify for ProblemAnswers {
                             PROBLEM_JSON.to_string(),
                             RefOr::T(Content::new(Some(problem))),
                         );
+                    }
+                    if status == "429" || status == "503" {
+                        let header = Header::builder()
+                            .schema(Some(Object::with_type(Type::Integer)))
+                            .description(Some("Seconds to wait before a retry"))
+                            .build();
+                        response
+                            .headers
+                            .insert("Retry-After".to_string(), RefOr::T(header));
                     }
                 }
             }
@@ -212,16 +217,26 @@ fn add_common_answers(operation: &mut Operation) {
         .iter()
         .flatten()
         .any(|parameter| matches!(parameter, RefOr::T(p) if p.name == "Idempotency-Key"));
-    let mut add = |status: &str, description: &str| {
-        let answer = ResponseBuilder::new().description(description).build();
-        operation
-            .responses
-            .responses
-            .entry(status.to_string())
-            .or_insert(RefOr::T(answer));
-    };
+    let mut add =
+        |status: &str, description: &str| match operation.responses.responses.get_mut(status) {
+            Some(RefOr::T(answer)) if !answer.description.contains(description) => {
+                answer.description = format!("{}; {description}", answer.description);
+            }
+            Some(_) => {}
+            None => {
+                let answer = ResponseBuilder::new().description(description).build();
+                operation
+                    .responses
+                    .responses
+                    .insert(status.to_string(), RefOr::T(answer));
+            }
+        };
     if takes_token {
         add("401", "UNAUTHORIZED: no token, or a bad or expired one");
+        add(
+            "503",
+            "UNAVAILABLE: an entity failed or is overloaded, or the journal is stalled",
+        );
     }
     if takes_body || takes_key {
         add(
@@ -236,14 +251,8 @@ fn add_common_answers(operation: &mut Operation) {
         );
     }
     if takes_key {
-        add(
-            "409",
-            "IDEMPOTENCY_IN_FLIGHT: the first request with this key is still running",
-        );
-        add(
-            "422",
-            "IDEMPOTENCY_KEY_REUSED: this key came with another body",
-        );
+        add("409", "IDEMPOTENCY_IN_FLIGHT");
+        add("422", "IDEMPOTENCY_KEY_REUSED");
     }
 }
 
@@ -251,15 +260,23 @@ fn add_common_answers(operation: &mut Operation) {
 const API_BASE: &str = "/api/v1";
 /// Routes of the document also served at the root.
 const ROOT_ROUTES: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/admin"];
+/// The document and its UI, at the root and under the base: GET only, not in the document.
+const DOCUMENT_ROUTE: &str = "/openapi.json";
+const UI_ROUTE: &str = "/docs";
 
 /// The methods (upper-case, sorted) the API serves at `path`, by the document's path templates;
 /// empty when it has no such path.
 pub fn methods_for(path: &str) -> Vec<&'static str> {
-    let relative = match path.strip_prefix(API_BASE) {
-        Some(rest) => rest,
-        None if ROOT_ROUTES.contains(&path) => path,
-        None => return Vec::new(),
-    };
+    let relative = path.strip_prefix(API_BASE).unwrap_or(path);
+    let is_docs = relative == DOCUMENT_ROUTE
+        || relative == UI_ROUTE
+        || relative.starts_with(&format!("{UI_ROUTE}/"));
+    if is_docs {
+        return vec!["GET"];
+    }
+    if relative == path && !ROOT_ROUTES.contains(&path) {
+        return Vec::new();
+    }
     let segments: Vec<&str> = relative.split('/').collect();
     let mut methods: Vec<&'static str> = document()
         .paths
@@ -327,6 +344,15 @@ mod tests {
             "an empty id"
         );
         assert!(methods_for("/api/v1/nothing").is_empty());
+        assert!(methods_for("/api/v1x/orders").is_empty());
+        assert!(
+            methods_for("/api/v1/orders/").is_empty(),
+            "no trailing slash"
+        );
+        assert_eq!(methods_for("/admin"), ["GET"]);
+        for docs in ["/openapi.json", "/docs", "/docs/index.css", "/api/v1/docs/"] {
+            assert_eq!(methods_for(docs), ["GET"], "{docs}");
+        }
         assert!(methods_for("/api/v1/orders/x/y/z").is_empty());
     }
 }

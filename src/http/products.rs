@@ -37,7 +37,7 @@ impl CreateBody {
     fn validate(&self) -> Result<(), ApiError> {
         let mut errors = FieldErrors::new();
         errors.check(
-            !self.name.trim().is_empty() && self.name.len() <= 200,
+            !self.name.trim().is_empty() && self.name.chars().count() <= 200,
             "name",
             "must be 1-200 characters",
         );
@@ -47,7 +47,9 @@ impl CreateBody {
             "must be 0..=10^12",
         );
         errors.check(
-            self.description.as_ref().is_none_or(|d| d.len() <= 2000),
+            self.description
+                .as_ref()
+                .is_none_or(|d| d.chars().count() <= 2000),
             "description",
             "must be at most 2000 characters",
         );

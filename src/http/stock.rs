@@ -56,7 +56,7 @@ impl CreateBody {
             "must match [A-Za-z0-9._-]{1,64}",
         );
         errors.check(
-            !self.name.trim().is_empty() && self.name.len() <= 200,
+            !self.name.trim().is_empty() && self.name.chars().count() <= 200,
             "name",
             "must be 1-200 characters",
         );
@@ -185,7 +185,7 @@ async fn adjust(
             "must be non-zero and at most 10^12 in size",
         ));
     }
-    if input.reason.trim().is_empty() || input.reason.len() > 200 {
+    if input.reason.trim().is_empty() || input.reason.chars().count() > 200 {
         return Err(ApiError::validation("reason", "must be 1-200 characters"));
     }
     let keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {

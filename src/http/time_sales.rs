@@ -110,8 +110,8 @@ impl CreateBody {
     responses(
         (status = 201, description = "The new sale", body = SaleView),
         (status = 403, description = "FORBIDDEN: not an operator"),
-        (status = 404, description = "NOT_FOUND: no such product"),
-        (status = 422, description = "VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+        (status = 422, description = "VALIDATION_FAILED (also for a `product_id` that names no \
+            product), IDEMPOTENCY_KEY_REUSED"),
     ))]
 async fn create(
     state: State,
@@ -234,6 +234,7 @@ async fn list(
 struct PurchaseBody {
     /// Units to buy; an empty body buys one.
     #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 10_000, default = 1)]
     quantity: i64,
 }
 

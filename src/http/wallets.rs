@@ -61,9 +61,10 @@ impl AmountBody {
             ("reference", &self.reference),
         ] {
             errors.check(
-                text.as_ref().is_none_or(|t| t.len() <= TEXT_LEN_MAX),
+                text.as_ref()
+                    .is_none_or(|t| t.chars().count() <= TEXT_LEN_MAX),
                 field,
-                format!("must be at most {TEXT_LEN_MAX} bytes"),
+                format!("must be at most {TEXT_LEN_MAX} characters"),
             );
         }
         errors.finish()
@@ -221,7 +222,8 @@ async fn use_points(
         (status = 403, description = "FORBIDDEN: not an operator"),
         (status = 404, description = "NOT_FOUND: no such transaction"),
         (status = 409, description = "ALREADY_CANCELLED; INSUFFICIENT_POINTS when cancelling \
-            an earn whose points are spent"),
+            an earn whose points are spent; CONFLICT when the transaction is itself a cancel"),
+        (status = 422, description = "VALIDATION_FAILED: the balance would pass 10^15"),
     ))]
 async fn cancel(
     state: State,

@@ -488,3 +488,25 @@ async fn malformed_coupon_requests_change_nothing(backend: Backend) {
     app.stop().await;
 }
 on_both_stores!(malformed_coupon_requests_change_nothing);
+
+/// An issue's body is optional: none, or JSON `null`, issues to the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_null_issue_body_issues_to_the_caller() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let policy = id_of(&create_policy(&app, policy_body(&app, 5, 1)).await);
+    let path = format!("/coupon-policies/{policy}/issue");
+    let token = app.token("nia", Role::Customer);
+    let coupon = ok_json(
+        app.post(&path, &token, Value::Null, None).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(coupon["user_id"], "nia");
+    let for_someone_else = app
+        .post(&path, &token, json!({"user_id": "omar"}), None)
+        .await;
+    assert_problem(for_someone_else, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    app.stop().await;
+}

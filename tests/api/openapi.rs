@@ -136,7 +136,7 @@ fn keys(value: &Value) -> BTreeSet<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_document_describes_exactly_the_served_routes() {
+async fn the_document_describes_the_routes_api_md_lists_and_the_router_serves() {
     let Some(app) = spawn_app(Backend::Sqlite).await else {
         return;
     };
@@ -158,11 +158,11 @@ async fn the_document_describes_exactly_the_served_routes() {
     let unserved: Vec<_> = documented.difference(&served).collect();
     assert!(
         undocumented.is_empty(),
-        "served, not documented: {undocumented:?}"
+        "in API.md's list, not documented: {undocumented:?}"
     );
     assert!(
         unserved.is_empty(),
-        "documented, not in the list: {unserved:?}"
+        "documented, not in API.md's list: {unserved:?}"
     );
 
     // Each documented route is routed: a request with made-up ids reaches a handler, whatever
@@ -320,10 +320,10 @@ async fn described_shapes_match_what_the_server_sends() {
     assert_eq!(keys(&page["items"][0]), keys(&order));
 
     // A hand-described answer: the waiting room's ticket (pass fields only when admitted).
-    let sale_room = format!("/events/{}/queue/join", create_event(&app).await);
+    let event_room = format!("/events/{}/queue/join", create_event(&app).await);
     let ticket = app
         .post(
-            &sale_room,
+            &event_room,
             &app.token("fan-1", Role::Customer),
             json!({}),
             None,
@@ -440,6 +440,73 @@ async fn a_served_path_with_another_method_is_405_with_allow() {
     for url in [app.url("/nothing"), format!("{}/orders", app.base)] {
         let response = app.client.delete(&url).send().await.unwrap();
         assert_problem(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    }
+    app.stop().await;
+}
+
+/// Every documented path, asked with a method it does not list, answers 405 problem+json with
+/// exactly the documented methods in `Allow`: the router and the document agree on methods too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_path_refuses_other_methods_with_its_allow_list() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let doc = document(&app, format!("{}/openapi.json", app.base)).await;
+    let mut by_path: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (method, path) in operations(&doc).into_keys() {
+        by_path
+            .entry(path)
+            .or_default()
+            .insert(method.to_uppercase());
+    }
+    let admin = app.token("admin-1", Role::Admin);
+    for (path, methods) in by_path {
+        let concrete = path.replace('{', "x-").replace('}', "");
+        let other = ["DELETE", "PUT", "PATCH", "POST", "GET"]
+            .into_iter()
+            .find(|m| !methods.contains(*m))
+            .expect("some method is not served");
+        let response = app
+            .client
+            .request(other.parse().unwrap(), app.url(&concrete))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        let allow = methods.iter().cloned().collect::<Vec<_>>().join(", ");
+        assert_eq!(
+            response.headers().get("allow").map(|v| v.to_str().unwrap()),
+            Some(allow.as_str()),
+            "{other} {concrete}"
+        );
+        assert_problem(
+            response,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+        )
+        .await;
+    }
+    app.stop().await;
+}
+
+/// The document's `maxLength`s count characters, and so do the handlers: a name of 200 Hangul
+/// syllables (600 bytes) is taken, one of 201 is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_lengths_count_characters_not_bytes() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let doc = document(&app, format!("{}/openapi.json", app.base)).await;
+    let described = &schema(&doc, "CreateProduct")["properties"]["name"]["maxLength"];
+    assert_eq!(described, 200);
+    for (length, status) in [
+        (200, StatusCode::CREATED),
+        (201, StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let name = "가".repeat(length);
+        let body = json!({"name": name, "price": 1000});
+        let response = app.post("/products", &app.operator(), body, None).await;
+        assert_eq!(response.status(), status, "{length} characters");
     }
     app.stop().await;
 }

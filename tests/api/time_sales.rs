@@ -402,10 +402,15 @@ async fn bad_sale_requests_get_problem_json_and_change_nothing(backend: Backend)
         null.json::<Value>().await.expect("json")["items"][0]["quantity"],
         1
     );
-    let list = app
+    let not_an_object = app
         .post(&path, &app.token("ida", Role::Customer), json!("one"), None)
         .await;
-    assert_problem(list, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+    assert_problem(
+        not_an_object,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
     assert_eq!(sale(&app, &id).await["reserved"], 2);
     app.stop().await;
 }
