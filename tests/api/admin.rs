@@ -67,6 +67,9 @@ async fn actors_are_listed_inspected_and_acted_on(backend: Backend) {
     assert_eq!(detail["state"]["reserved"], 2);
     assert_eq!(detail["recent_events"][0]["seq"], 2);
     assert_eq!(detail["recent_events"][1]["seq"], 1);
+    // The reservation names its order as the API does, by UUID.
+    let reserved = detail["recent_events"][0]["event"].as_str().unwrap();
+    assert!(reserved.contains(order_id.as_str()), "{reserved}");
     assert_eq!(detail["actor"]["status"], "running");
     let unknown = app.get("/admin/actors/stock_item/NEVER", &operator).await;
     assert_problem(unknown, StatusCode::NOT_FOUND, "NOT_FOUND").await;
