@@ -437,6 +437,12 @@ async fn a_served_path_with_another_method_is_405_with_allow() {
         )
         .await;
     }
+    // Health checks also answer HEAD (load balancers probe with it), without a body.
+    for url in [format!("{}/healthz", app.base), app.url("/readyz")] {
+        let response = app.client.head(&url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "HEAD {url}");
+        assert!(response.bytes().await.unwrap().is_empty());
+    }
     for url in [app.url("/nothing"), format!("{}/orders", app.base)] {
         let response = app.client.delete(&url).send().await.unwrap();
         assert_problem(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
