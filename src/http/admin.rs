@@ -29,14 +29,14 @@ const TREE_CHILDREN_MAX: usize = 50;
 
 #[utoipa::path(get, path = "/admin", summary = "The console page", tag = "admin",
     operation_id = "console",
-    security(("bearer" = [])),
+    security(("bearer" = ["operator", "admin"])),
     params(("access_token" = Option<String>, Query,
         description = "The token, for a browser that cannot set a header when it opens a page")),
     description = "The console page: kinds, journal figures, the supervision tree, the actors \
         and one actor's state, refreshed every 2 s. Also served at the root (`/admin`).",
     responses(
         (status = 200, description = "An HTML page", content_type = "text/html", body = String),
-        (status = 403, description = "FORBIDDEN: a customer"),
+        (status = 403, description = "FORBIDDEN: not an operator"),
     ))]
 pub async fn console(caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require_operator()?;
@@ -49,12 +49,12 @@ pub async fn console(caller: Caller) -> Result<HttpResponse, ApiError> {
 /// (the first `TREE_CHILDREN_MAX` by id).
 #[utoipa::path(get, path = "/admin/supervision", summary = "The supervision tree", tag = "admin",
     operation_id = "supervision_tree",
-    security(("bearer" = [])),
+    security(("bearer" = ["operator", "admin"])),
     responses(
         (status = 200, description = "`{name, children: [{name, kind, running, parked, failed, \
             children: [\"kind:id\", ...]}]}`: one region supervisor per kind and its running \
             actors (the first 50 by id)", body = Object),
-        (status = 403, description = "FORBIDDEN: a customer"),
+        (status = 403, description = "FORBIDDEN: not an operator"),
     ))]
 async fn supervision(state: State, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require_operator()?;
@@ -105,12 +105,12 @@ struct ActorsQuery {
 /// The activated and failed entities, by kind (in the console's order) then id.
 #[utoipa::path(get, path = "/admin/actors", summary = "List actors", tag = "admin",
     operation_id = "list_actors",
-    security(("bearer" = [])), params(ActorsQuery),
+    security(("bearer" = ["operator", "admin"])), params(ActorsQuery),
     responses(
         (status = 200, description = "`{items: [{kind, id, status, mailbox_len, restarts, \
             last_seq, snapshot_seq, last_active_at}], next_cursor}`, by kind then id",
             body = Object),
-        (status = 403, description = "FORBIDDEN: a customer"),
+        (status = 403, description = "FORBIDDEN: not an operator"),
         (status = 422, description = "VALIDATION_FAILED: a bad kind, status, limit or cursor"),
     ))]
 async fn actors(
@@ -188,7 +188,7 @@ fn region<'a>(state: &'a State, kind: &str) -> Result<&'a dyn AdminRegion, ApiEr
 /// One actor: its row, its state as JSON and its latest events (activating it if it is not).
 #[utoipa::path(get, path = "/admin/actors/{kind}/{id}",
     summary = "One actor: state and latest events", tag = "admin", operation_id = "get_actor",
-    security(("bearer" = [])),
+    security(("bearer" = ["operator", "admin"])),
     params(
         ("kind" = String, Path, description = "The actor kind (see `GET /admin/overview`)"),
         ("id" = String, Path, description = "The entity id (a SKU, a UUID, a user id)"),
@@ -196,7 +196,7 @@ fn region<'a>(state: &'a State, kind: &str) -> Result<&'a dyn AdminRegion, ApiEr
     responses(
         (status = 200, description = "The actor's row, its `state` as JSON and its 20 latest \
             events", body = Object),
-        (status = 403, description = "FORBIDDEN: a customer"),
+        (status = 403, description = "FORBIDDEN: not an operator"),
         (status = 404, description = "NOT_FOUND: no such kind, or an entity never created"),
     ))]
 async fn actor(
@@ -217,7 +217,7 @@ async fn actor(
 /// behind, then out of memory) or `restart` (clears a failed mark). Admins only.
 #[utoipa::path(post, path = "/admin/actors/{kind}/{id}/{action}",
     summary = "Snapshot, passivate or restart an actor", tag = "admin",
-    operation_id = "act_on_actor", security(("bearer" = [])),
+    operation_id = "act_on_actor", security(("bearer" = ["admin"])),
     params(
         ("kind" = String, Path, description = "The actor kind (see `GET /admin/overview`)"),
         ("id" = String, Path, description = "The entity id (a SKU, a UUID, a user id)"),
@@ -266,12 +266,12 @@ async fn act(
 /// Operators may read it; admins too.
 #[utoipa::path(get, path = "/admin/overview", summary = "Overview: actors and journal",
     tag = "admin", operation_id = "overview",
-    security(("bearer" = [])),
+    security(("bearer" = ["operator", "admin"])),
     responses(
         (status = 200, description = "`{node, uptime_secs, store, kinds: {kind: {running, \
             parked, failed}}, live: {sessions, topics}, journal: {batches, events, rows, \
             failures, avg_batch_rows, avg_commit_micros, ...}}`", body = Object),
-        (status = 403, description = "FORBIDDEN: a customer"),
+        (status = 403, description = "FORBIDDEN: not an operator"),
     ))]
 async fn overview(state: State, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require_operator()?;

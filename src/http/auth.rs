@@ -160,7 +160,7 @@ async fn me(auth: web::Data<AuthService>, caller: Caller) -> Result<HttpResponse
 }
 
 #[utoipa::path(post, path = "/admin/users/{id}/roles", operation_id = "set_roles",
-    summary = "Set a user's roles", tag = "auth", security(("bearer" = [])),
+    summary = "Set a user's roles", tag = "auth", security(("bearer" = ["admin"])),
     params(("id" = String, Path, description = "The user's id")), request_body = RolesBody,
     responses(
         (status = 200, description = "The user with its new roles", body = UserView),

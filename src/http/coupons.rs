@@ -133,7 +133,7 @@ async fn keyed(
 
 #[utoipa::path(post, path = "/coupon-policies", summary = "Create a coupon policy", tag = "coupons",
     operation_id = "create_coupon_policy",
-    security(("bearer" = [])), request_body = CreateBody, params(IdempotencyKey),
+    security(("bearer" = ["operator", "admin"])), request_body = CreateBody, params(IdempotencyKey),
     responses(
         (status = 201, description = "The new policy", body = PolicyView),
         (status = 403, description = "FORBIDDEN: not an operator"),

@@ -119,7 +119,7 @@ fn map_of(reply: SeatReply) -> Result<MapView, ApiError> {
 
 #[utoipa::path(post, path = "/events", summary = "Create an event and its seat map",
     tag = "events", operation_id = "create_event",
-    security(("bearer" = [])), request_body = CreateBody, params(IdempotencyKey),
+    security(("bearer" = ["operator", "admin"])), request_body = CreateBody, params(IdempotencyKey),
     responses(
         (status = 201, description = "The event with `seats_total` and its availability",
             body = MapView),

@@ -127,7 +127,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", summary = "Prometheus metrics",
-    tag = "system", security((), ("bearer" = [])),
+    tag = "system", security((), ("bearer" = ["operator", "admin"])),
     description = "Prometheus text: requests by method, route pattern and status, request \
         durations, the journal's counters and times, actors by kind and status, WebSocket \
         sessions and uptime. Also served at the root. With `metrics.require_token` it asks for \
@@ -136,7 +136,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         (status = 200, description = "Prometheus text exposition format 0.0.4",
             content_type = "text/plain; version=0.0.4", body = String),
         (status = 401, description = "UNAUTHORIZED (only with `metrics.require_token`)"),
-        (status = 403, description = "FORBIDDEN: a customer (only with `metrics.require_token`)"),
+        (status = 403, description = "FORBIDDEN: not an operator (only with `metrics.require_token`)"),
     ))]
 async fn metrics(state: State, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     if state.rt.settings.metrics.require_token {

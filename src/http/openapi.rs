@@ -38,7 +38,9 @@ pub const BEARER: &str = "bearer";
             `Idempotency-Key` header take one (1-255 characters, scoped to the caller): a \
             retry with the same key and body returns the first answer with \
             `Idempotent-Replayed: true`. Errors are RFC 9457 `application/problem+json` with a \
-            stable `code`; a 429 or 503 carries `Retry-After`. Lists take `?limit=` (default \
+            stable `code`; a 429 or 503 carries `Retry-After`. An operation's `bearer` \
+            requirement names the roles it needs (`operator`, `admin`); none named means any \
+            signed-in user, who then sees only their own wallet, coupons, orders and tickets. Lists take `?limit=` (default \
             50, at most `lists.limit_max`, 500 by default) and `?cursor=` and answer \
             `{items, next_cursor}`, newest first.",
         license(name = "MIT"),

@@ -59,7 +59,7 @@ impl CreateBody {
 
 #[utoipa::path(post, path = "/products", summary = "Create a product", tag = "products",
     operation_id = "create_product",
-    security(("bearer" = [])), request_body = CreateBody, params(IdempotencyKey),
+    security(("bearer" = ["operator", "admin"])), request_body = CreateBody, params(IdempotencyKey),
     responses(
         (status = 201, description = "The new product", body = ProductView),
         (status = 403, description = "FORBIDDEN: not an operator"),

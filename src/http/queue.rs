@@ -386,7 +386,7 @@ macro_rules! documented_queue_routes {
 
         #[utoipa::path(get, path = concat!("/", $kind, "/{id}/queue"), tag = "queue",
             operation_id = stringify!($stats), summary = concat!("The ", $room),
-            security(("bearer" = [])),
+            security(("bearer" = ["operator", "admin"])),
             params(("id" = String, Path, description = $what)),
             responses(
                 (status = 200, description = "The room", body = StatsBody),
@@ -398,7 +398,8 @@ macro_rules! documented_queue_routes {
 
         #[utoipa::path(patch, path = concat!("/", $kind, "/{id}/queue"), tag = "queue",
             operation_id = stringify!($configure),
-            summary = concat!("Set the rate or pause the ", $room), security(("bearer" = [])),
+            summary = concat!("Set the rate or pause the ", $room),
+            security(("bearer" = ["operator", "admin"])),
             params(("id" = String, Path, description = $what)), request_body = ConfigureBody,
             responses(
                 (status = 200, description = "The room with its new settings", body = StatsBody),

@@ -81,7 +81,7 @@ impl CreateBody {
 
 #[utoipa::path(post, path = "/stock-items", summary = "Create a stock item", tag = "stock",
     operation_id = "create_stock_item",
-    security(("bearer" = [])), request_body = CreateBody,
+    security(("bearer" = ["operator", "admin"])), request_body = CreateBody,
     params(IdempotencyKey),
     responses(
         (status = 201, description = "The new item", body = StockView),
@@ -159,7 +159,7 @@ struct AdjustBody {
 
 #[utoipa::path(post, path = "/stock-items/{sku}/adjustments", summary = "Adjust on-hand units",
     tag = "stock",
-    operation_id = "adjust_stock_item", security(("bearer" = [])), request_body = AdjustBody,
+    operation_id = "adjust_stock_item", security(("bearer" = ["operator", "admin"])), request_body = AdjustBody,
     params(("sku" = String, Path, description = "The SKU"), IdempotencyKey),
     responses(
         (status = 200, description = "The item after the adjustment", body = StockView),
@@ -251,7 +251,7 @@ fn order_ref(order: u128) -> String {
 /// The item's journal, newest first; `cursor` is the seq to continue below.
 #[utoipa::path(get, path = "/stock-items/{sku}/movements", summary = "A stock item's movements",
     tag = "stock",
-    operation_id = "list_stock_movements", security(("bearer" = [])),
+    operation_id = "list_stock_movements", security(("bearer" = ["operator", "admin"])),
     params(("sku" = String, Path, description = "The SKU"), Paging),
     responses(
         (status = 200, description = "The item's journal, newest first", body = Page<Movement>),

@@ -104,7 +104,7 @@ impl CreateBody {
 
 #[utoipa::path(post, path = "/time-sales", summary = "Create a time sale", tag = "time-sales",
     operation_id = "create_time_sale",
-    security(("bearer" = [])), request_body = CreateBody, params(IdempotencyKey),
+    security(("bearer" = ["operator", "admin"])), request_body = CreateBody, params(IdempotencyKey),
     description = "Its status flips by itself at `starts_at` and `ends_at` (durable \
         deadlines), so live subscribers see it change without any request.",
     responses(

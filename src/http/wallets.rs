@@ -160,7 +160,7 @@ async fn transact(
 
 #[utoipa::path(post, path = "/wallets/{user_id}/earn", summary = "Earn points", tag = "wallets",
     operation_id = "earn_points",
-    security(("bearer" = [])), params(("user_id" = String, Path,
+    security(("bearer" = ["operator", "admin"])), params(("user_id" = String, Path,
         description = "The wallet's user"), IdempotencyKey), request_body = AmountBody,
     responses(
         (status = 201, description = "The `EARN` transaction", body = TxView),
@@ -213,7 +213,7 @@ async fn use_points(
 
 #[utoipa::path(post, path = "/wallets/{user_id}/transactions/{tx_id}/cancel",
     summary = "Cancel a transaction", tag = "wallets",
-    operation_id = "cancel_transaction", security(("bearer" = [])),
+    operation_id = "cancel_transaction", security(("bearer" = ["operator", "admin"])),
     params(("user_id" = String, Path, description = "The wallet's user"), ("tx_id" = String, Path,
         description = "The transaction to reverse"),
         IdempotencyKey),

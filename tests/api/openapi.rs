@@ -248,6 +248,28 @@ async fn every_reference_resolves_and_every_error_is_a_problem() {
                 );
             }
         }
+        // The roles the bearer requirement names agree with who the 403 says is refused.
+        let roles: BTreeSet<String> = operation["security"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|requirement| requirement["bearer"].as_array())
+            .flatten()
+            .map(|role| role.as_str().unwrap().to_string())
+            .collect();
+        let forbidden = responses
+            .get("403")
+            .and_then(|r| r["description"].as_str())
+            .unwrap_or("");
+        let expected: &[&str] = if forbidden.contains("not an admin") {
+            &["admin"]
+        } else if forbidden.contains("not an operator") {
+            &["admin", "operator"]
+        } else {
+            &[]
+        };
+        let expected: BTreeSet<String> = expected.iter().map(|r| r.to_string()).collect();
+        assert_eq!(roles, expected, "{method} {path}: roles against its 403");
         let secured = operation["security"]
             .as_array()
             .is_some_and(|s| !s.is_empty());
