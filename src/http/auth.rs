@@ -63,7 +63,7 @@ fn token_response(pair: TokenPair) -> HttpResponse {
     summary = "Register a user", tag = "auth", request_body = RegisterBody,
     responses(
         (status = 201, description = "The new user, a customer", body = UserView),
-        (status = 400, description = "Malformed JSON"),
+        (status = 400, description = "MALFORMED_REQUEST: a body that is not JSON"),
         (status = 409, description = "EMAIL_TAKEN"),
         (status = 422, description = "VALIDATION_FAILED: a bad email, a password under 8 \
             characters, an empty name"),

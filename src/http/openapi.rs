@@ -213,15 +213,22 @@ fn add_common_answers(operation: &mut Operation) {
         .security
         .as_ref()
         .is_some_and(|requirements| !requirements.is_empty());
+    // An operation a token is optional for (`/metrics`) sends no message to an entity.
+    let needs_token = takes_token
+        && operation.security.iter().flatten().all(|requirement| {
+            serde_json::to_value(requirement).is_ok_and(|json| json != serde_json::json!({}))
+        });
     let takes_body = operation.request_body.is_some();
     let takes_key = operation
         .parameters
         .iter()
         .flatten()
         .any(|parameter| matches!(parameter, RefOr::T(p) if p.name == "Idempotency-Key"));
-    let mut add =
-        |status: &str, description: &str| match operation.responses.responses.get_mut(status) {
-            Some(RefOr::T(answer)) if !answer.description.contains(description) => {
+    // An operation that already names the code of an answer keeps its own words for it.
+    let mut add = |status: &str, description: &str| {
+        let code = description.split(':').next().unwrap_or(description);
+        match operation.responses.responses.get_mut(status) {
+            Some(RefOr::T(answer)) if !answer.description.contains(code) => {
                 answer.description = format!("{}; {description}", answer.description);
             }
             Some(_) => {}
@@ -232,9 +239,12 @@ fn add_common_answers(operation: &mut Operation) {
                     .responses
                     .insert(status.to_string(), RefOr::T(answer));
             }
-        };
+        }
+    };
     if takes_token {
         add("401", "UNAUTHORIZED: no token, or a bad or expired one");
+    }
+    if needs_token {
         add(
             "503",
             "UNAVAILABLE: an entity failed or is overloaded, or the journal is stalled",
