@@ -747,6 +747,7 @@ impl<E: Entity> AdminRegion for Region<E> {
         self.reset(id);
     }
 }
+
 /// The `limit` smallest of the ids offered: a max-heap that drops its largest past the bound.
 struct FirstIds {
     heap: std::collections::BinaryHeap<String>,
