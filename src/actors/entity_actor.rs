@@ -141,6 +141,15 @@ impl<E: Entity> Slot<E> {
             Slot::Parked(_) => None,
         }
     }
+
+    /// `running` (an actor) or `parked` (state in memory, actor stopped), as the admin API and
+    /// the metrics name it.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Slot::Live(_) => "running",
+            Slot::Parked(_) => "parked",
+        }
+    }
 }
 
 pub type LiveMap<E> = Arc<DashMap<String, Slot<E>>>;

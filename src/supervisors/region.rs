@@ -601,11 +601,10 @@ impl<E: Entity> Region<E> {
             });
         }
         let slot = self.live.get(id)?;
-        let (status, mailbox_len, last_seq, snapshot_seq, last_active_ms) = match &*slot {
+        let (mailbox_len, last_seq, snapshot_seq, last_active_ms) = match &*slot {
             Slot::Live(live) => {
                 let shared = &live.shared;
                 (
-                    "running",
                     shared.inflight.load(Ordering::Acquire),
                     shared.last_seq.load(Ordering::Acquire),
                     shared.snapshot_seq.load(Ordering::Acquire),
@@ -613,7 +612,6 @@ impl<E: Entity> Region<E> {
                 )
             }
             Slot::Parked(parked) => (
-                "parked",
                 0,
                 parked.last_seq,
                 parked.snapshot_seq,
@@ -623,7 +621,7 @@ impl<E: Entity> Region<E> {
         Some(ActorRow {
             kind: E::KIND,
             id: id.to_string(),
-            status,
+            status: slot.status(),
             mailbox_len,
             restarts,
             last_seq: Some(last_seq),
@@ -654,11 +652,7 @@ impl<E: Entity> AdminRegion for Region<E> {
         // A failed mark wins over the slot, as in `row`; failures are rare, so look only then.
         let any_failed = !self.failed.is_empty();
         for slot in self.live.iter() {
-            let of = match slot.value() {
-                Slot::Live(_) => "running",
-                Slot::Parked(_) => "parked",
-            };
-            if wanted(slot.key(), of)
+            if wanted(slot.key(), slot.status())
                 && first.would_take(slot.key())
                 && !(any_failed && self.failed.contains_key(slot.key()))
             {
@@ -690,18 +684,16 @@ impl<E: Entity> AdminRegion for Region<E> {
             return Ok(Some(serde_json::json!({ "actor": self.row(id) })));
         }
         let pid = crate::actors::pid::<E>(id);
-        if !self.live.contains_key(id) {
-            // Not in memory: look before activating, so a GET of a name that was never created
-            // leaves no blank actor behind.
-            let latest = self
-                .rt
-                .store
-                .events_desc(&pid, None, 1)
-                .await
-                .map_err(ApiError::internal)?;
-            if latest.is_empty() {
-                return Ok(None);
-            }
+        let records = self
+            .rt
+            .store
+            .events_desc(&pid, None, events_max.max(1))
+            .await
+            .map_err(ApiError::internal)?;
+        if records.is_empty() && !self.live.contains_key(id) {
+            // Not in memory and never journaled: answer before activating, so a GET of a name
+            // that was never created leaves no blank actor behind.
+            return Ok(None);
         }
         let inspection = self.inspect(id).await?;
         if !inspection.exists && inspection.last_seq == 0 {
@@ -709,14 +701,8 @@ impl<E: Entity> AdminRegion for Region<E> {
             // forced stop here could race a create of the same id).
             return Ok(None);
         }
-        let records = self
-            .rt
-            .store
-            .events_desc(&pid, None, events_max)
-            .await
-            .map_err(ApiError::internal)?;
         let mut events = Vec::with_capacity(records.len());
-        for record in records {
+        for record in records.into_iter().take(events_max as usize) {
             let event: E::Event = crate::persistence::codec::decode(E::VERSION, &record.payload)
                 .map_err(ApiError::internal)?;
             events.push(serde_json::json!({
