@@ -169,6 +169,7 @@ impl Surge {
                 .app_data(services.clone())
                 .app_data(auth.clone())
                 .configure(|cfg| http::configure_extractors(cfg, body_limit))
+                .wrap(middleware::from_fn(http::head_as_get))
                 .wrap(middleware::from_fn(http::metrics::record))
                 .wrap(middleware::from_fn(http::request_id_header))
                 .wrap(TracingLogger::default())

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::auth::{AuthService, Caller, TokenPair, UserView};
 use crate::error::{ApiError, ErrorCode};
-use crate::http::State;
+use crate::http::{RawBody, State};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/register", web::post().to(register))
@@ -73,9 +73,10 @@ async fn register(
     state: State,
     req: HttpRequest,
     auth: web::Data<AuthService>,
-    body: web::Json<RegisterBody>,
+    body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     state.auth_throttle.check_address(client_address(&req))?;
+    let body: RegisterBody = body.json()?;
     let user = auth
         .register(&body.email, &body.password, &body.name)
         .await?;
@@ -97,9 +98,10 @@ async fn login(
     state: State,
     req: HttpRequest,
     auth: web::Data<AuthService>,
-    body: web::Json<LoginBody>,
+    body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     state.auth_throttle.check_address(client_address(&req))?;
+    let body: LoginBody = body.json()?;
     state.auth_throttle.check_email(&body.email)?;
     match auth.login(&body.email, &body.password).await {
         Ok(pair) => Ok(token_response(pair)),
@@ -125,9 +127,10 @@ async fn refresh(
     state: State,
     req: HttpRequest,
     auth: web::Data<AuthService>,
-    body: web::Json<RefreshBody>,
+    body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     state.auth_throttle.check_address(client_address(&req))?;
+    let body: RefreshBody = body.json()?;
     Ok(token_response(auth.refresh(&body.refresh_token).await?))
 }
 
@@ -143,10 +146,8 @@ fn client_address(req: &HttpRequest) -> Option<std::net::IpAddr> {
         (status = 204, description = "Logged out (also for a token already gone)"),
         (status = 422, description = "VALIDATION_FAILED: a field of the wrong type"),
     ))]
-async fn logout(
-    auth: web::Data<AuthService>,
-    body: web::Json<RefreshBody>,
-) -> Result<HttpResponse, ApiError> {
+async fn logout(auth: web::Data<AuthService>, body: RawBody) -> Result<HttpResponse, ApiError> {
+    let body: RefreshBody = body.json()?;
     auth.logout(&body.refresh_token).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -172,9 +173,9 @@ async fn set_roles(
     auth: web::Data<AuthService>,
     caller: Caller,
     user_id: web::Path<String>,
-    body: web::Json<RolesBody>,
+    body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
-    let RolesBody { roles } = body.into_inner();
+    let RolesBody { roles } = body.json()?;
     Ok(HttpResponse::Ok().json(auth.set_roles(&user_id, roles).await?))
 }

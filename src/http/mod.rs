@@ -19,7 +19,6 @@ pub mod time_sales;
 pub mod wallets;
 pub mod ws;
 
-use actix_web::error::JsonPayloadError;
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures::future::LocalBoxFuture;
@@ -60,33 +59,17 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
         .configure(openapi::routes);
 }
 
-/// Extractor settings that turn malformed input into problem+json.
+/// Extractor settings that turn malformed input into problem+json. JSON bodies are read by
+/// [`RawBody`] (bounded here) and parsed by [`RawBody::json`], one path for every route.
 pub fn configure_extractors(cfg: &mut web::ServiceConfig, body_limit_bytes: usize) {
-    cfg.app_data(
-        web::JsonConfig::default()
-            .limit(body_limit_bytes)
-            .error_handler(|err, _| json_error(&err).into()),
-    )
-    .app_data(web::PayloadConfig::default().limit(body_limit_bytes))
-    .app_data(
-        web::PathConfig::default().error_handler(|err, _| {
+    cfg.app_data(web::PayloadConfig::default().limit(body_limit_bytes))
+        .app_data(web::PathConfig::default().error_handler(|err, _| {
             ApiError::new(ErrorCode::MalformedRequest, err.to_string()).into()
-        }),
-    )
-    .app_data(
-        web::QueryConfig::default()
-            .error_handler(|err, _| ApiError::validation("query", err.to_string()).into()),
-    );
-}
-
-fn json_error(err: &JsonPayloadError) -> ApiError {
-    match err {
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-            ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
-        }
-        JsonPayloadError::Deserialize(e) => serde_error(e),
-        other => ApiError::new(ErrorCode::MalformedRequest, other.to_string()),
-    }
+        }))
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|err, _| ApiError::validation("query", err.to_string()).into()),
+        );
 }
 
 fn serde_error(err: &serde_json::Error) -> ApiError {
@@ -123,18 +106,37 @@ impl FromRequest for RawBody {
 }
 
 impl RawBody {
-    /// 400 for JSON that does not parse, 422 for JSON of the wrong shape.
+    /// 400 for JSON that does not parse, 422 for JSON of the wrong shape. Every body of the
+    /// API is an object: serde would also read a struct from an array of its fields in order
+    /// (`[1]` as `{"quantity": 1}`), which no client means, so anything else is refused.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        serde_json::from_slice(&self.0).map_err(|e| serde_error(&e))
+        let value: T = serde_json::from_slice(&self.0).map_err(|e| serde_error(&e))?;
+        match first_byte(&self.0) {
+            Some(b'{') => Ok(value),
+            _ => Err(ApiError::validation("body", "must be a JSON object")),
+        }
     }
 
     /// As [`RawBody::json`] for an optional body: no body, or JSON `null`, is `T::default()`.
     pub fn json_or_default<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
-        if self.0.is_empty() {
-            return Ok(T::default());
+        match first_byte(&self.0) {
+            None => Ok(T::default()),
+            Some(b'n') => Ok(self.json_null()?.unwrap_or_default()),
+            Some(_) => self.json(),
         }
-        Ok(self.json::<Option<T>>()?.unwrap_or_default())
     }
+
+    /// The body read as `null` (or a parse error that says what is wrong with it).
+    fn json_null<T: DeserializeOwned>(&self) -> Result<Option<T>, ApiError> {
+        serde_json::from_slice::<Option<T>>(&self.0).map_err(|e| serde_error(&e))
+    }
+}
+
+/// The first byte of a body that is not JSON white space.
+fn first_byte(body: &[u8]) -> Option<u8> {
+    body.iter()
+        .copied()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
 }
 
 /// `?limit=&cursor=` of every list.
@@ -206,7 +208,7 @@ pub async fn no_route(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiEr
     let allow = allowed.join(", ");
     let error = ApiError::new(
         ErrorCode::MethodNotAllowed,
-        format!("{} is not served here; allowed: {allow}", req.method()),
+        format!("{} is not served here; allowed: {allow}", method_sent(&req)),
     );
     let mut response = actix_web::ResponseError::error_response(&error);
     let value =
@@ -241,6 +243,35 @@ pub async fn access_token_out_of_query(
         }
     }
     next.call(req).await
+}
+
+/// Marks a request that came as HEAD and is routed as GET (see [`head_as_get`]).
+#[derive(Clone, Copy)]
+struct CameAsHead;
+
+/// Serves HEAD wherever GET is served (RFC 9110 asks every general-purpose server to): the
+/// request is routed as GET, and actix sends the answer's headers (with its `Content-Length`)
+/// without its body, because its codec marked the request HEAD when it read it.
+pub async fn head_as_get(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::http::Method;
+    use actix_web::HttpMessage;
+    if req.method() == Method::HEAD {
+        req.extensions_mut().insert(CameAsHead);
+        req.head_mut().method = Method::GET;
+    }
+    next.call(req).await
+}
+
+/// The method the client sent: HEAD for a request [`head_as_get`] routes as GET.
+fn method_sent(req: &HttpRequest) -> String {
+    use actix_web::HttpMessage;
+    match req.extensions().get::<CameAsHead>() {
+        Some(_) => "HEAD".to_string(),
+        None => req.method().to_string(),
+    }
 }
 
 /// The first `access_token` of a query and the query without any of them; `None` when it has
@@ -320,5 +351,57 @@ mod tests {
         let body = RawBody(web::Bytes::from_static(b"{\"quantity\": \"x\"}"));
         let err = body.json::<Shape>().expect_err("wrong type");
         assert_eq!(err.code, ErrorCode::ValidationFailed);
+    }
+
+    #[derive(Debug, Default, Deserialize, PartialEq)]
+    struct Quantity {
+        #[serde(default)]
+        quantity: i64,
+    }
+
+    fn raw(text: &'static str) -> RawBody {
+        RawBody(web::Bytes::from_static(text.as_bytes()))
+    }
+
+    #[test]
+    fn a_body_is_an_object_not_an_array_of_its_fields() {
+        // serde alone reads `[5]` as `{"quantity": 5}`.
+        assert_eq!(
+            serde_json::from_str::<Quantity>("[5]").unwrap(),
+            Quantity { quantity: 5 }
+        );
+        for text in ["[5]", " [5]", "5"] {
+            let err = raw(text).json::<Quantity>().expect_err(text);
+            assert_eq!(err.code, ErrorCode::ValidationFailed, "{text}");
+            let err = raw(text).json_or_default::<Quantity>().expect_err(text);
+            assert_eq!(err.code, ErrorCode::ValidationFailed, "{text}");
+        }
+        let err = raw("[5").json::<Quantity>().expect_err("unparsable");
+        assert_eq!(err.code, ErrorCode::MalformedRequest);
+        assert_eq!(
+            raw(" \n{\"quantity\": 5}").json::<Quantity>().unwrap(),
+            Quantity { quantity: 5 }
+        );
+    }
+
+    #[test]
+    fn an_optional_body_may_be_missing_or_null() {
+        for text in ["", " \n", "null", " null "] {
+            assert_eq!(
+                raw(text).json_or_default::<Quantity>().unwrap(),
+                Quantity::default(),
+                "{text:?}"
+            );
+        }
+        assert_eq!(
+            raw("{\"quantity\": 2}")
+                .json_or_default::<Quantity>()
+                .unwrap(),
+            Quantity { quantity: 2 }
+        );
+        let err = raw("nul")
+            .json_or_default::<Quantity>()
+            .expect_err("unparsable");
+        assert_eq!(err.code, ErrorCode::MalformedRequest);
     }
 }

@@ -276,9 +276,18 @@ const ROOT_ROUTES: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/admin"];
 const DOCUMENT_ROUTE: &str = "/openapi.json";
 const UI_ROUTE: &str = "/docs";
 
-/// The methods (upper-case, sorted) the API serves at `path`, by the document's path templates;
-/// empty when it has no such path.
+/// The methods (upper-case, sorted) the API serves at `path`, by the document's path templates,
+/// with HEAD wherever GET is (see `http::head_as_get`); empty when it has no such path.
 pub fn methods_for(path: &str) -> Vec<&'static str> {
+    let mut methods = documented_methods(path);
+    if methods.contains(&"GET") {
+        methods.push("HEAD");
+        methods.sort_unstable();
+    }
+    methods
+}
+
+fn documented_methods(path: &str) -> Vec<&'static str> {
     let relative = path.strip_prefix(API_BASE).unwrap_or(path);
     let is_docs = relative == DOCUMENT_ROUTE
         || relative == UI_ROUTE
@@ -343,13 +352,19 @@ mod tests {
 
     #[test]
     fn methods_come_from_the_path_templates() {
-        assert_eq!(methods_for("/api/v1/orders"), ["GET", "POST"]);
-        assert_eq!(methods_for("/api/v1/orders/0192f0c4-0000"), ["GET"]);
+        assert_eq!(methods_for("/api/v1/orders"), ["GET", "HEAD", "POST"]);
+        assert_eq!(methods_for("/api/v1/orders/0192f0c4-0000"), ["GET", "HEAD"]);
         assert_eq!(methods_for("/api/v1/orders/x/cancel"), ["POST"]);
-        assert_eq!(methods_for("/api/v1/time-sales/x/queue"), ["GET", "PATCH"]);
+        assert_eq!(
+            methods_for("/api/v1/time-sales/x/queue"),
+            ["GET", "HEAD", "PATCH"]
+        );
         // `me` is also a `{user_id}`; both templates' methods count.
-        assert_eq!(methods_for("/api/v1/wallets/me/transactions"), ["GET"]);
-        assert_eq!(methods_for("/healthz"), ["GET"]);
+        assert_eq!(
+            methods_for("/api/v1/wallets/me/transactions"),
+            ["GET", "HEAD"]
+        );
+        assert_eq!(methods_for("/healthz"), ["GET", "HEAD"]);
         assert!(methods_for("/orders").is_empty(), "not served at the root");
         assert!(
             methods_for("/api/v1/orders//cancel").is_empty(),
@@ -361,9 +376,9 @@ mod tests {
             methods_for("/api/v1/orders/").is_empty(),
             "no trailing slash"
         );
-        assert_eq!(methods_for("/admin"), ["GET"]);
+        assert_eq!(methods_for("/admin"), ["GET", "HEAD"]);
         for docs in ["/openapi.json", "/docs", "/docs/index.css", "/api/v1/docs/"] {
-            assert_eq!(methods_for(docs), ["GET"], "{docs}");
+            assert_eq!(methods_for(docs), ["GET", "HEAD"], "{docs}");
         }
         assert!(methods_for("/api/v1/orders/x/y/z").is_empty());
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use actix_web::{guard, web, HttpResponse};
+use actix_web::{web, HttpResponse};
 
 use super::State;
 use crate::error::ApiError;
@@ -11,10 +11,10 @@ use crate::error::ApiError;
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    // HEAD too: load balancers probe with it; actix sends the headers without the body.
-    let get_or_head = || web::route().guard(guard::Any(guard::Get()).or(guard::Head()));
-    cfg.route("/healthz", get_or_head().to(healthz))
-        .route("/readyz", get_or_head().to(readyz));
+    // HEAD is served too (load balancers probe with it), as on every GET route: see
+    // `http::head_as_get`.
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
 }
 
 #[utoipa::path(get, path = "/healthz", operation_id = "healthz", summary = "Liveness",

@@ -35,6 +35,28 @@ async fn register_login_refresh_logout_and_roles(backend: Backend) {
         .await
         .expect("sent");
     assert_problem(short, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+    // The fields in order, as an array, are not a body: it registers nobody.
+    let array = client
+        .post(app.url("/auth/register"))
+        .json(&json!(["bob@example.com", "correct horse", "Bob"]))
+        .send()
+        .await
+        .expect("sent");
+    assert_problem(array, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+    let as_bob = client
+        .post(app.url("/auth/login"))
+        .json(&json!({"email": "bob@example.com", "password": "correct horse"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_problem(as_bob, StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS").await;
+    let malformed = client
+        .post(app.url("/auth/login"))
+        .body("{\"email\":")
+        .send()
+        .await
+        .expect("sent");
+    assert_problem(malformed, StatusCode::BAD_REQUEST, "MALFORMED_REQUEST").await;
 
     let wrong = client
         .post(app.url("/auth/login"))

@@ -430,17 +430,21 @@ async fn a_served_path_with_another_method_is_405_with_allow() {
     };
     let admin = app.token("admin-1", Role::Admin);
     let cases = [
-        (reqwest::Method::DELETE, app.url("/orders"), "GET, POST"),
+        (
+            reqwest::Method::DELETE,
+            app.url("/orders"),
+            "GET, HEAD, POST",
+        ),
         (reqwest::Method::GET, app.url("/orders/x/cancel"), "POST"),
         (
             reqwest::Method::PUT,
             app.url("/time-sales/x/queue"),
-            "GET, PATCH",
+            "GET, HEAD, PATCH",
         ),
         (
             reqwest::Method::POST,
             format!("{}/healthz", app.base),
-            "GET",
+            "GET, HEAD",
         ),
     ];
     for (method, url, allow) in cases {
@@ -459,16 +463,86 @@ async fn a_served_path_with_another_method_is_405_with_allow() {
         )
         .await;
     }
-    // Health checks also answer HEAD (load balancers probe with it), without a body.
-    for url in [format!("{}/healthz", app.base), app.url("/readyz")] {
-        let response = app.client.head(&url).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "HEAD {url}");
-        assert!(response.bytes().await.unwrap().is_empty());
-    }
+    // HEAD where only POST is served: 405 too, with the headers and no body.
+    let response = app
+        .client
+        .head(app.url("/orders/x/cancel"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "POST");
+    assert!(response.bytes().await.unwrap().is_empty());
     for url in [app.url("/nothing"), format!("{}/orders", app.base)] {
         let response = app.client.delete(&url).send().await.unwrap();
         assert_problem(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
     }
+    app.stop().await;
+}
+
+/// HEAD is answered wherever GET is (RFC 9110): the same status and headers, no body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_get_route_answers_head_like_get_without_a_body() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let doc = document(&app, format!("{}/openapi.json", app.base)).await;
+    let admin = app.token("admin-1", Role::Admin);
+    app.create_stock("HEAD-1", 5).await;
+    let order: Value = app
+        .order("hana", "HEAD-1", 1, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let order_path = format!("/orders/{}", order["id"].as_str().unwrap());
+    let mut urls: Vec<String> = operations(&doc)
+        .into_keys()
+        .filter(|(method, _)| method == "get")
+        .map(|(_, path)| app.url(&path.replace('{', "x-").replace('}', "")))
+        .collect();
+    urls.push(format!("{}/healthz", app.base));
+    for url in urls {
+        let get = app
+            .client
+            .get(&url)
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        let head = app
+            .client
+            .head(&url)
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), get.status(), "HEAD {url}");
+        assert_eq!(
+            head.headers().get("content-type"),
+            get.headers().get("content-type"),
+            "HEAD {url}"
+        );
+        assert!(head.bytes().await.unwrap().is_empty(), "HEAD {url}");
+    }
+    // A stable resource: HEAD announces the length GET sends.
+    let get = app.get(&order_path, &admin).await;
+    assert_eq!(get.status(), StatusCode::OK);
+    let length = get.bytes().await.unwrap().len();
+    let head = app
+        .client
+        .head(app.url(&order_path))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(
+        head.headers()["content-length"],
+        length.to_string().as_str()
+    );
+    assert!(head.bytes().await.unwrap().is_empty());
     app.stop().await;
 }
 
@@ -501,7 +575,12 @@ async fn every_documented_path_refuses_other_methods_with_its_allow_list() {
             .send()
             .await
             .unwrap();
-        let allow = methods.iter().cloned().collect::<Vec<_>>().join(", ");
+        // HEAD is served wherever GET is, without being a documented operation of its own.
+        let mut allowed = methods.clone();
+        if methods.contains("GET") {
+            allowed.insert("HEAD".to_string());
+        }
+        let allow = allowed.into_iter().collect::<Vec<_>>().join(", ");
         assert_eq!(
             response.headers().get("allow").map(|v| v.to_str().unwrap()),
             Some(allow.as_str()),

@@ -402,11 +402,24 @@ async fn bad_sale_requests_get_problem_json_and_change_nothing(backend: Backend)
         null.json::<Value>().await.expect("json")["items"][0]["quantity"],
         1
     );
-    let not_an_object = app
-        .post(&path, &app.token("ida", Role::Customer), json!("one"), None)
+    // An array too, though serde alone would read `[2]` as `{"quantity": 2}`.
+    for body in [json!("one"), json!([2]), json!([])] {
+        let not_an_object = app
+            .post(&path, &app.token("ida", Role::Customer), body, None)
+            .await;
+        let problem = assert_problem(
+            not_an_object,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
+        assert_eq!(problem["errors"][0]["field"], "body", "{problem}");
+    }
+    let array_of_fields = app
+        .post("/time-sales", &op, json!([product_id, 5, 10]), None)
         .await;
     assert_problem(
-        not_an_object,
+        array_of_fields,
         StatusCode::UNPROCESSABLE_ENTITY,
         "VALIDATION_FAILED",
     )
