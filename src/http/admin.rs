@@ -7,6 +7,15 @@ use std::sync::atomic::Ordering;
 use actix_web::{web, HttpResponse};
 
 use super::State;
+use crate::actors::coupon_policy::CouponPolicy;
+use crate::actors::order::Order;
+use crate::actors::product::Product;
+use crate::actors::seat_map::SeatMap;
+use crate::actors::stock_item::StockItem;
+use crate::actors::time_sale::TimeSale;
+use crate::actors::waiting_room::WaitingRoom;
+use crate::actors::wallet::Wallet;
+use crate::actors::Entity;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::supervisors::region::AdminRegion;
@@ -86,13 +95,43 @@ const ACTOR_EVENTS_MAX: u32 = 20;
 
 const STATUSES: [&str; 3] = ["running", "parked", "failed"];
 
+/// Every actor kind, in the console's order (`Services::admin_regions`; a test holds the two
+/// together through `GET /admin/overview`).
+const KINDS: [&str; 8] = [
+    StockItem::KIND,
+    Order::KIND,
+    Product::KIND,
+    TimeSale::KIND,
+    Wallet::KIND,
+    CouponPolicy::KIND,
+    WaitingRoom::KIND,
+    SeatMap::KIND,
+];
+
+/// A string parameter that takes one of `values`, for the API document.
+fn one_of(values: &[&str]) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .build()
+}
+
+fn kind_schema() -> utoipa::openapi::Object {
+    one_of(&KINDS)
+}
+
+fn status_schema() -> utoipa::openapi::Object {
+    one_of(&STATUSES)
+}
+
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ActorsQuery {
-    /// `stock_item`, `time_sale`, `coupon_policy`, `seat_map`, `wallet`, `waiting_room`,
-    /// `order`, `product`.
+    /// Only actors of this kind.
+    #[param(schema_with = kind_schema)]
     kind: Option<String>,
-    /// `running`, `parked` or `failed`.
+    /// Only actors in this status.
+    #[param(schema_with = status_schema)]
     status: Option<String>,
     /// 1-500, 50 when not given.
     #[param(minimum = 1, maximum = 500)]
@@ -268,9 +307,10 @@ async fn act(
     tag = "admin", operation_id = "overview",
     security(("bearer" = ["operator", "admin"])),
     responses(
-        (status = 200, description = "`{node, uptime_secs, store, kinds: {kind: {running, \
-            parked, failed}}, live: {sessions, topics}, journal: {batches, events, rows, \
-            failures, avg_batch_rows, avg_commit_micros, ...}}`", body = Object),
+        (status = 200, description = "`{node, uptime_secs, store, kinds: [{kind, running, \
+            parked, failed}], live: {sessions, topics}, journal: {batches, events, rows, \
+            failures, avg_batch_rows, avg_commit_micros, ...}}`, the kinds in the console's \
+            order", body = Object),
         (status = 403, description = "FORBIDDEN: not an operator"),
     ))]
 async fn overview(state: State, caller: Caller) -> Result<HttpResponse, ApiError> {

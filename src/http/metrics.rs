@@ -70,11 +70,11 @@ impl HttpMetrics {
         }
     }
 
-    fn observe(&self, req: &HttpRequest, status: &str, elapsed_secs: f64) {
+    fn observe(&self, req: &HttpRequest, method: &str, status: &str, elapsed_secs: f64) {
         let pattern = req.match_pattern();
         let route = pattern.as_deref().unwrap_or(UNMATCHED_ROUTE);
         self.requests
-            .with_label_values(&[method_label(req.method()), route, status])
+            .with_label_values(&[method, route, status])
             .inc();
         self.latency
             .with_label_values(&[route])
@@ -111,10 +111,13 @@ pub async fn record(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let services = req.app_data::<web::Data<Services>>().cloned();
+    // Taken before the call: inside it `head_as_get` routes a HEAD as GET.
+    let method = method_label(req.method());
     let response = next.call(req).await?;
     if let Some(services) = services {
         services.metrics.observe(
             response.request(),
+            method,
             response.status().as_str(),
             started.elapsed().as_secs_f64(),
         );

@@ -208,7 +208,7 @@ pub async fn no_route(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiEr
     let allow = allowed.join(", ");
     let error = ApiError::new(
         ErrorCode::MethodNotAllowed,
-        format!("{} is not served here; allowed: {allow}", method_sent(&req)),
+        format!("{} is not served here; allowed: {allow}", req.method()),
     );
     let mut response = actix_web::ResponseError::error_response(&error);
     let value =
@@ -245,10 +245,6 @@ pub async fn access_token_out_of_query(
     next.call(req).await
 }
 
-/// Marks a request that came as HEAD and is routed as GET (see [`head_as_get`]).
-#[derive(Clone, Copy)]
-struct CameAsHead;
-
 /// Serves HEAD wherever GET is served (RFC 9110 asks every general-purpose server to): the
 /// request is routed as GET, and actix sends the answer's headers (with its `Content-Length`)
 /// without its body, because its codec marked the request HEAD when it read it.
@@ -257,21 +253,19 @@ pub async fn head_as_get(
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     use actix_web::http::Method;
-    use actix_web::HttpMessage;
     if req.method() == Method::HEAD {
-        req.extensions_mut().insert(CameAsHead);
+        // A WebSocket handshake is a GET (RFC 6455); as a HEAD, answered without a body, it
+        // would open a session whose frames are never sent.
+        if req.headers().contains_key(actix_web::http::header::UPGRADE) {
+            return Err(ApiError::new(
+                ErrorCode::MalformedRequest,
+                "a protocol upgrade (WebSocket) must be asked with GET",
+            )
+            .into());
+        }
         req.head_mut().method = Method::GET;
     }
     next.call(req).await
-}
-
-/// The method the client sent: HEAD for a request [`head_as_get`] routes as GET.
-fn method_sent(req: &HttpRequest) -> String {
-    use actix_web::HttpMessage;
-    match req.extensions().get::<CameAsHead>() {
-        Some(_) => "HEAD".to_string(),
-        None => req.method().to_string(),
-    }
 }
 
 /// The first `access_token` of a query and the query without any of them; `None` when it has

@@ -52,6 +52,7 @@ async fn register_login_refresh_logout_and_roles(backend: Backend) {
     assert_problem(as_bob, StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS").await;
     let malformed = client
         .post(app.url("/auth/login"))
+        .header("content-type", "application/json")
         .body("{\"email\":")
         .send()
         .await

@@ -50,6 +50,15 @@ async fn metrics_count_requests_by_route_and_show_the_runtime(backend: Backend) 
     // still be running at the scrape below and be counted).
     let missing = app.get("/stock-items/NO%20PE", &app.operator()).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    // A HEAD is routed as GET but counted as the HEAD it was.
+    let head = app
+        .client
+        .head(app.url("/stock-items/M-1"))
+        .bearer_auth(app.operator())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(head.status(), StatusCode::OK);
 
     let after = scrape(&app).await;
     assert_eq!(
@@ -58,8 +67,10 @@ async fn metrics_count_requests_by_route_and_show_the_runtime(backend: Backend) 
         "{after}"
     );
     assert_eq!(sample(&after, not_found), Some(1.0), "{after}");
+    let heads = r#"surge_http_requests_total{method="HEAD",route="/api/v1/stock-items/{sku}",status="200"}"#;
+    assert_eq!(sample(&after, heads), Some(1.0), "{after}");
     // The latency histogram counts the same requests, under the pattern and never the path.
-    assert_eq!(sample(&after, timed), Some(timed_before + 4.0), "{after}");
+    assert_eq!(sample(&after, timed), Some(timed_before + 5.0), "{after}");
     assert!(!after.contains("M-1"), "paths must not become labels");
 
     // The creation committed events, and the stock item's actor runs.

@@ -481,6 +481,54 @@ async fn a_served_path_with_another_method_is_405_with_allow() {
     app.stop().await;
 }
 
+/// The actor list's `kind` and `status` filters name their values, and the kinds are exactly
+/// the ones the server runs (as `GET /admin/overview` reports them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_actor_filters_list_the_kinds_and_statuses_the_server_has() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let doc = document(&app, format!("{}/openapi.json", app.base)).await;
+    let list = &operations(&doc)[&("get".to_string(), "/admin/actors".to_string())];
+    let values = |name: &str| -> Vec<String> {
+        let param = list["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("a {name} parameter"));
+        assert_eq!(param["required"], json!(false), "{name} is optional");
+        param["schema"]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} lists its values: {param}"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    let overview: Value = app
+        .get("/admin/overview", &app.operator())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<String> = overview["kinds"]
+        .as_array()
+        .expect("kinds")
+        .iter()
+        .map(|k| k["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(values("kind"), kinds, "the kinds, in the console's order");
+    assert_eq!(values("status"), ["running", "parked", "failed"]);
+    let unknown = app.get("/admin/actors?kind=ghost", &app.operator()).await;
+    assert_problem(
+        unknown,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    app.stop().await;
+}
+
 /// HEAD is answered wherever GET is (RFC 9110): the same status and headers, no body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_get_route_answers_head_like_get_without_a_body() {
@@ -526,24 +574,84 @@ async fn every_get_route_answers_head_like_get_without_a_body() {
         );
         assert!(head.bytes().await.unwrap().is_empty(), "HEAD {url}");
     }
-    // A stable resource: HEAD announces the length GET sends.
+    // A stable resource: HEAD announces the length GET sends, and sends nothing after its
+    // headers. Read off the socket: an HTTP client drops whatever follows a HEAD's headers.
     let get = app.get(&order_path, &admin).await;
     assert_eq!(get.status(), StatusCode::OK);
     let length = get.bytes().await.unwrap().len();
-    let head = app
-        .client
-        .head(app.url(&order_path))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(head.status(), StatusCode::OK);
-    assert_eq!(
-        head.headers()["content-length"],
-        length.to_string().as_str()
+    let bearer = format!("Bearer {admin}");
+    let (head, rest) = raw_head(
+        &app,
+        &app.url(&order_path),
+        "",
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {length}\r\n")),
+        "{head}"
     );
-    assert!(head.bytes().await.unwrap().is_empty());
+    assert!(rest.is_empty(), "a body after HEAD's headers: {rest:?}");
+    let (head, rest) = raw_head(&app, &format!("{}/healthz", app.base), "close", &[]).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(rest.is_empty(), "a body after HEAD's headers: {rest:?}");
+    // A WebSocket handshake must be a GET: as a HEAD it is refused, not upgraded.
+    let (head, _) = raw_head(
+        &app,
+        &app.url("/ws"),
+        "Upgrade",
+        &[
+            ("authorization", &bearer),
+            ("upgrade", "websocket"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 400"), "{head}");
     app.stop().await;
+}
+
+/// Sends `HEAD url` over a fresh connection with the `Connection` header given; returns the
+/// header block of the answer (lower-cased) and, with `Connection: close`, every byte the server
+/// sent after it until it closed the connection.
+async fn raw_head(
+    app: &TestApp,
+    url: &str,
+    connection: &str,
+    headers: &[(&str, &str)],
+) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = app.base.trim_start_matches("http://");
+    let path = url.trim_start_matches(&app.base);
+    let mut request = format!("HEAD {path} HTTP/1.1\r\nhost: {authority}\r\n");
+    request.push_str(&format!("connection: {connection}\r\n"));
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let header_end = |answer: &[u8]| answer.windows(4).position(|w| w == b"\r\n\r\n");
+    let mut answer = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).await.unwrap();
+            answer.extend_from_slice(&chunk[..n]);
+            let complete = header_end(&answer).is_some();
+            if n == 0 || (complete && connection != "close") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("the server answers, and closes a connection: close");
+    let end = header_end(&answer).expect("a header block") + 4;
+    let head = String::from_utf8_lossy(&answer[..end]).to_lowercase();
+    (head, answer[end..].to_vec())
 }
 
 /// Every documented path, asked with a method it does not list, answers 405 problem+json with

@@ -415,9 +415,17 @@ async fn bad_sale_requests_get_problem_json_and_change_nothing(backend: Backend)
         .await;
         assert_eq!(problem["errors"][0]["field"], "body", "{problem}");
     }
-    let array_of_fields = app
-        .post("/time-sales", &op, json!([product_id, 5, 10]), None)
-        .await;
+    // Every field in order, which serde alone reads as the object.
+    let array_of_fields = json!([
+        product_id,
+        5,
+        10,
+        rfc3339(now),
+        rfc3339(now + HOUR_MS),
+        1,
+        false
+    ]);
+    let array_of_fields = app.post("/time-sales", &op, array_of_fields, None).await;
     assert_problem(
         array_of_fields,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -425,6 +433,17 @@ async fn bad_sale_requests_get_problem_json_and_change_nothing(backend: Backend)
     )
     .await;
     assert_eq!(sale(&app, &id).await["reserved"], 2);
+    let listed: Value = app
+        .get("/time-sales", &op)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(2),
+        "only the two opened above"
+    );
     app.stop().await;
 }
 on_both_stores!(bad_sale_requests_get_problem_json_and_change_nothing);
