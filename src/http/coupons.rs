@@ -137,7 +137,7 @@ async fn keyed(
     responses(
         (status = 201, description = "The new policy", body = PolicyView),
         (status = 403, description = "FORBIDDEN: not an operator"),
-        (status = 422, description = "VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+        (status = 422, description = "VALIDATION_FAILED"),
     ))]
 async fn create(
     state: State,

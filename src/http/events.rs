@@ -125,7 +125,7 @@ fn map_of(reply: SeatReply) -> Result<MapView, ApiError> {
             body = MapView),
         (status = 403, description = "FORBIDDEN: not an operator"),
         (status = 413, description = "PAYLOAD_TOO_LARGE: a body over 1 MiB (a stadium's layout)"),
-        (status = 422, description = "VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+        (status = 422, description = "VALIDATION_FAILED"),
     ))]
 async fn create(
     state: State,
@@ -262,9 +262,8 @@ impl HoldBody {
             body = crate::actors::order::OrderView),
         (status = 403, description = "QUEUE_PASS_REQUIRED"),
         (status = 404, description = "NOT_FOUND"),
-        (status = 409, description = "SEAT_UNAVAILABLE (all or nothing), IDEMPOTENCY_IN_FLIGHT"),
-        (status = 422, description = "TOO_MANY_SEATS, SALES_NOT_OPEN, VALIDATION_FAILED, \
-            IDEMPOTENCY_KEY_REUSED"),
+        (status = 409, description = "SEAT_UNAVAILABLE (all or nothing)"),
+        (status = 422, description = "TOO_MANY_SEATS, SALES_NOT_OPEN, VALIDATION_FAILED"),
     ))]
 async fn hold(
     state: State,

@@ -145,8 +145,8 @@ impl Plan {
     responses(
         (status = 201, description = "The order, `RESERVED`", body = OrderView),
         (status = 404, description = "NOT_FOUND: a SKU that does not exist"),
-        (status = 409, description = "INSUFFICIENT_STOCK, IDEMPOTENCY_IN_FLIGHT"),
-        (status = 422, description = "VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+        (status = 409, description = "INSUFFICIENT_STOCK"),
+        (status = 422, description = "VALIDATION_FAILED"),
         (status = 503, description = "UNAVAILABLE: an entity failed or is overloaded"),
     ))]
 async fn place(

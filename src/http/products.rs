@@ -63,7 +63,7 @@ impl CreateBody {
     responses(
         (status = 201, description = "The new product", body = ProductView),
         (status = 403, description = "FORBIDDEN: not an operator"),
-        (status = 422, description = "VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+        (status = 422, description = "VALIDATION_FAILED"),
     ))]
 async fn create(
     state: State,

@@ -87,7 +87,7 @@ impl CreateBody {
         (status = 201, description = "The new item", body = StockView),
         (status = 403, description = "FORBIDDEN: not an operator"),
         (status = 409, description = "CONFLICT: the SKU exists"),
-        (status = 422, description = "VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+        (status = 422, description = "VALIDATION_FAILED"),
     ))]
 async fn create(
     state: State,
@@ -166,7 +166,7 @@ struct AdjustBody {
         (status = 403, description = "FORBIDDEN: not an operator"),
         (status = 404, description = "NOT_FOUND"),
         (status = 409, description = "INSUFFICIENT_STOCK: it would take `available` below 0"),
-        (status = 422, description = "VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+        (status = 422, description = "VALIDATION_FAILED"),
     ))]
 async fn adjust(
     state: State,

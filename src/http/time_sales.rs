@@ -111,7 +111,7 @@ impl CreateBody {
         (status = 201, description = "The new sale", body = SaleView),
         (status = 403, description = "FORBIDDEN: not an operator"),
         (status = 422, description = "VALIDATION_FAILED (also for a `product_id` that names no \
-            product), IDEMPOTENCY_KEY_REUSED"),
+            product)"),
     ))]
 async fn create(
     state: State,
@@ -265,9 +265,9 @@ impl Default for PurchaseBody {
         (status = 403, description = "QUEUE_PASS_REQUIRED"),
         (status = 404, description = "NOT_FOUND"),
         (status = 409, description = "SOLD_OUT; INSUFFICIENT_STOCK when fewer remain than \
-            asked; IDEMPOTENCY_IN_FLIGHT"),
+            asked"),
         (status = 422, description = "SALE_NOT_ACTIVE, PER_USER_LIMIT_EXCEEDED, \
-            VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+            VALIDATION_FAILED"),
         (status = 503, description = "UNAVAILABLE: the sale failed or is overloaded"),
     ))]
 async fn purchase(

@@ -166,7 +166,7 @@ async fn transact(
         (status = 201, description = "The `EARN` transaction", body = TxView),
         (status = 403, description = "FORBIDDEN: not an operator"),
         (status = 404, description = "NOT_FOUND: not a valid user id"),
-        (status = 422, description = "VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+        (status = 422, description = "VALIDATION_FAILED"),
     ))]
 async fn earn(
     state: State,
@@ -192,8 +192,8 @@ async fn earn(
     security(("bearer" = [])), params(IdempotencyKey), request_body = AmountBody,
     responses(
         (status = 201, description = "The `USE` transaction", body = TxView),
-        (status = 409, description = "INSUFFICIENT_POINTS, IDEMPOTENCY_IN_FLIGHT"),
-        (status = 422, description = "VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED"),
+        (status = 409, description = "INSUFFICIENT_POINTS"),
+        (status = 422, description = "VALIDATION_FAILED"),
     ))]
 async fn use_points(
     state: State,
