@@ -167,7 +167,13 @@ async fn a_second_writer_of_an_entity_is_fenced(backend: Backend) {
 on_both_stores!(a_second_writer_of_an_entity_is_fenced);
 
 async fn an_idle_entity_parks_then_passivates_and_keeps_its_state(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, Options::manual_clock()).await else {
+    // The clock moves past the park and passivation times (over an hour); the reservations
+    // must not come due meanwhile, or their expiry races the inspection below.
+    let options = Options {
+        manual_clock: true,
+        tweak: |s| s.orders.pay_within_secs = 86_400,
+    };
+    let Some(app) = spawn_app_with(backend, options).await else {
         return;
     };
     let clock = app.clock.clone().expect("manual clock");
