@@ -146,7 +146,7 @@ impl Surge {
             idempotency,
             auth_throttle: AuthThrottle::new(
                 settings.auth.attempts_per_minute_per_address,
-                settings.auth.failed_logins_per_minute_per_email,
+                settings.auth.failed_logins_per_minute_per_email_and_address,
             ),
         });
         let purge = spawn_idempotency_purge(services.clone().into_inner(), retention_ms);

@@ -35,6 +35,12 @@ pub struct ServerSettings {
     pub body_limit_bytes: usize,
     pub request_timeout_ms: u64,
     pub shutdown_timeout_secs: u64,
+    /// A request body not fully received this long after its headers gets 408.
+    pub body_read_timeout_secs: u64,
+    /// Open connections from one client address (IPv6: one /64); past it, 429 and close.
+    pub connections_per_address_max: usize,
+    /// Open connections in all; 0 derives it from the open-file limit.
+    pub connections_max: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,7 +132,7 @@ pub struct AuthSettings {
     pub access_ttl_secs: u64,
     pub refresh_ttl_secs: u64,
     pub attempts_per_minute_per_address: u32,
-    pub failed_logins_per_minute_per_email: u32,
+    pub failed_logins_per_minute_per_email_and_address: u32,
     pub bootstrap_admin_email: String,
     pub bootstrap_admin_password: String,
 }

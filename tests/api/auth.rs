@@ -153,7 +153,7 @@ async fn credential_routes_are_throttled_per_email_and_per_address(backend: Back
     let Some(app) = spawn_app_with(
         backend,
         Options::tweaked(|settings| {
-            settings.auth.failed_logins_per_minute_per_email = 3;
+            settings.auth.failed_logins_per_minute_per_email_and_address = 3;
             settings.auth.attempts_per_minute_per_address = 8;
         }),
     )
