@@ -27,7 +27,8 @@ PORT=${PORT:-18571}
 [ -x "$SURGE_BIN" ] || die "no surge binary at $SURGE_BIN (cargo build --release)"
 command -v wrk >/dev/null || die "wrk is needed (apt-get install wrk)"
 
-SECRET=bench-admin-list-secret-not-for-production-0123
+# A fresh signing secret per run: the server refuses any secret published in the repository.
+SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
 WORK=$(mktemp -d /tmp/surge-admin-list.XXXXXX)
 SURGE_PID=
 cleanup() {

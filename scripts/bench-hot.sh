@@ -84,7 +84,9 @@ if [ -n "${SURGE_BIN:-}" ]; then BUILD_SURGE=0; fi
 SURGE_BIN=${SURGE_BIN:-$CARGO_TARGET_DIR/release/surge}
 
 # A fixed secret: the server and `surge token` must agree, and nothing here is secret.
-readonly JWT_SECRET="bench-hot-fixed-secret-not-for-production-0123456789"
+# A fresh signing secret per run: the server refuses any secret published in the repository.
+JWT_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
+readonly JWT_SECRET
 readonly SKU="HOT-1"
 readonly ON_HAND=1000000000
 readonly REDIS_REMAINING=100000000

@@ -51,7 +51,9 @@ for n in CONNS THREADS DURATION_SECS PORT WATCHERS SALE_USERS ROUNDS; do
 done
 [[ $FRAME_INTERVAL_MS =~ ^[0-9]+$ ]] || die "FRAME_INTERVAL_MS must be a non-negative integer"
 
-readonly JWT_SECRET="bench-live-fixed-secret-not-for-production-0123456789"
+# A fresh signing secret per run: the server refuses any secret published in the repository.
+JWT_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
+readonly JWT_SECRET
 readonly QUANTITY=1000000000
 BASE_URL="http://127.0.0.1:$PORT"
 for tool in curl jq wrk; do command -v "$tool" >/dev/null || die "$tool is needed (apt-get install $tool)"; done

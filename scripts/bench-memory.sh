@@ -105,7 +105,9 @@ if [ -n "${SURGE_BIN:-}" ]; then BUILD_SURGE=0; fi
 SURGE_BIN=${SURGE_BIN:-$CARGO_TARGET_DIR/release/surge}
 
 # A fixed secret: the servers and `surge token` must agree, and nothing here is secret.
-readonly JWT_SECRET="bench-memory-fixed-secret-not-for-production-0123456789"
+# A fresh signing secret per run: the server refuses any secret published in the repository.
+JWT_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
+readonly JWT_SECRET
 # Part 1 keeps every entity active for the whole run.
 readonly NEVER_PASSIVATE_SECS=86400
 # Part 3: orders are payable for a day, so no reservation falls due during the run and the

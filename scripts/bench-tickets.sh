@@ -60,7 +60,9 @@ for tool in curl jq wrk; do command -v "$tool" >/dev/null || die "$tool is neede
 [ "$(ulimit -n)" -gt $((CONNS + 1000)) ] || ulimit -n $((CONNS + 1000)) 2>/dev/null ||
     die "CONNS=$CONNS needs more open files than 'ulimit -n' allows"
 
-readonly JWT_SECRET="bench-tickets-fixed-secret-not-for-production-0123456789"
+# A fresh signing secret per run: the server refuses any secret published in the repository.
+JWT_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
+readonly JWT_SECRET
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/surge-bench-tickets.XXXXXX")
 BASE_URL="http://127.0.0.1:$PORT"
 SURGE_PID="" WRK_PID="" WATCHERS_PID=""

@@ -50,7 +50,8 @@ if [ -z "$ST" ]; then
 fi
 
 WORK=$(mktemp -d /tmp/surge-fuzz.XXXXXX)
-SECRET=fuzz-api-secret-not-for-production-0123456789
+# A fresh signing secret per run: the server refuses any secret published in the repository.
+SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
 SURGE_PID=
 cleanup() {
     local rc=$?

@@ -94,6 +94,10 @@ impl Surge {
         settings: Settings,
         clock: SharedClock,
     ) -> anyhow::Result<Surge> {
+        // The library never signs with a weak or published key, whoever built the settings.
+        if let Some(problem) = crate::secrets::jwt_secret_problem(&settings.auth.jwt_secret) {
+            anyhow::bail!(problem);
+        }
         let settings = Arc::new(settings);
         persistence::catch_up_deferred_indexes(store.as_ref()).await?;
         let journal = JournalHandle::start(store.clone(), &settings.journal);
@@ -116,7 +120,8 @@ impl Surge {
         let idempotency = Idempotency::new(store.clone(), settings.idempotency.memory_keys_max);
         let warm_up = idempotency.warm_up(clock.now_ms() - retention_ms);
         let auth = AuthService::new(store.clone(), clock.clone(), settings.auth.clone());
-        auth.ensure_bootstrap_admin().await?;
+        auth.ensure_bootstrap_admin(&settings.server.data_dir)
+            .await?;
         let regions: Vec<Arc<dyn RegionControl>> = vec![
             Arc::new(stock.clone()),
             Arc::new(orders.clone()),
@@ -172,8 +177,10 @@ impl Surge {
                 .wrap(middleware::from_fn(http::head_as_get))
                 .wrap(middleware::from_fn(http::metrics::record))
                 .wrap(middleware::from_fn(http::request_id_header))
+                .wrap(middleware::from_fn(http::security::refuse_url_token))
                 .wrap(TracingLogger::default())
-                .wrap(middleware::from_fn(http::access_token_out_of_query))
+                .wrap(middleware::from_fn(http::security::headers))
+                .wrap(middleware::from_fn(http::security::strip_url_token))
                 .configure(http::api_routes)
                 .default_service(web::to(http::no_route))
         })

@@ -38,6 +38,7 @@ use crate::clock::SharedClock;
 use crate::config::AuthSettings;
 use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::persistence::{SharedStore, StoreError, User};
+use crate::secrets;
 
 const PASSWORD_LEN_MIN: usize = 8;
 /// Bounds the work one registration can ask Argon2 to do.
@@ -47,6 +48,8 @@ const NAME_LEN_MAX: usize = 200;
 const EMAIL_LEN_MAX: usize = 254;
 const USER_ID_LEN_MAX: usize = 64;
 const REFRESH_TOKEN_BYTES: usize = 32;
+/// In a path where a user id goes (`/wallets/me`), the caller; so no user may be called this.
+pub const ME: &str = "me";
 const BOOTSTRAP_ADMIN_NAME: &str = "Administrator";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -149,25 +152,22 @@ fn caller_from_request(req: &HttpRequest) -> Result<Caller, ApiError> {
     service.verify(bearer_token(req)?)
 }
 
-/// The header wins; the `access_token` query parameter serves browsers' WebSocket handshakes,
-/// which cannot set headers. JWTs are URL-safe, so the raw query value needs no decoding.
+/// The bearer token of the `Authorization` header: the only place a token is read from. (The
+/// WebSocket handshake's `?access_token=` is moved into this header by
+/// `http::security::strip_url_token`, and refused on every other route.)
 fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
-    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
-        let value = value
-            .to_str()
-            .map_err(|_| unauthorized("the Authorization header is not valid text"))?;
-        return match value.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
-            _ => Err(unauthorized(
-                "the Authorization header must be 'Bearer <token>'",
-            )),
-        };
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("a bearer access token is required"))?
+        .to_str()
+        .map_err(|_| unauthorized("the Authorization header is not valid text"))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
+        _ => Err(unauthorized(
+            "the Authorization header must be 'Bearer <token>'",
+        )),
     }
-    req.query_string()
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("access_token="))
-        .filter(|token| !token.is_empty())
-        .ok_or_else(|| unauthorized("a bearer access token is required"))
 }
 
 fn unauthorized(detail: &str) -> ApiError {
@@ -182,9 +182,10 @@ fn invalid_credentials() -> ApiError {
 }
 
 /// Registered users get a UUIDv7 (whose hyphenated form fits this alphabet); CLI tokens may
-/// name any id of the same alphabet.
+/// name any id of the same alphabet except [`ME`], which paths use for the caller.
 pub fn is_valid_user_id(id: &str) -> bool {
-    (1..=USER_ID_LEN_MAX).contains(&id.len())
+    id != ME
+        && (1..=USER_ID_LEN_MAX).contains(&id.len())
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
@@ -393,6 +394,11 @@ fn registration_errors(email: &str, password: &str, name: &str) -> Vec<FieldErro
         ),
         (name_len == 0, "name", "must not be empty".to_string()),
         (
+            !crate::text::is_plain(name, false),
+            "name",
+            format!("must be {}", crate::text::PLAIN_RULE),
+        ),
+        (
             name_len > NAME_LEN_MAX,
             "name",
             format!("must be at most {NAME_LEN_MAX} characters"),
@@ -596,8 +602,10 @@ impl AuthService {
         self.tokens.verify(access_token, self.clock.now_ms())
     }
 
-    /// Creates the configured admin unless that email exists. True when it was created.
-    pub async fn ensure_bootstrap_admin(&self) -> anyhow::Result<bool> {
+    /// Creates the configured admin unless that email exists. True when it was created. With
+    /// no configured password, one is generated into `data_dir` (crate::secrets) and only its
+    /// path is logged.
+    pub async fn ensure_bootstrap_admin(&self, data_dir: &std::path::Path) -> anyhow::Result<bool> {
         let email = normalise_email(&self.settings.bootstrap_admin_email);
         if email.is_empty() {
             tracing::info!("no bootstrap admin configured");
@@ -606,13 +614,9 @@ impl AuthService {
         if self.store.user_by_email(&email).await?.is_some() {
             return Ok(false);
         }
-        let password = &self.settings.bootstrap_admin_password;
-        if password.chars().count() < PASSWORD_LEN_MIN {
-            tracing::warn!(
-                "auth.bootstrap_admin_password is shorter than {PASSWORD_LEN_MIN} characters"
-            );
-        }
-        let password_hash = self.hash_password(password).await?;
+        let (password, source) =
+            secrets::bootstrap_admin_password(&self.settings, data_dir, PASSWORD_LEN_MIN)?;
+        let password_hash = self.hash_password(&password).await?;
         let user = self.new_user(
             email,
             BOOTSTRAP_ADMIN_NAME.to_string(),
@@ -621,7 +625,19 @@ impl AuthService {
         );
         match self.store.user_insert(&user).await {
             Ok(()) => {
-                tracing::info!(email = %user.email, "bootstrap admin created");
+                match source {
+                    secrets::SecretSource::Generated(path) | secrets::SecretSource::File(path) => {
+                        tracing::warn!(
+                            email = %user.email,
+                            password_file = %path.display(),
+                            "bootstrap admin created; its generated password is in the file \
+                             (readable by this user only)"
+                        )
+                    }
+                    secrets::SecretSource::Configured => {
+                        tracing::info!(email = %user.email, "bootstrap admin created")
+                    }
+                }
                 Ok(true)
             }
             // Another node created it between our lookup and insert.

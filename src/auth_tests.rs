@@ -9,8 +9,14 @@ use crate::persistence::{SqliteStore, Store};
 
 const START_MS: i64 = 1_700_000_000_000;
 
+/// The defaults with a signing secret made once per test process (a fixed one would be a
+/// published secret) and a configured admin password.
 fn settings() -> AuthSettings {
-    Settings::defaults().auth
+    static SECRET: OnceLock<String> = OnceLock::new();
+    let mut auth = Settings::defaults().auth;
+    auth.jwt_secret = SECRET.get_or_init(new_refresh_token).clone();
+    auth.bootstrap_admin_password = "bootstrap-admin-password-1".to_string();
+    auth
 }
 
 fn caller(roles: &[Role]) -> Caller {
@@ -82,9 +88,9 @@ fn tampered_or_foreign_tokens_are_rejected() {
 }
 
 #[test]
-fn user_ids_outside_the_alphabet_cannot_be_minted() {
+fn user_ids_outside_the_alphabet_and_me_cannot_be_minted() {
     let tokens = AccessTokens::new(&settings().jwt_secret);
-    for bad in ["", "has space", "a/b", &"x".repeat(65)] {
+    for bad in ["", "has space", "a/b", &"x".repeat(65), "me"] {
         assert!(tokens.mint(bad, &[Role::Customer], 60, START_MS).is_err());
     }
     assert!(is_valid_user_id(&uuid::Uuid::now_v7().to_string()));
@@ -256,9 +262,15 @@ async fn unknown_email_and_wrong_password_get_the_same_answer() {
 
 #[tokio::test]
 async fn the_bootstrap_admin_is_created_once() {
-    let (auth, _clock, _dir) = service().await;
-    assert!(auth.ensure_bootstrap_admin().await.expect("bootstraps"));
-    assert!(!auth.ensure_bootstrap_admin().await.expect("second start"));
+    let (auth, _clock, dir) = service().await;
+    assert!(auth
+        .ensure_bootstrap_admin(dir.path())
+        .await
+        .expect("bootstraps"));
+    assert!(!auth
+        .ensure_bootstrap_admin(dir.path())
+        .await
+        .expect("second start"));
     let settings = settings();
     let pair = auth
         .login(
@@ -313,7 +325,7 @@ async fn me_answers_from_the_token_for_a_subject_without_a_row() {
 }
 
 #[tokio::test]
-async fn the_caller_comes_from_the_header_or_the_query_and_is_401_without_a_token() {
+async fn the_caller_comes_from_the_header_only_and_is_401_without_a_token() {
     let (auth, clock, _dir) = service().await;
     let token = auth
         .tokens
@@ -328,7 +340,8 @@ async fn the_caller_comes_from_the_header_or_the_query_and_is_401_without_a_toke
         TestRequest::default().insert_header((header::AUTHORIZATION, format!("Bearer {token}")));
     assert_eq!(extract(by_header).expect("header").user_id, "u-9");
     let by_query = TestRequest::with_uri(&format!("/ws?x=1&access_token={token}"));
-    assert_eq!(extract(by_query).expect("query").user_id, "u-9");
+    let refused = extract(by_query).expect_err("a URL is no place for a token");
+    assert_eq!(refused.code, ErrorCode::Unauthorized);
     let missing = extract(TestRequest::default()).expect_err("missing");
     assert_eq!(missing.code, ErrorCode::Unauthorized);
     let basic = TestRequest::default().insert_header((header::AUTHORIZATION, "Basic abc"));
@@ -336,4 +349,32 @@ async fn the_caller_comes_from_the_header_or_the_query_and_is_401_without_a_toke
         extract(basic).expect_err("basic").code,
         ErrorCode::Unauthorized
     );
+}
+
+#[tokio::test]
+async fn a_bootstrap_admin_without_a_configured_password_gets_a_generated_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("surge.db"), &Settings::defaults().database)
+        .await
+        .expect("sqlite opens");
+    store.migrate().await.expect("migrations run");
+    let mut settings = settings();
+    settings.bootstrap_admin_password.clear();
+    let clock = ManualClock::new(START_MS);
+    let auth = AuthService::new(Arc::new(store), Arc::new(clock), settings.clone());
+    assert!(auth
+        .ensure_bootstrap_admin(dir.path())
+        .await
+        .expect("bootstraps"));
+    let file = dir.path().join(crate::secrets::ADMIN_PASSWORD_FILE);
+    let password = std::fs::read_to_string(&file).expect("password file");
+    assert!(auth
+        .login(&settings.bootstrap_admin_email, "change-me-admin")
+        .await
+        .is_err());
+    let pair = auth
+        .login(&settings.bootstrap_admin_email, password.trim())
+        .await
+        .expect("the generated password logs in");
+    assert!(auth.verify(&pair.access_token).expect("valid").is_admin());
 }

@@ -196,10 +196,12 @@ impl Settings {
             self.actors.inflight_max > 0,
             "actors.inflight_max must be > 0"
         );
-        anyhow::ensure!(
-            self.auth.jwt_secret.len() >= 16,
-            "auth.jwt_secret must be at least 16 bytes"
-        );
+        // Empty means "generate one in the data dir" (crate::secrets).
+        if !self.auth.jwt_secret.is_empty() {
+            if let Some(problem) = crate::secrets::jwt_secret_problem(&self.auth.jwt_secret) {
+                anyhow::bail!(problem);
+            }
+        }
         anyhow::ensure!(
             (1..=crate::actors::waiting_room::RATE_MAX_PER_SEC)
                 .contains(&self.queue.admit_per_sec_default),

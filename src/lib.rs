@@ -10,7 +10,9 @@
 //! - [`http`]: actix-web handlers; they only parse, authorise and send messages to regions.
 //! - [`auth`]: users, Argon2id passwords, JWT access and rotating refresh tokens.
 //! - [`live`]: per-topic latest-value channels from actors to WebSocket sessions.
+//! - [`secrets`]: the signing secret and first admin password a fresh install generates.
 //! - [`app`]: builds all of the above from [`config::Settings`] and runs it.
+//! - [`text`]: what free text (names, titles, descriptions) may hold.
 //! - [`error`]: the one table of error codes and their problem+json form.
 
 pub mod actors;
@@ -23,4 +25,6 @@ pub mod http;
 pub mod live;
 pub mod persistence;
 pub mod runtime;
+pub mod secrets;
 pub mod supervisors;
+pub mod text;

@@ -9,6 +9,7 @@ use mimalloc::MiMalloc;
 use surge::auth::{mint_access_token, Role};
 use surge::clock::{Clock, OffsetClock, SystemClock};
 use surge::config::{CliOverrides, Settings};
+use surge::secrets;
 
 /// mimalloc: the hot path allocates many small short-lived values, and passivated actors'
 /// memory goes back to the OS instead of staying in glibc's arenas.
@@ -43,7 +44,8 @@ enum Command {
         #[arg(long, hide = true, default_value_t = 0, allow_negative_numbers = true)]
         clock_offset_ms: i64,
     },
-    /// Print an access token for any user id, signed with the configured secret.
+    /// Print an access token for any user id, signed with the configured secret (or the one
+    /// generated in the data dir).
     Token {
         #[arg(long)]
         config: Option<PathBuf>,
@@ -53,6 +55,10 @@ enum Command {
         role: String,
         #[arg(long)]
         ttl_secs: Option<u64>,
+        /// The data dir whose generated signing secret to use when none is configured
+        /// (default ./data, as for `serve`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         /// Print this many tokens, one per line, for users `{user_id}-1` to `{user_id}-N`
         /// (load tests that need many distinct buyers).
         #[arg(long)]
@@ -69,8 +75,17 @@ fn main() -> anyhow::Result<()> {
             clock_offset_ms,
         } => {
             let cli = CliOverrides { listen, data_dir };
-            let settings = Settings::load(config.as_deref(), &cli)?;
+            let mut settings = Settings::load(config.as_deref(), &cli)?;
             init_logging(&settings);
+            let source =
+                secrets::resolve_jwt_secret(&mut settings.auth, &settings.server.data_dir)?;
+            if let secrets::SecretSource::Generated(path) = source {
+                tracing::warn!(
+                    file = %path.display(),
+                    "no auth.jwt_secret configured: generated a random one into the file; set \
+                     SURGE_AUTH__JWT_SECRET to share one between nodes"
+                );
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -81,9 +96,22 @@ fn main() -> anyhow::Result<()> {
             user_id,
             role,
             ttl_secs,
+            data_dir,
             count,
         } => {
-            let settings = Settings::load(config.as_deref(), &CliOverrides::default())?;
+            let cli = CliOverrides {
+                listen: None,
+                data_dir,
+            };
+            let mut settings = Settings::load(config.as_deref(), &cli)?;
+            let source =
+                secrets::resolve_jwt_secret(&mut settings.auth, &settings.server.data_dir)?;
+            if let secrets::SecretSource::Generated(path) = source {
+                eprintln!(
+                    "surge: generated a new signing secret in {}",
+                    path.display()
+                );
+            }
             let role: Role = role.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
             let ttl_secs = ttl_secs.unwrap_or(settings.auth.access_ttl_secs);
             let now_ms = SystemClock.now_ms();

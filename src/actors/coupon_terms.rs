@@ -49,16 +49,24 @@ impl Terms {
         };
         let title = self.title.trim();
         check(
-            !title.is_empty() && title.chars().count() <= TEXT_LEN_MAX,
+            !title.is_empty()
+                && title.chars().count() <= TEXT_LEN_MAX
+                && crate::text::is_plain(title, false),
             "title",
-            format!("must be 1 to {TEXT_LEN_MAX} characters"),
+            format!(
+                "must be 1 to {TEXT_LEN_MAX} characters, {}",
+                crate::text::PLAIN_RULE
+            ),
         );
         check(
-            self.description
-                .as_ref()
-                .is_none_or(|d| d.chars().count() <= TEXT_LEN_MAX),
+            self.description.as_ref().is_none_or(|d| {
+                d.chars().count() <= TEXT_LEN_MAX && crate::text::is_plain(d, true)
+            }),
             "description",
-            format!("must be at most {TEXT_LEN_MAX} characters"),
+            format!(
+                "must be at most {TEXT_LEN_MAX} characters, {}",
+                crate::text::PLAIN_RULE
+            ),
         );
         let value_range = match self.discount_type {
             DiscountType::Percentage => 1..=100,

@@ -66,10 +66,16 @@ pub struct EventTerms {
 /// The rules on an event's terms, each failure naming its field.
 pub fn validate_terms(terms: &EventTerms) -> Result<(), ApiError> {
     for (field, text) in [("name", &terms.name), ("venue", &terms.venue)] {
-        if text.trim().is_empty() || text.chars().count() > TEXT_LEN_MAX {
+        if text.trim().is_empty()
+            || text.chars().count() > TEXT_LEN_MAX
+            || !crate::text::is_plain(text, false)
+        {
             return Err(ApiError::validation(
                 field,
-                format!("must be 1 to {TEXT_LEN_MAX} characters"),
+                format!(
+                    "must be 1 to {TEXT_LEN_MAX} characters, {}",
+                    crate::text::PLAIN_RULE
+                ),
             ));
         }
     }

@@ -363,9 +363,12 @@ async fn use_coupon(
         input
             .reference
             .as_ref()
-            .is_none_or(|r| r.chars().count() <= TEXT_LEN_MAX),
+            .is_none_or(|r| r.chars().count() <= TEXT_LEN_MAX && crate::text::is_plain(r, false)),
         "reference",
-        format!("must be at most {TEXT_LEN_MAX} characters"),
+        format!(
+            "must be at most {TEXT_LEN_MAX} characters, {}",
+            crate::text::PLAIN_RULE
+        ),
     );
     errors.finish()?;
     let command = CouponCommand::Use {

@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod orders;
 pub mod products;
 pub mod queue;
+pub mod security;
 pub mod stock;
 pub mod system;
 pub mod throttle;
@@ -40,6 +41,8 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
     cfg.configure(system::routes)
         .configure(metrics::routes)
         .route("/admin", web::get().to(admin::console))
+        .route("/admin/console.js", web::get().to(admin::console_js))
+        .route("/admin/console.css", web::get().to(admin::console_css))
         .service(
             web::scope("/api/v1")
                 .configure(system::routes)
@@ -92,13 +95,21 @@ impl FromRequest for RawBody {
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        if let Err(error) = security::require_json(req) {
+            return Box::pin(std::future::ready(Err(error)));
+        }
         let bytes = web::Bytes::from_request(req, payload);
         Box::pin(async move {
             bytes.await.map(RawBody).map_err(|err| {
                 if err.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
                 } else {
-                    ApiError::new(ErrorCode::MalformedRequest, err.to_string())
+                    // The framework's text names internals (decoder states, I/O error kinds).
+                    tracing::debug!(error = %err, "request body unreadable");
+                    ApiError::new(
+                        ErrorCode::MalformedRequest,
+                        "the request body could not be read (a broken encoding or an early end)",
+                    )
                 }
             })
         })
@@ -219,69 +230,31 @@ pub async fn no_route(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiEr
     Ok(response)
 }
 
-/// Moves `?access_token=` (a browser opening the console or a WebSocket cannot send a header)
-/// into the `Authorization` header, unless one is there (the header wins), and out of the URI,
-/// before the request's span records its target: a token must never reach a log line.
-pub async fn access_token_out_of_query(
-    mut req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    use actix_web::http::header::{HeaderValue, AUTHORIZATION};
-    let split = req.uri().query().and_then(split_access_token);
-    if let Some((token, rest)) = split {
-        let target = match rest.is_empty() {
-            true => req.path().to_string(),
-            false => format!("{}?{rest}", req.path()),
-        };
-        if !req.headers().contains_key(AUTHORIZATION) {
-            if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
-                req.headers_mut().insert(AUTHORIZATION, value);
-            }
-        }
-        if let Ok(uri) = target.parse() {
-            req.head_mut().uri = uri;
-        }
-    }
-    next.call(req).await
-}
-
 /// Serves HEAD wherever GET is served (RFC 9110 asks every general-purpose server to): the
 /// request is routed as GET, and actix sends the answer's headers (with its `Content-Length`)
 /// without its body, because its codec marked the request HEAD when it read it.
 pub async fn head_as_get(
     mut req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
     use actix_web::http::Method;
     if req.method() == Method::HEAD {
         // A WebSocket handshake is a GET (RFC 6455); as a HEAD, answered without a body, it
         // would open a session whose frames are never sent.
         if req.headers().contains_key(actix_web::http::header::UPGRADE) {
-            return Err(ApiError::new(
+            let error = ApiError::new(
                 ErrorCode::MalformedRequest,
                 "a protocol upgrade (WebSocket) must be asked with GET",
-            )
-            .into());
+            );
+            let response = actix_web::ResponseError::error_response(&error);
+            return Ok(req.into_response(response).map_into_right_body());
         }
         req.head_mut().method = Method::GET;
     }
-    next.call(req).await
-}
-
-/// The first `access_token` of a query and the query without any of them; `None` when it has
-/// none.
-fn split_access_token(query: &str) -> Option<(String, String)> {
-    let mut token = None;
-    let mut rest = Vec::new();
-    for pair in query.split('&') {
-        match pair.strip_prefix("access_token=") {
-            Some(value) => {
-                token.get_or_insert_with(|| value.to_string());
-            }
-            None => rest.push(pair),
-        }
-    }
-    token.map(|token| (token, rest.join("&")))
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 /// Echoes the request id that tracing-actix-web gave the request as `X-Request-Id`, so a
@@ -310,19 +283,6 @@ pub async fn request_id_header(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_access_token_is_taken_out_of_the_query() {
-        assert_eq!(split_access_token("a=1&b=2"), None);
-        assert_eq!(
-            split_access_token("access_token=abc"),
-            Some(("abc".to_string(), String::new()))
-        );
-        assert_eq!(
-            split_access_token("actor=stock_item/X&access_token=abc&access_token=def&z"),
-            Some(("abc".to_string(), "actor=stock_item/X&z".to_string()))
-        );
-    }
 
     #[test]
     fn identifiers_follow_the_sku_alphabet() {

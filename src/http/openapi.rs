@@ -342,8 +342,12 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
 /// the document at the root's `/openapi.json`, which is served wherever these routes are).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // Relative, so that `/api/v1/docs` goes to `/api/v1/docs/`.
-    cfg.service(web::redirect("/docs", "docs/"))
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document().clone()));
+    cfg.service(web::redirect("/docs", "docs/")).service(
+        SwaggerUi::new("/docs/{_:.*}")
+            .url("/openapi.json", document().clone())
+            // No call to the public validator: it would send it this document's address.
+            .config(utoipa_swagger_ui::Config::default().validator_url("none")),
+    );
 }
 
 #[cfg(test)]

@@ -37,9 +37,11 @@ impl CreateBody {
     fn validate(&self) -> Result<(), ApiError> {
         let mut errors = FieldErrors::new();
         errors.check(
-            !self.name.trim().is_empty() && self.name.chars().count() <= 200,
+            !self.name.trim().is_empty()
+                && self.name.chars().count() <= 200
+                && crate::text::is_plain(&self.name, false),
             "name",
-            "must be 1-200 characters",
+            format!("must be 1-200 characters, {}", crate::text::PLAIN_RULE),
         );
         errors.check(
             (0..=PRICE_MAX).contains(&self.price),
@@ -49,9 +51,12 @@ impl CreateBody {
         errors.check(
             self.description
                 .as_ref()
-                .is_none_or(|d| d.chars().count() <= 2000),
+                .is_none_or(|d| d.chars().count() <= 2000 && crate::text::is_plain(d, true)),
             "description",
-            "must be at most 2000 characters",
+            format!(
+                "must be at most 2000 characters, {}",
+                crate::text::PLAIN_RULE
+            ),
         );
         errors.finish()
     }

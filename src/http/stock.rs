@@ -13,6 +13,7 @@ use crate::auth::Caller;
 use crate::clock::rfc3339;
 use crate::error::{ApiError, FieldErrors};
 use crate::persistence::codec;
+use crate::text;
 
 /// The largest unit count one call may name; far above any real stock, far below overflow.
 pub const UNITS_MAX: i64 = 1_000_000_000_000;
@@ -56,9 +57,11 @@ impl CreateBody {
             "must match [A-Za-z0-9._-]{1,64}",
         );
         errors.check(
-            !self.name.trim().is_empty() && self.name.chars().count() <= 200,
+            !self.name.trim().is_empty()
+                && self.name.chars().count() <= 200
+                && text::is_plain(&self.name, false),
             "name",
-            "must be 1-200 characters",
+            format!("must be 1-200 characters, {}", text::PLAIN_RULE),
         );
         errors.check(
             (0..=UNITS_MAX).contains(&self.on_hand),
@@ -185,8 +188,14 @@ async fn adjust(
             "must be non-zero and at most 10^12 in size",
         ));
     }
-    if input.reason.trim().is_empty() || input.reason.chars().count() > 200 {
-        return Err(ApiError::validation("reason", "must be 1-200 characters"));
+    if input.reason.trim().is_empty()
+        || input.reason.chars().count() > 200
+        || !text::is_plain(&input.reason, false)
+    {
+        return Err(ApiError::validation(
+            "reason",
+            format!("must be 1-200 characters, {}", text::PLAIN_RULE),
+        ));
     }
     let keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
         Prepared::Replay(response) => return Ok(response),

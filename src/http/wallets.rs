@@ -15,7 +15,7 @@ use super::{ListQuery, RawBody, State};
 use crate::actors::wallet::{
     parse_tx_id, TxView, Wallet, WalletCommand, WalletReply, WalletView, AMOUNT_MAX, TX_ROW_KIND,
 };
-use crate::auth::{is_valid_user_id, Caller};
+use crate::auth::{is_valid_user_id, Caller, ME};
 use crate::error::{ApiError, FieldErrors};
 
 /// Longest description or reference a transaction may carry.
@@ -61,19 +61,26 @@ impl AmountBody {
             ("reference", &self.reference),
         ] {
             errors.check(
-                text.as_ref()
-                    .is_none_or(|t| t.chars().count() <= TEXT_LEN_MAX),
+                text.as_ref().is_none_or(|t| {
+                    t.chars().count() <= TEXT_LEN_MAX && crate::text::is_plain(t, false)
+                }),
                 field,
-                format!("must be at most {TEXT_LEN_MAX} characters"),
+                format!(
+                    "must be at most {TEXT_LEN_MAX} characters, {}",
+                    crate::text::PLAIN_RULE
+                ),
             );
         }
         errors.finish()
     }
 }
 
-/// The wallet's owner from the path; an id no user can have names no wallet.
-fn user_of(path: &str) -> Result<&str, ApiError> {
-    if is_valid_user_id(path) {
+/// The wallet's owner from the path: `me` is the caller; an id no user can have names no
+/// wallet.
+fn user_of<'a>(caller: &'a Caller, path: &'a str) -> Result<&'a str, ApiError> {
+    if path == ME {
+        Ok(&caller.user_id)
+    } else if is_valid_user_id(path) {
         Ok(path)
     } else {
         Err(ApiError::not_found(format!("wallet {path} not found")))
@@ -130,7 +137,7 @@ async fn get(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = user_of(&path)?;
+    let user_id = user_of(&caller, &path)?;
     may_see(&caller, user_id)?;
     show(&state, user_id).await
 }
@@ -176,7 +183,7 @@ async fn earn(
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_operator()?;
-    let user_id = user_of(&path)?;
+    let user_id = user_of(&caller, &path)?;
     let input: AmountBody = body.json()?;
     input.validate()?;
     let command = WalletCommand::Earn {
@@ -234,7 +241,7 @@ async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     caller.require_operator()?;
     let (user_id, tx_id) = path.into_inner();
-    let user_id = user_of(&user_id)?;
+    let user_id = user_of(&caller, &user_id)?;
     let n = parse_tx_id(user_id, &tx_id)
         .ok_or_else(|| ApiError::not_found(format!("transaction {tx_id} not found")))?;
     transact(
@@ -281,7 +288,7 @@ async fn list(
     path: web::Path<String>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = user_of(&path)?;
+    let user_id = user_of(&caller, &path)?;
     may_see(&caller, user_id)?;
     read_list(&state, TX_ROW_KIND, Some(user_id), &query).await
 }

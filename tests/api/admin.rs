@@ -187,8 +187,9 @@ async fn actors_are_listed_inspected_and_acted_on(backend: Backend) {
 }
 on_both_stores!(actors_are_listed_inspected_and_acted_on);
 
-/// The console page is served to operators (the token in the address, as a browser opens it),
-/// and the supervision tree names each region with its running actors.
+/// The console page, which holds no data, is served to anyone without a token in its address,
+/// under a policy that allows its own script only; the supervision tree names each region with
+/// its running actors.
 async fn the_console_page_and_the_supervision_tree(backend: Backend) {
     let Some(app) = spawn_app_with(backend, Options::default()).await else {
         return;
@@ -196,23 +197,32 @@ async fn the_console_page_and_the_supervision_tree(backend: Backend) {
     app.create_stock("T-1", 3).await;
     let operator = app.operator();
     for url in [format!("{}/admin", app.base), app.url("/admin")] {
-        let page = app
-            .client
-            .get(format!("{url}?access_token={operator}"))
-            .send()
-            .await
-            .expect("sent");
+        let page = app.client.get(&url).send().await.expect("sent");
         assert_eq!(page.status(), StatusCode::OK, "{url}");
-        let content_type = page.headers()["content-type"].to_str().unwrap().to_owned();
-        assert!(content_type.starts_with("text/html"), "{content_type}");
+        let headers = page.headers().clone();
+        assert!(headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        let policy = headers["content-security-policy"].to_str().unwrap();
+        assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"));
         let html = page.text().await.unwrap();
-        assert!(html.contains("surge console") && html.contains("/admin/supervision"));
-        let anonymous = app.client.get(&url).send().await.expect("sent");
-        assert_problem(anonymous, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+        assert!(html.contains("surge console") && html.contains("/admin/console.js"));
+        assert!(
+            !html.contains("<script>"),
+            "no inline script: the policy forbids it"
+        );
     }
-    let customer = app.token("c-1", Role::Customer);
-    let refused = app.get("/admin", &customer).await;
-    assert_problem(refused, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    let script = app
+        .client
+        .get(format!("{}/admin/console.js", app.base))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(script.status(), StatusCode::OK);
+    let script = script.text().await.unwrap();
+    assert!(script.contains("/admin/supervision") && script.contains("/auth/login"));
+    assert!(!script.contains("access_token="), "no token in any address");
 
     let tree = get_json(&app, "/admin/supervision", &operator).await;
     assert_eq!(tree["name"], "surge");

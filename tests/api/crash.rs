@@ -15,11 +15,9 @@ use surge::config::Settings;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::helpers::{postgres_url, Backend};
+use crate::helpers::{postgres_url, test_secret, Backend};
 use crate::live::Live;
 use crate::on_both_stores;
-
-const SECRET: &str = "crash-test-secret-0123456789abcdef";
 
 pub(crate) struct Server {
     child: Child,
@@ -37,7 +35,7 @@ impl Node {
     /// `None` for PostgreSQL without a configured URL.
     pub(crate) fn new(backend: Backend, extra_env: &[(&str, &str)]) -> Option<Node> {
         let mut env: Vec<(String, String)> = vec![
-            ("SURGE_AUTH__JWT_SECRET".into(), SECRET.into()),
+            ("SURGE_AUTH__JWT_SECRET".into(), test_secret().into()),
             ("RUST_LOG".into(), "warn".into()),
         ];
         let mut schema = None;
@@ -99,7 +97,7 @@ impl Node {
 
     pub(crate) fn token(&self, user: &str, role: Role) -> String {
         let mut auth = Settings::defaults().auth;
-        auth.jwt_secret = SECRET.into();
+        auth.jwt_secret = test_secret().into();
         mint_access_token(&auth, user, &[role], 3600, SystemClock.now_ms()).expect("token")
     }
 

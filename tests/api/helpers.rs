@@ -56,7 +56,23 @@ pub fn test_settings(data_dir: &std::path::Path) -> Settings {
         data_dir: Some(data_dir.to_path_buf()),
     };
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/config/test.toml");
-    Settings::load(Some(std::path::Path::new(file)), &cli).expect("test settings load")
+    let mut settings =
+        Settings::load(Some(std::path::Path::new(file)), &cli).expect("test settings load");
+    settings.auth.jwt_secret = test_secret().to_string();
+    settings.auth.bootstrap_admin_password = "bootstrap-admin-password-1".to_string();
+    settings
+}
+
+/// A signing secret made once per test run: a fixed one would be published in the repository,
+/// which the server refuses.
+pub fn test_secret() -> &'static str {
+    static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SECRET.get_or_init(|| {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        hex::encode(bytes)
+    })
 }
 
 pub struct Options {
