@@ -23,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod live;
+pub mod logging;
 pub mod persistence;
 pub mod runtime;
 pub mod secrets;

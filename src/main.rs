@@ -76,7 +76,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             let cli = CliOverrides { listen, data_dir };
             let mut settings = Settings::load(config.as_deref(), &cli)?;
-            init_logging(&settings);
+            surge::logging::init(&settings.log);
             let source =
                 secrets::resolve_jwt_secret(&mut settings.auth, &settings.server.data_dir)?;
             if let secrets::SecretSource::Generated(path) = source {
@@ -150,19 +150,4 @@ async fn serve(settings: Settings, clock_offset_ms: i64) -> anyhow::Result<()> {
     surge.shutdown().await?;
     tracing::info!("stopped cleanly");
     Ok(())
-}
-
-fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // ractor opens a span per actor for its whole life; at INFO that is memory held by
-        // every activated entity, so its spans are only kept when asked for via RUST_LOG.
-        let directives = format!("{},ractor=warn", settings.log.level);
-        tracing_subscriber::EnvFilter::new(directives)
-    });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if settings.log.format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

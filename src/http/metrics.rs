@@ -197,6 +197,13 @@ fn runtime_figures(state: &Services) -> Registry {
         counter.inc_by(value.load(Ordering::Relaxed));
         register(&registry, counter);
     }
+    let protocol_errors = IntCounter::new(
+        "surge_http_protocol_errors_total",
+        "Connections ended by a client's malformed HTTP (counted here instead of logged)",
+    )
+    .expect("a valid metric definition");
+    protocol_errors.inc_by(crate::logging::protocol_errors());
+    register(&registry, protocol_errors);
     let seconds_totals = [
         (
             "surge_journal_commit_seconds_total",

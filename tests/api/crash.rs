@@ -58,6 +58,20 @@ impl Node {
         })
     }
 
+    /// As a fresh install: no signing secret configured, so the server makes its own.
+    pub(crate) fn without_secret(mut self) -> Node {
+        self.env.retain(|(key, _)| key != "SURGE_AUTH__JWT_SECRET");
+        self
+    }
+
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub(crate) fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
+    }
+
     pub(crate) async fn clean_up(&self) {
         if let Some(schema) = &self.schema {
             crate::helpers::drop_schema(schema).await;
