@@ -91,8 +91,8 @@ async fn register(
         (status = 401, description = "INVALID_CREDENTIALS: the same answer for an unknown \
             email and a wrong password"),
         (status = 422, description = "VALIDATION_FAILED: a field of the wrong type"),
-        (status = 429, description = "RATE_LIMITED: too many attempts from this address or on \
-            this email"),
+        (status = 429, description = "RATE_LIMITED: too many attempts from this address, or \
+            failed logins on this email from this address"),
     ))]
 async fn login(
     state: State,
@@ -100,14 +100,15 @@ async fn login(
     auth: web::Data<AuthService>,
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth_throttle.check_address(client_address(&req))?;
+    let address = client_address(&req);
+    state.auth_throttle.check_address(address)?;
     let body: LoginBody = body.json()?;
-    state.auth_throttle.check_email(&body.email)?;
+    state.auth_throttle.check_login(&body.email, address)?;
     match auth.login(&body.email, &body.password).await {
         Ok(pair) => Ok(token_response(pair)),
         Err(error) => {
             if error.code == ErrorCode::InvalidCredentials {
-                state.auth_throttle.record_failure(&body.email);
+                state.auth_throttle.record_failure(&body.email, address);
             }
             Err(error)
         }

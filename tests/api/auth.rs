@@ -1,5 +1,7 @@
 //! Auth over HTTP (API.md "Auth"), on both stores.
 
+use std::net::IpAddr;
+
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use surge::persistence::RevocationReason;
@@ -221,7 +223,7 @@ async fn credential_routes_are_throttled_per_email_and_per_address(backend: Back
 }
 on_both_stores!(credential_routes_are_throttled_per_email_and_per_address);
 
-/// Posts a JSON body to `path` from `client`.
+/// Posts a JSON body to `path` from `client` (which may bind another source address).
 async fn post_from(
     client: &reqwest::Client,
     app: &TestApp,
@@ -319,3 +321,44 @@ async fn a_reused_refresh_token_revokes_its_whole_family(backend: Backend) {
     app.stop().await;
 }
 on_both_stores!(a_reused_refresh_token_revokes_its_whole_family);
+
+async fn failed_logins_lock_out_only_the_address_they_come_from(backend: Backend) {
+    let Some(app) = spawn_app_with(
+        backend,
+        Options::tweaked(|settings| {
+            settings.auth.failed_logins_per_minute_per_email_and_address = 5;
+            settings.auth.attempts_per_minute_per_address = 1000;
+        }),
+    )
+    .await
+    else {
+        return;
+    };
+    register(&app, "owner@example.com").await;
+    // `app.client` connects from 127.0.0.1: 30 wrong guesses from there.
+    let guess = json!({"email": "owner@example.com", "password": "wrong guess"});
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        let answer = post_from(&app.client, &app, "/auth/login", guess.clone()).await;
+        statuses.push(answer.status());
+    }
+    // The budget's 5 failures and the one that spends it are checked; the rest are refused
+    // (one more is allowed only 12 s later).
+    assert_eq!(statuses[..6], [StatusCode::UNAUTHORIZED; 6], "{statuses:?}");
+    assert_eq!(
+        statuses[6..],
+        [StatusCode::TOO_MANY_REQUESTS; 24],
+        "{statuses:?}"
+    );
+    let here = login_from(&app.client, &app, "owner@example.com").await;
+    assert_problem(here, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED").await;
+    // The owner, from another address, is not locked out.
+    let elsewhere = reqwest::Client::builder()
+        .local_address(IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    let owner = login_from(&elsewhere, &app, "owner@example.com").await;
+    assert_eq!(owner.status(), StatusCode::OK);
+    app.stop().await;
+}
+on_both_stores!(failed_logins_lock_out_only_the_address_they_come_from);
