@@ -32,6 +32,8 @@ use crate::supervisors::region::{AdminRegion, Region, RegionControl, RegionCount
 
 /// How often idempotency records past their retention are purged.
 const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// How often expired refresh tokens and stale revocations are purged.
+const REFRESH_PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// What handlers reach: the runtime and one region per entity kind.
 pub struct Services {
@@ -156,10 +158,12 @@ impl Surge {
         });
         let purge = spawn_idempotency_purge(services.clone().into_inner(), retention_ms);
         let forget = spawn_throttle_forget(services.clone().into_inner());
+        let auth = web::Data::new(auth);
+        let refresh_purge = spawn_refresh_purge(auth.clone().into_inner());
         Ok(Surge {
             services,
-            auth: web::Data::new(auth),
-            background: vec![scheduler, purge, warm_up, indexer, forget],
+            auth,
+            background: vec![scheduler, purge, warm_up, indexer, forget, refresh_purge],
         })
     }
 
@@ -274,6 +278,19 @@ fn spawn_idempotency_purge(
             let before_ms = services.rt.now_ms() - retention_ms;
             if let Err(error) = services.idempotency.purge(before_ms).await {
                 tracing::warn!(%error, "idempotency purge failed");
+            }
+        }
+    })
+}
+
+/// Runs for the life of the process: deletes expired refresh tokens and the revocations of
+/// families that have expired, so both tables hold about one refresh TTL of logins.
+fn spawn_refresh_purge(auth: Arc<AuthService>) -> tokio::task::JoinHandle<()> {
+    spawn_every(REFRESH_PURGE_EVERY, move || {
+        let auth = auth.clone();
+        async move {
+            if let Err(error) = auth.purge_expired_refresh().await {
+                tracing::warn!(%error, "refresh token purge failed");
             }
         }
     })

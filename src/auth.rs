@@ -10,8 +10,11 @@
 //!   drive it with a manual clock. A token's roles are fixed when it is minted: a role change
 //!   reaches the caller with the next refresh (at most one access TTL later).
 //! - Refresh tokens are 32 random bytes, hex-encoded; only their SHA-256 is stored, so a leaked
-//!   database cannot be replayed. Each works once: refreshing takes (deletes) it and issues a new
-//!   pair with the user's current roles (rotation).
+//!   database cannot be replayed. Each works once: refreshing marks it used and issues a new
+//!   pair with the user's current roles (rotation). The tokens descending from one login form a
+//!   *family*; presenting a used token again means two parties hold the chain (OAuth 2.0
+//!   Security BCP, reuse detection), so the whole family is revoked, the newest token too.
+//!   Logout revokes its token's family. A revoked family's tokens never work again.
 //! - A token minted by `surge token` may name any user id; the signature is the authority, and
 //!   no user row is needed (API.md "Conventions").
 //! - Login answers unknown emails and wrong passwords identically, and still spends one hash
@@ -37,7 +40,7 @@ use tokio::sync::Semaphore;
 use crate::clock::SharedClock;
 use crate::config::AuthSettings;
 use crate::error::{ApiError, ErrorCode, FieldError};
-use crate::persistence::{SharedStore, StoreError, User};
+use crate::persistence::{RefreshUse, RevocationReason, SharedStore, StoreError, User};
 use crate::secrets;
 
 const PASSWORD_LEN_MIN: usize = 8;
@@ -470,6 +473,27 @@ fn refresh_token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// What a presented refresh token earns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefreshVerdict {
+    /// It was marked used just now: issue its successor in the same family.
+    Rotate,
+    /// Used before and its family still live: someone replays it, so end the family.
+    RevokeFamily,
+    /// Unknown, expired, or of a revoked family: 401 and nothing more.
+    Reject,
+}
+
+fn refresh_verdict(found: &RefreshUse) -> RefreshVerdict {
+    match found {
+        RefreshUse::Marked(_) => RefreshVerdict::Rotate,
+        RefreshUse::Refused(token) if !token.family_revoked && token.used_at_ms.is_some() => {
+            RefreshVerdict::RevokeFamily
+        }
+        RefreshUse::Refused(_) | RefreshUse::Unknown => RefreshVerdict::Reject,
+    }
+}
+
 fn secs_to_ms(secs: u64) -> i64 {
     i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)
 }
@@ -531,39 +555,83 @@ impl AuthService {
         let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
         let password_matches = self.verify_password(password, stored_hash).await?;
         match user {
-            Some(user) if password_matches => self.issue_pair(&user.id, &roles_of(&user)).await,
+            Some(user) if password_matches => {
+                let family_id = uuid::Uuid::now_v7().to_string();
+                self.issue_pair(&user.id, &roles_of(&user), &family_id)
+                    .await
+            }
             _ => Err(invalid_credentials()),
         }
     }
 
-    /// Takes the refresh token (it never works again) and issues a new pair with the user's
-    /// current roles. 401 when it is unknown, already used or expired.
+    /// Marks the refresh token used (it never works again) and issues a new pair in its
+    /// family with the user's current roles. 401 when it is unknown, expired or of a revoked
+    /// family; a token used before also revokes its family (reuse after rotation), so the
+    /// newest token of that login stops working too.
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, ApiError> {
         let rejected = || unauthorized("the refresh token is unknown, used or expired");
-        let (user_id, expires_at_ms) = self
+        let token_hash = refresh_token_hash(refresh_token);
+        let found = self
             .store
-            .refresh_take(&refresh_token_hash(refresh_token))
-            .await
-            .map_err(store_error)?
-            .ok_or_else(rejected)?;
-        if self.clock.now_ms() >= expires_at_ms {
-            return Err(rejected());
-        }
-        let user = self
-            .store
-            .user_by_id(&user_id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(rejected)?;
-        self.issue_pair(&user.id, &roles_of(&user)).await
-    }
-
-    /// Forgets the refresh token. Unknown or used tokens are fine: the outcome is the same.
-    pub async fn logout(&self, refresh_token: &str) -> Result<(), ApiError> {
-        self.store
-            .refresh_take(&refresh_token_hash(refresh_token))
+            .refresh_use(&token_hash, self.clock.now_ms())
             .await
             .map_err(store_error)?;
+        let token = match (refresh_verdict(&found), found) {
+            (RefreshVerdict::Rotate, RefreshUse::Marked(token)) => token,
+            (RefreshVerdict::RevokeFamily, _) => {
+                self.revoke_family(&token_hash, RevocationReason::Reuse)
+                    .await?;
+                return Err(rejected());
+            }
+            _ => return Err(rejected()),
+        };
+        let user = self
+            .store
+            .user_by_id(&token.user_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(rejected)?;
+        self.issue_pair(&user.id, &roles_of(&user), &token.family_id)
+            .await
+    }
+
+    /// Revokes the token's family: that login's chain ends. Unknown tokens and families
+    /// already revoked are fine: the outcome is the same.
+    pub async fn logout(&self, refresh_token: &str) -> Result<(), ApiError> {
+        self.revoke_family(&refresh_token_hash(refresh_token), RevocationReason::Logout)
+            .await
+    }
+
+    /// Deletes refresh tokens past their expiry, and revocations older than a refresh token
+    /// lives (their families have expired). Returns the rows deleted.
+    pub async fn purge_expired_refresh(&self) -> Result<u64, StoreError> {
+        let now_ms = self.clock.now_ms();
+        let revoked_by_ms = now_ms.saturating_sub(secs_to_ms(self.settings.refresh_ttl_secs));
+        self.store.refresh_purge(now_ms, revoked_by_ms).await
+    }
+
+    async fn revoke_family(
+        &self,
+        token_hash: &str,
+        reason: RevocationReason,
+    ) -> Result<(), ApiError> {
+        let revoked = self
+            .store
+            .refresh_revoke(token_hash, self.clock.now_ms(), reason)
+            .await
+            .map_err(store_error)?;
+        // Ids only: the token itself never reaches a log.
+        match revoked {
+            Some(r) if reason == RevocationReason::Reuse => tracing::warn!(
+                user_id = %r.user_id, family_id = %r.family_id,
+                "refresh token reused after rotation; its family is revoked"
+            ),
+            Some(r) => tracing::info!(
+                user_id = %r.user_id, family_id = %r.family_id, reason = reason.as_str(),
+                "refresh token family revoked"
+            ),
+            None => {}
+        }
         Ok(())
     }
 
@@ -657,7 +725,12 @@ impl AuthService {
         }
     }
 
-    async fn issue_pair(&self, user_id: &str, roles: &[Role]) -> Result<TokenPair, ApiError> {
+    async fn issue_pair(
+        &self,
+        user_id: &str,
+        roles: &[Role],
+        family_id: &str,
+    ) -> Result<TokenPair, ApiError> {
         let now_ms = self.clock.now_ms();
         let access_ttl_secs = self.settings.access_ttl_secs;
         let access_token = self
@@ -667,7 +740,12 @@ impl AuthService {
         let refresh_token = new_refresh_token();
         let expires_at_ms = now_ms.saturating_add(secs_to_ms(self.settings.refresh_ttl_secs));
         self.store
-            .refresh_insert(&refresh_token_hash(&refresh_token), user_id, expires_at_ms)
+            .refresh_insert(
+                &refresh_token_hash(&refresh_token),
+                user_id,
+                family_id,
+                expires_at_ms,
+            )
             .await
             .map_err(store_error)?;
         Ok(TokenPair {

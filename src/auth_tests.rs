@@ -5,7 +5,7 @@ use actix_web::test::TestRequest;
 use super::*;
 use crate::clock::{Clock, ManualClock};
 use crate::config::Settings;
-use crate::persistence::{SqliteStore, Store};
+use crate::persistence::{RefreshToken, RevocationReason, SqliteStore, Store};
 
 const START_MS: i64 = 1_700_000_000_000;
 
@@ -212,6 +212,103 @@ async fn register_login_refresh_rotation_and_logout_work_together() {
     auth.logout(&next.refresh_token)
         .await
         .expect("logout is idempotent");
+}
+
+fn found(used_at_ms: Option<i64>, family_revoked: bool) -> RefreshToken {
+    RefreshToken {
+        user_id: "u-1".to_string(),
+        family_id: "f-1".to_string(),
+        expires_at_ms: START_MS,
+        used_at_ms,
+        family_revoked,
+    }
+}
+
+#[test]
+fn only_a_used_token_of_a_live_family_revokes_it() {
+    let verdict = |found| refresh_verdict(&found);
+    assert_eq!(
+        verdict(RefreshUse::Marked(found(Some(START_MS), false))),
+        RefreshVerdict::Rotate
+    );
+    assert_eq!(
+        verdict(RefreshUse::Refused(found(Some(START_MS), false))),
+        RefreshVerdict::RevokeFamily,
+        "reuse after rotation"
+    );
+    assert_eq!(
+        verdict(RefreshUse::Refused(found(Some(START_MS), true))),
+        RefreshVerdict::Reject,
+        "already revoked: nothing more to do"
+    );
+    assert_eq!(
+        verdict(RefreshUse::Refused(found(None, true))),
+        RefreshVerdict::Reject,
+        "the newest token of a revoked family"
+    );
+    assert_eq!(
+        verdict(RefreshUse::Refused(found(None, false))),
+        RefreshVerdict::Reject,
+        "unused but refused: expired"
+    );
+    assert_eq!(verdict(RefreshUse::Unknown), RefreshVerdict::Reject);
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_ends_its_login_and_no_other() {
+    let (auth, clock, _dir) = service().await;
+    let user = auth
+        .register("r@x.com", "password-1", "R")
+        .await
+        .expect("registers");
+    let first = auth.login("r@x.com", "password-1").await.expect("logs in");
+    let other = auth.login("r@x.com", "password-1").await.expect("logs in");
+    let second = auth.refresh(&first.refresh_token).await.expect("rotates");
+    let third = auth.refresh(&second.refresh_token).await.expect("rotates");
+    clock.advance_ms(1_000);
+    let reused = auth
+        .refresh(&first.refresh_token)
+        .await
+        .expect_err("reused");
+    assert_eq!(reused.code, ErrorCode::Unauthorized);
+    for token in [&second, &third] {
+        let err = auth
+            .refresh(&token.refresh_token)
+            .await
+            .expect_err("the family is revoked");
+        assert_eq!(err.code, ErrorCode::Unauthorized);
+    }
+    auth.refresh(&other.refresh_token)
+        .await
+        .expect("another login's family is unaffected");
+    let revocations = auth
+        .store
+        .refresh_revocations(&user.id, 10)
+        .await
+        .expect("reads");
+    assert_eq!(revocations.len(), 1, "revoked once: {revocations:?}");
+    assert_eq!(revocations[0].reason, RevocationReason::Reuse);
+    assert_eq!(revocations[0].revoked_at_ms, START_MS + 1_000);
+}
+
+#[tokio::test]
+async fn the_purge_keeps_live_tokens_and_revocations_that_still_guard_one() {
+    let (auth, clock, _dir) = service().await;
+    auth.register("p@x.com", "password-1", "P")
+        .await
+        .expect("registers");
+    let ttl_ms = secs_to_ms(settings().refresh_ttl_secs);
+    let old = auth.login("p@x.com", "password-1").await.expect("logs in");
+    auth.logout(&old.refresh_token).await.expect("logs out");
+    clock.advance_ms(ttl_ms / 2);
+    let young = auth.login("p@x.com", "password-1").await.expect("logs in");
+    assert_eq!(auth.purge_expired_refresh().await.expect("purges"), 0);
+    clock.advance_ms(ttl_ms / 2);
+    // The old login's token expired: it goes, and its revocation (a TTL old) with it.
+    assert_eq!(auth.purge_expired_refresh().await.expect("purges"), 2);
+    auth.refresh(&young.refresh_token)
+        .await
+        .expect("a live token stays");
 }
 
 #[tokio::test]

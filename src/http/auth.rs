@@ -91,8 +91,8 @@ async fn register(
         (status = 401, description = "INVALID_CREDENTIALS: the same answer for an unknown \
             email and a wrong password"),
         (status = 422, description = "VALIDATION_FAILED: a field of the wrong type"),
-        (status = 429, description = "RATE_LIMITED: too many attempts from this address or on \
-            this email"),
+        (status = 429, description = "RATE_LIMITED: too many attempts from this address, or \
+            failed logins on this email from this address"),
     ))]
 async fn login(
     state: State,
@@ -100,14 +100,15 @@ async fn login(
     auth: web::Data<AuthService>,
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth_throttle.check_address(client_address(&req))?;
+    let address = client_address(&req);
+    state.auth_throttle.check_address(address)?;
     let body: LoginBody = body.json()?;
-    state.auth_throttle.check_email(&body.email)?;
+    state.auth_throttle.check_login(&body.email, address)?;
     match auth.login(&body.email, &body.password).await {
         Ok(pair) => Ok(token_response(pair)),
         Err(error) => {
             if error.code == ErrorCode::InvalidCredentials {
-                state.auth_throttle.record_failure(&body.email);
+                state.auth_throttle.record_failure(&body.email, address);
             }
             Err(error)
         }
@@ -116,10 +117,13 @@ async fn login(
 
 #[utoipa::path(post, path = "/auth/refresh", operation_id = "refresh",
     summary = "Rotate a refresh token", tag = "auth", request_body = RefreshBody,
-    description = "A new token pair; the refresh token sent stops working (rotation).",
+    description = "A new token pair; the refresh token sent stops working (rotation). A token \
+        sent again after its rotation revokes every token descending from the same login, the \
+        newest too (reuse detection).",
     responses(
         (status = 200, description = "A new token pair", body = TokenPair),
-        (status = 401, description = "UNAUTHORIZED: an unknown, used or expired refresh token"),
+        (status = 401, description = "UNAUTHORIZED: an unknown, used, expired or revoked \
+            refresh token"),
         (status = 422, description = "VALIDATION_FAILED: a field of the wrong type"),
         (status = 429, description = "RATE_LIMITED"),
     ))]
@@ -141,7 +145,8 @@ fn client_address(req: &HttpRequest) -> Option<std::net::IpAddr> {
 
 #[utoipa::path(post, path = "/auth/logout", operation_id = "logout",
     summary = "Log out: end a refresh token", tag = "auth", request_body = RefreshBody,
-    description = "The refresh token stops working. Access tokens live out their hour.",
+    description = "The refresh token stops working, and so does every token descending from \
+        the same login. Access tokens live out their hour.",
     responses(
         (status = 204, description = "Logged out (also for a token already gone)"),
         (status = 422, description = "VALIDATION_FAILED: a field of the wrong type"),

@@ -4,12 +4,14 @@
 //! Why these routes: each one checks or hashes a secret, and Argon2id is expensive on purpose,
 //! so an unthrottled client could both guess passwords at will and take the server's CPU from
 //! everyone else. Attempts are limited per client address (the TCP peer: behind a proxy, that is
-//! the proxy; IPv6 by /64, which one host usually holds whole), and failed logins per email as
-//! well, so spreading guesses for one account over many addresses does not help either. Only
-//! failures count against an email, so its owner logging in often is never refused; an email
-//! whose failures ran past the budget is refused (before any password check) until the budget
-//! allows one more. Hot routes (orders, purchases) are not throttled here: their
-//! bounds are the per-actor admission limit and the journal queue.
+//! the proxy; IPv6 by /64, which one host usually holds whole), and failed logins per email and
+//! address together. Not per email alone: then anyone who knows an email could keep its owner
+//! locked out from everywhere with one bad attempt every few seconds. Keyed by the pair, a
+//! guesser locks out only itself, and guessing one account from many addresses is bounded by
+//! each address's own budget. Only failures count against a pair, so its owner logging in often
+//! is never refused; a pair whose failures ran past the budget is refused (before any password
+//! check) until the budget allows one more. Hot routes (orders, purchases) are not throttled
+//! here: their bounds are the per-actor admission limit and the journal queue.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
@@ -25,38 +27,43 @@ use crate::error::ApiError;
 /// them share a budget.
 const EMAIL_KEY_BYTES_MAX: usize = 254;
 
+/// Failed logins are counted per email and client address together.
+type FailureKey = (String, IpAddr);
+
 pub struct AuthThrottle {
     per_address: DefaultKeyedRateLimiter<IpAddr>,
-    failures_per_email: DefaultKeyedRateLimiter<String>,
-    /// Emails refused until the instant their failure budget allows one more attempt.
-    locked_until: DashMap<String, Instant>,
+    failures_per_email_and_address: DefaultKeyedRateLimiter<FailureKey>,
+    /// Pairs refused until the instant their failure budget allows one more attempt.
+    locked_until: DashMap<FailureKey, Instant>,
 }
 
 impl AuthThrottle {
-    /// Each address may make `per_address` attempts a minute and each email `per_email` login
-    /// attempts a minute: a burst of that many, then one every `60 / n` seconds.
-    pub fn new(per_address: u32, per_email: u32) -> AuthThrottle {
+    /// Each address may make `per_address` attempts a minute, and each (email, address) pair
+    /// `failures_per_pair` failed logins a minute: a burst of that many, then one every
+    /// `60 / n` seconds.
+    pub fn new(per_address: u32, failures_per_pair: u32) -> AuthThrottle {
         let quota = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).expect("at least 1"));
         AuthThrottle {
             per_address: DefaultKeyedRateLimiter::keyed(quota(per_address)),
-            failures_per_email: DefaultKeyedRateLimiter::keyed(quota(per_email)),
+            failures_per_email_and_address: DefaultKeyedRateLimiter::keyed(quota(
+                failures_per_pair,
+            )),
             locked_until: DashMap::new(),
         }
     }
 
     /// An attempt from `address` (unknown addresses, such as Unix sockets, share one budget).
     pub fn check_address(&self, address: Option<IpAddr>) -> Result<(), ApiError> {
-        let address = match address {
-            Some(IpAddr::V6(v6)) => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & (u128::MAX << 64))),
-            Some(v4) => v4,
-            None => IpAddr::from([0, 0, 0, 0]),
-        };
-        self.per_address.check_key(&address).map_err(limited)
+        self.per_address
+            .check_key(&address_key(address))
+            .map_err(limited)
     }
 
-    /// Refuses a login for `email` while its failures are past the budget.
-    pub fn check_email(&self, email: &str) -> Result<(), ApiError> {
-        let Some(until) = self.locked_until.get(&email_key(email)).map(|at| *at) else {
+    /// Refuses a login for `email` from `address` while that pair's failures are past the
+    /// budget.
+    pub fn check_login(&self, email: &str, address: Option<IpAddr>) -> Result<(), ApiError> {
+        let key = failure_key(email, address);
+        let Some(until) = self.locked_until.get(&key).map(|at| *at) else {
             return Ok(());
         };
         let wait = until.saturating_duration_since(Instant::now());
@@ -66,11 +73,11 @@ impl AuthThrottle {
         Err(rate_limited(wait))
     }
 
-    /// Counts a failed login for `email`; past the budget, the email is refused until the
-    /// budget allows one more.
-    pub fn record_failure(&self, email: &str) {
-        let key = email_key(email);
-        if let Err(not_until) = self.failures_per_email.check_key(&key) {
+    /// Counts a failed login for `email` from `address`; past the budget, the pair is refused
+    /// until the budget allows one more.
+    pub fn record_failure(&self, email: &str, address: Option<IpAddr>) {
+        let key = failure_key(email, address);
+        if let Err(not_until) = self.failures_per_email_and_address.check_key(&key) {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             self.locked_until.insert(key, Instant::now() + wait);
         }
@@ -79,17 +86,30 @@ impl AuthThrottle {
     /// Drops keys whose budget is full again, so memory follows recent attempts only.
     pub fn forget_idle(&self) {
         self.per_address.retain_recent();
-        self.failures_per_email.retain_recent();
+        self.failures_per_email_and_address.retain_recent();
         self.per_address.shrink_to_fit();
-        self.failures_per_email.shrink_to_fit();
+        self.failures_per_email_and_address.shrink_to_fit();
         let now = Instant::now();
         self.locked_until.retain(|_, until| *until > now);
     }
 
     /// Keys currently remembered (tests, console).
     pub fn keys(&self) -> usize {
-        self.per_address.len() + self.failures_per_email.len() + self.locked_until.len()
+        self.per_address.len() + self.failures_per_email_and_address.len() + self.locked_until.len()
     }
+}
+
+/// IPv6 addresses by their /64; unknown addresses (Unix sockets) share one key.
+fn address_key(address: Option<IpAddr>) -> IpAddr {
+    match address {
+        Some(IpAddr::V6(v6)) => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & (u128::MAX << 64))),
+        Some(v4) => v4,
+        None => IpAddr::from([0, 0, 0, 0]),
+    }
+}
+
+fn failure_key(email: &str, address: Option<IpAddr>) -> FailureKey {
+    (email_key(email), address_key(address))
 }
 
 /// Emails differ only by case and surrounding spaces; long ones are cut, which only makes
@@ -152,27 +172,58 @@ mod tests {
     #[test]
     fn only_failures_count_against_an_email_whatever_its_case_or_length() {
         let throttle = AuthThrottle::new(100, 2);
+        let here = Some(IpAddr::from([10, 0, 0, 1]));
         for _ in 0..10 {
             throttle
-                .check_email("Ann@Example.com")
+                .check_login("Ann@Example.com", here)
                 .expect("no failures yet");
         }
-        throttle.record_failure("Ann@Example.com");
-        throttle.record_failure(" ann@example.com ");
+        throttle.record_failure("Ann@Example.com", here);
+        throttle.record_failure(" ann@example.com ", here);
         throttle
-            .check_email("ann@example.com")
+            .check_login("ann@example.com", here)
             .expect("within the budget");
-        throttle.record_failure("ANN@EXAMPLE.COM");
-        let refused = throttle.check_email("ann@example.com").expect_err("locked");
+        throttle.record_failure("ANN@EXAMPLE.COM", here);
+        let refused = throttle
+            .check_login("ann@example.com", here)
+            .expect_err("locked");
         assert_eq!(refused.code, ErrorCode::RateLimited);
         throttle
-            .check_email("bob@example.com")
+            .check_login("bob@example.com", here)
             .expect("others are not");
         let long = "é".repeat(300);
         for _ in 0..3 {
-            throttle.record_failure(&(long.clone() + "x"));
+            throttle.record_failure(&(long.clone() + "x"), here);
         }
-        assert!(throttle.check_email(&long).is_err(), "the same cut key");
+        assert!(
+            throttle.check_login(&long, here).is_err(),
+            "the same cut key"
+        );
+    }
+
+    #[test]
+    fn failures_lock_an_email_out_from_their_address_only() {
+        let throttle = AuthThrottle::new(100, 2);
+        let guesser = Some(IpAddr::from([10, 0, 0, 1]));
+        for _ in 0..30 {
+            throttle.record_failure("ann@example.com", guesser);
+        }
+        assert!(throttle.check_login("ann@example.com", guesser).is_err());
+        throttle
+            .check_login("ann@example.com", Some(IpAddr::from([10, 0, 0, 2])))
+            .expect("the owner elsewhere is not locked out");
+        // A /64 is one host: failures from any of its addresses share the pair's budget.
+        let host = |last: u16| Some(IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]));
+        for last in 1..=3 {
+            throttle.record_failure("ann@example.com", host(last));
+        }
+        assert!(throttle.check_login("ann@example.com", host(9)).is_err());
+        throttle
+            .check_login(
+                "ann@example.com",
+                Some(IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1])),
+            )
+            .expect("another /64");
     }
 
     #[test]

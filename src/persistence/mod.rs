@@ -169,6 +169,62 @@ pub struct User {
     pub created_at_ms: i64,
 }
 
+/// A refresh token's row as [`Store::refresh_use`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub user_id: String,
+    /// The login it descends from: every rotation keeps it.
+    pub family_id: String,
+    pub expires_at_ms: i64,
+    /// When it was rotated; `None` while it is the newest of its family.
+    pub used_at_ms: Option<i64>,
+    pub family_revoked: bool,
+}
+
+/// What [`Store::refresh_use`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshUse {
+    /// This call marked the token used: it was unused, unexpired and its family live.
+    Marked(RefreshToken),
+    /// The token was left as found: used before, expired, or of a revoked family.
+    Refused(RefreshToken),
+    /// No such token: never issued, or purged after its expiry.
+    Unknown,
+}
+
+/// Why a refresh-token family was revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationReason {
+    /// A token was presented again after its rotation: someone holds a copy.
+    Reuse,
+    Logout,
+}
+
+impl RevocationReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationReason::Reuse => "reuse",
+            RevocationReason::Logout => "logout",
+        }
+    }
+
+    fn parse(text: &str) -> StoreResult<RevocationReason> {
+        [RevocationReason::Reuse, RevocationReason::Logout]
+            .into_iter()
+            .find(|reason| reason.as_str() == text)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown revocation reason '{text}'")))
+    }
+}
+
+/// A revoked refresh-token family (a row of `refresh_revocations`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub family_id: String,
+    pub user_id: String,
+    pub revoked_at_ms: i64,
+    pub reason: RevocationReason,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// A unique key clashed: for the journal, a second writer of the same (pid, seq).
@@ -293,14 +349,33 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
     async fn user_set_roles(&self, id: &str, roles: &[String]) -> StoreResult<Option<User>>;
+    /// Stores a refresh token (by its hash) as the newest of `family_id`, unused.
     async fn refresh_insert(
         &self,
         token_hash: &str,
         user_id: &str,
+        family_id: &str,
         expires_at_ms: i64,
     ) -> StoreResult<()>;
-    /// Deletes the token and returns its (user_id, expires_at_ms): a token works once.
-    async fn refresh_take(&self, token_hash: &str) -> StoreResult<Option<(String, i64)>>;
+    /// Marks the token used at `now_ms` if it is unused, unexpired and its family not revoked,
+    /// in one conditional UPDATE: of two concurrent uses of one token exactly one marks it.
+    /// Otherwise reports the token as found, so the caller can tell reuse from expiry.
+    async fn refresh_use(&self, token_hash: &str, now_ms: i64) -> StoreResult<RefreshUse>;
+    /// Revokes the family of the token, for `reason`: none of its tokens works again. Returns
+    /// the revocation when this call made it; `None` for an unknown token or a family
+    /// already revoked.
+    async fn refresh_revoke(
+        &self,
+        token_hash: &str,
+        at_ms: i64,
+        reason: RevocationReason,
+    ) -> StoreResult<Option<Revocation>>;
+    /// A user's revoked families, oldest first, at most `limit`.
+    async fn refresh_revocations(&self, user_id: &str, limit: u32) -> StoreResult<Vec<Revocation>>;
+    /// Deletes tokens that expired by `now_ms`, then revocations made by `revoked_by_ms`
+    /// whose family has no token left (so a revocation outlives every token it guards).
+    /// Returns the rows deleted.
+    async fn refresh_purge(&self, now_ms: i64, revoked_by_ms: i64) -> StoreResult<u64>;
 }
 
 pub type SharedStore = Arc<dyn Store>;

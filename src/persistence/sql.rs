@@ -394,6 +394,57 @@ const IDEMPOTENCY_GET_INDEXED: &str = "\
 /// Most records one purge step deletes.
 const PURGE_STEP_ROWS: i64 = 10_000;
 
+/// Rotation's one atomic step: of two concurrent uses of a token, only one finds it unused.
+/// A revoked family's tokens are never marked, whatever their own state.
+const REFRESH_USE_SQL: &str = "\
+    UPDATE refresh_tokens SET used_at_ms = $2 \
+    WHERE token_hash = $1 AND used_at_ms IS NULL AND expires_at_ms > $2 \
+        AND NOT EXISTS (SELECT 1 FROM refresh_revocations r \
+            WHERE r.family_id = refresh_tokens.family_id) \
+    RETURNING user_id, family_id, expires_at_ms";
+
+/// A token as it is, with its family's revocation (NULL when live).
+const REFRESH_FIND_SQL: &str = "\
+    SELECT t.user_id, t.family_id, t.expires_at_ms, t.used_at_ms, r.family_id \
+    FROM refresh_tokens t LEFT JOIN refresh_revocations r ON r.family_id = t.family_id \
+    WHERE t.token_hash = $1";
+
+/// Revokes the family of token `$1`. The WHERE clause also keeps SQLite from reading
+/// `ON CONFLICT` as a join constraint of the SELECT.
+const REFRESH_REVOKE_SQL: &str = "\
+    INSERT INTO refresh_revocations (family_id, user_id, revoked_at_ms, reason) \
+    SELECT family_id, user_id, $2, $3 FROM refresh_tokens WHERE token_hash = $1 \
+    ON CONFLICT (family_id) DO NOTHING \
+    RETURNING family_id, user_id";
+
+/// One bounded step of the refresh purge: tokens expired by `$1`, at most `$2`.
+const REFRESH_PURGE_TOKENS_SQL: &str = "\
+    DELETE FROM refresh_tokens WHERE token_hash IN \
+    (SELECT token_hash FROM refresh_tokens WHERE expires_at_ms <= $1 LIMIT $2)";
+
+/// One bounded step of the refresh purge: revocations made by `$1` whose family has no token
+/// left, at most `$2`. A token rotated just as its family was revoked can outlive the
+/// revocation's age by that moment; its row keeps the revocation.
+const REFRESH_PURGE_REVOCATIONS_SQL: &str = "\
+    DELETE FROM refresh_revocations WHERE family_id IN \
+    (SELECT family_id FROM refresh_revocations r WHERE revoked_at_ms <= $1 \
+        AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = r.family_id) \
+        LIMIT $2)";
+
+type RefreshRow = (String, String, i64, Option<i64>, Option<String>);
+
+fn refresh_from_row(
+    (user_id, family_id, expires_at_ms, used_at_ms, revoked): RefreshRow,
+) -> RefreshToken {
+    RefreshToken {
+        user_id,
+        family_id,
+        expires_at_ms,
+        used_at_ms,
+        family_revoked: revoked.is_some(),
+    }
+}
+
 /// A look-up index filled behind a watermark by [`Store::index_deferred`].
 struct DeferredIndex {
     name: &'static str,
@@ -656,6 +707,27 @@ macro_rules! impl_store {
                     at_ms,
                     payload: rows.into_iter().flat_map(|(bytes,)| bytes).collect(),
                 }))
+            }
+        }
+
+        impl $store {
+            /// Runs a bounded purge step (`$1` the cut, `$2` the step's row bound) until a
+            /// step deletes less than a full step: each its own short transaction, so the
+            /// journal writer waits for one step at most.
+            async fn delete_in_steps(&self, step_sql: &str, cut_ms: i64) -> StoreResult<u64> {
+                let mut deleted = 0;
+                loop {
+                    let step = sqlx::query(step_sql)
+                        .bind(cut_ms)
+                        .bind(PURGE_STEP_ROWS)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                    deleted += step;
+                    if step < to_u64(PURGE_STEP_ROWS)? {
+                        return Ok(deleted);
+                    }
+                }
             }
         }
 
@@ -1005,29 +1077,97 @@ macro_rules! impl_store {
                 &self,
                 token_hash: &str,
                 user_id: &str,
+                family_id: &str,
                 expires_at_ms: i64,
             ) -> StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO refresh_tokens (token_hash, user_id, expires_at_ms) \
-                     VALUES ($1, $2, $3)",
+                    "INSERT INTO refresh_tokens (token_hash, user_id, family_id, expires_at_ms) \
+                     VALUES ($1, $2, $3, $4)",
                 )
                 .bind(token_hash)
                 .bind(user_id)
+                .bind(family_id)
                 .bind(expires_at_ms)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
             }
 
-            async fn refresh_take(&self, token_hash: &str) -> StoreResult<Option<(String, i64)>> {
-                let row: Option<(String, i64)> = sqlx::query_as(
-                    "DELETE FROM refresh_tokens WHERE token_hash = $1 \
-                     RETURNING user_id, expires_at_ms",
+            async fn refresh_use(&self, token_hash: &str, now_ms: i64) -> StoreResult<RefreshUse> {
+                let marked: Option<(String, String, i64)> = sqlx::query_as(REFRESH_USE_SQL)
+                    .bind(token_hash)
+                    .bind(now_ms)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                if let Some((user_id, family_id, expires_at_ms)) = marked {
+                    return Ok(RefreshUse::Marked(RefreshToken {
+                        user_id,
+                        family_id,
+                        expires_at_ms,
+                        used_at_ms: Some(now_ms),
+                        family_revoked: false,
+                    }));
+                }
+                let found: Option<RefreshRow> = sqlx::query_as(REFRESH_FIND_SQL)
+                    .bind(token_hash)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(found.map_or(RefreshUse::Unknown, |row| {
+                    RefreshUse::Refused(refresh_from_row(row))
+                }))
+            }
+
+            async fn refresh_revoke(
+                &self,
+                token_hash: &str,
+                at_ms: i64,
+                reason: RevocationReason,
+            ) -> StoreResult<Option<Revocation>> {
+                let revoked: Option<(String, String)> = sqlx::query_as(REFRESH_REVOKE_SQL)
+                    .bind(token_hash)
+                    .bind(at_ms)
+                    .bind(reason.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(revoked.map(|(family_id, user_id)| Revocation {
+                    family_id,
+                    user_id,
+                    revoked_at_ms: at_ms,
+                    reason,
+                }))
+            }
+
+            async fn refresh_revocations(
+                &self,
+                user_id: &str,
+                limit: u32,
+            ) -> StoreResult<Vec<Revocation>> {
+                let rows: Vec<(String, String, i64, String)> = sqlx::query_as(
+                    "SELECT family_id, user_id, revoked_at_ms, reason FROM refresh_revocations \
+                     WHERE user_id = $1 ORDER BY revoked_at_ms, family_id LIMIT $2",
                 )
-                .bind(token_hash)
-                .fetch_optional(&self.pool)
+                .bind(user_id)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
                 .await?;
-                Ok(row)
+                rows.into_iter()
+                    .map(|(family_id, user_id, revoked_at_ms, reason)| {
+                        Ok(Revocation {
+                            family_id,
+                            user_id,
+                            revoked_at_ms,
+                            reason: RevocationReason::parse(&reason)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn refresh_purge(&self, now_ms: i64, revoked_by_ms: i64) -> StoreResult<u64> {
+                let tokens = self.delete_in_steps(REFRESH_PURGE_TOKENS_SQL, now_ms).await?;
+                let revocations = self
+                    .delete_in_steps(REFRESH_PURGE_REVOCATIONS_SQL, revoked_by_ms)
+                    .await?;
+                Ok(tokens + revocations)
             }
         }
     };

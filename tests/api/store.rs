@@ -4,7 +4,7 @@
 
 use surge::persistence::{
     catch_up_deferred_indexes, Batch, DeadlineWrite, EventRecord, IdempotencyRecord, Lookup,
-    ReadRow, Store, StoreError,
+    ReadRow, RefreshUse, RevocationReason, Store, StoreError,
 };
 
 use crate::helpers::{Backend, TestStore};
@@ -534,3 +534,93 @@ async fn a_large_snapshot_is_written_in_parts(backend: Backend) {
     test.close().await;
 }
 on_both_stores!(a_large_snapshot_is_written_in_parts);
+
+/// Rotation's atomic step: however many uses of one token race, exactly one marks it; the
+/// others see it used, which is what reuse detection acts on. A revoked family's newest token
+/// is refused, and the purge takes expired tokens, then revocations with no token left.
+async fn concurrent_uses_of_a_refresh_token_mark_it_once(backend: Backend) {
+    let Some(test) = TestStore::open(backend).await else {
+        return;
+    };
+    let store = test.store.clone();
+    store
+        .refresh_insert("hash-1", "u-1", "family-1", 1_000)
+        .await
+        .expect("inserts");
+    let uses: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.refresh_use("hash-1", 10).await })
+        })
+        .collect();
+    let mut marked = 0;
+    for used in uses {
+        match used.await.expect("joins").expect("uses") {
+            RefreshUse::Marked(token) => {
+                marked += 1;
+                assert_eq!(
+                    (token.user_id.as_str(), token.family_id.as_str()),
+                    ("u-1", "family-1")
+                );
+            }
+            RefreshUse::Refused(token) => {
+                assert_eq!(token.used_at_ms, Some(10), "refused because used");
+                assert!(!token.family_revoked);
+            }
+            RefreshUse::Unknown => panic!("the token exists"),
+        }
+    }
+    assert_eq!(marked, 1, "exactly one use wins");
+
+    store
+        .refresh_insert("hash-2", "u-1", "family-1", 2_000)
+        .await
+        .expect("inserts");
+    let revoked = store
+        .refresh_revoke("hash-1", 20, RevocationReason::Reuse)
+        .await
+        .expect("revokes")
+        .expect("revoked by this call");
+    assert_eq!(
+        (revoked.family_id.as_str(), revoked.user_id.as_str()),
+        ("family-1", "u-1")
+    );
+    let again = store
+        .refresh_revoke("hash-2", 30, RevocationReason::Logout)
+        .await
+        .expect("revokes");
+    assert_eq!(again, None, "a family is revoked once");
+    match store.refresh_use("hash-2", 40).await.expect("uses") {
+        RefreshUse::Refused(token) => {
+            assert!(token.family_revoked);
+            assert_eq!(
+                token.used_at_ms, None,
+                "the newest, never used, still refused"
+            );
+        }
+        other => panic!("refused expected, got {other:?}"),
+    }
+    assert_eq!(
+        store.refresh_use("nothing", 40).await.expect("uses"),
+        RefreshUse::Unknown
+    );
+
+    // At 1,000 the first token has expired but the second holds the revocation.
+    assert_eq!(store.refresh_purge(1_000, 1_000).await.expect("purges"), 1);
+    assert_eq!(
+        store
+            .refresh_revocations("u-1", 10)
+            .await
+            .expect("reads")
+            .len(),
+        1
+    );
+    assert_eq!(store.refresh_purge(2_000, 1_000).await.expect("purges"), 2);
+    assert!(store
+        .refresh_revocations("u-1", 10)
+        .await
+        .expect("reads")
+        .is_empty());
+    test.close().await;
+}
+on_both_stores!(concurrent_uses_of_a_refresh_token_mark_it_once);
