@@ -29,6 +29,10 @@ fn caller(roles: &[Role]) -> Caller {
 
 /// A service on a fresh SQLite file; the temp dir must outlive the service.
 async fn service() -> (AuthService, ManualClock, tempfile::TempDir) {
+    service_with(settings()).await
+}
+
+async fn service_with(settings: AuthSettings) -> (AuthService, ManualClock, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = Settings::defaults().database;
     let store = SqliteStore::open(&dir.path().join("surge.db"), &db)
@@ -36,7 +40,7 @@ async fn service() -> (AuthService, ManualClock, tempfile::TempDir) {
         .expect("sqlite opens");
     store.migrate().await.expect("migrations run");
     let clock = ManualClock::new(START_MS);
-    let auth = AuthService::new(Arc::new(store), Arc::new(clock.clone()), settings());
+    let auth = AuthService::new(Arc::new(store), Arc::new(clock.clone()), settings);
     (auth, clock, dir)
 }
 
@@ -450,15 +454,9 @@ async fn the_caller_comes_from_the_header_only_and_is_401_without_a_token() {
 
 #[tokio::test]
 async fn a_bootstrap_admin_without_a_configured_password_gets_a_generated_one() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(&dir.path().join("surge.db"), &Settings::defaults().database)
-        .await
-        .expect("sqlite opens");
-    store.migrate().await.expect("migrations run");
     let mut settings = settings();
     settings.bootstrap_admin_password.clear();
-    let clock = ManualClock::new(START_MS);
-    let auth = AuthService::new(Arc::new(store), Arc::new(clock), settings.clone());
+    let (auth, _clock, dir) = service_with(settings.clone()).await;
     assert!(auth
         .ensure_bootstrap_admin(dir.path())
         .await
