@@ -46,12 +46,9 @@ impl AuthThrottle {
 
     /// An attempt from `address` (unknown addresses, such as Unix sockets, share one budget).
     pub fn check_address(&self, address: Option<IpAddr>) -> Result<(), ApiError> {
-        let address = match address {
-            Some(IpAddr::V6(v6)) => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & (u128::MAX << 64))),
-            Some(v4) => v4,
-            None => IpAddr::from([0, 0, 0, 0]),
-        };
-        self.per_address.check_key(&address).map_err(limited)
+        self.per_address
+            .check_key(&address_key(address))
+            .map_err(limited)
     }
 
     /// Refuses a login for `email` while its failures are past the budget.
@@ -89,6 +86,17 @@ impl AuthThrottle {
     /// Keys currently remembered (tests, console).
     pub fn keys(&self) -> usize {
         self.per_address.len() + self.failures_per_email.len() + self.locked_until.len()
+    }
+}
+
+/// What a client address counts as: IPv6 by its /64 (one host usually holds a whole one, so
+/// counting single addresses would let it spread over 2^64 of them); unknown addresses (Unix
+/// sockets) as one, 0.0.0.0.
+pub fn address_key(address: Option<IpAddr>) -> IpAddr {
+    match address {
+        Some(IpAddr::V6(v6)) => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & (u128::MAX << 64))),
+        Some(v4) => v4,
+        None => IpAddr::from([0, 0, 0, 0]),
     }
 }
 

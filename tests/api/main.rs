@@ -12,6 +12,7 @@ mod metrics;
 mod openapi;
 mod orders;
 mod queue;
+mod slow_bodies;
 mod store;
 mod supervision;
 mod time_sales;
