@@ -43,7 +43,7 @@ done
 for n in SERVER_NOFILE_SOFT SERVER_NOFILE_HARD; do
     [[ ${!n} =~ ^[0-9]*$ ]] || die "$n must be empty or a number"
 done
-(((STALLED + PER_SOURCE - 1) / PER_SOURCE <= 250)) || die "STALLED / PER_SOURCE must leave the sources within 127.0.0.0/8"
+[ $(((STALLED + PER_SOURCE - 1) / PER_SOURCE)) -le 250 ] || die "STALLED / PER_SOURCE must leave the sources within 127.0.0.0/8"
 command -v python3 >/dev/null || die "python3 is needed"
 command -v curl >/dev/null || die "curl is needed"
 
@@ -71,10 +71,10 @@ BASE_URL="http://127.0.0.1:$PORT"
 curl -s --max-time 2 -o /dev/null "$BASE_URL/healthz" && die "something already answers on $BASE_URL"
 # The load program holds STALLED sockets and more.
 ulimit -Sn "$(ulimit -Hn)"
-limits=""
-[ -z "$SERVER_NOFILE_HARD" ] || limits+="ulimit -Hn $SERVER_NOFILE_HARD; "
-[ -z "$SERVER_NOFILE_SOFT" ] || limits+="ulimit -Sn $SERVER_NOFILE_SOFT; "
-say "surge on $BASE_URL (${limits:-open-file limits as this shell's}) from $SURGE_BIN"
+limits="" # soft first: a hard limit below the soft one is refused
+[ -z "$SERVER_NOFILE_SOFT" ] || limits+="ulimit -Sn $SERVER_NOFILE_SOFT && "
+[ -z "$SERVER_NOFILE_HARD" ] || limits+="ulimit -Hn $SERVER_NOFILE_HARD && "
+say "surge on $BASE_URL (${limits:-open-file limits as in this shell}) from $SURGE_BIN"
 (cd "$WORK" && exec env SURGE_LOG__LEVEL=info bash -c "${limits}exec \"\$0\" serve --listen 127.0.0.1:$PORT --data-dir \"$WORK/data\"" \
     "$SURGE_BIN") >"$WORK/surge.log" 2>&1 &
 SURGE_PID=$!
