@@ -133,7 +133,7 @@ start_surge() { # PHASE
     timeout 120 sync || true
     (cd "$REPO_ROOT" && exec env SURGE_AUTH__JWT_SECRET="$JWT_SECRET" SURGE_ORDERS__PAY_WITHIN_SECS=3600 \
         SURGE_WS__TOPIC_FRAME_INTERVAL_MS="$FRAME_INTERVAL_MS" SURGE_WS__SESSIONS_MAX=$((WATCHERS + 100)) SURGE_WS__SESSIONS_PER_USER_MAX=$((WATCHERS + 100)) \
-        RUST_LOG=warn "$SURGE_BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$data") >>"$WORK/surge.log" 2>&1 &
+        SURGE_SERVER__CONNECTIONS_PER_ADDRESS_MAX=$((WATCHERS + CONNS + 100)) RUST_LOG=warn "$SURGE_BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$data") >>"$WORK/surge.log" 2>&1 &
     SURGE_PID=$!
     for ((i = 0; i < 120; i++)); do
         kill -0 "$SURGE_PID" 2>/dev/null || die "surge exited during start-up: $(tail -n 20 "$WORK/surge.log")"

@@ -116,6 +116,7 @@ start_surge() {
     mkdir -p "$WORK/data"
     (cd "$WORK" && exec env SURGE_AUTH__JWT_SECRET="$JWT_SECRET" SURGE_DATABASE__SQLITE_SYNCHRONOUS="$SQLITE_SYNC" \
         SURGE_WS__SESSIONS_MAX=$((WATCHERS + 100)) SURGE_WS__SESSIONS_PER_USER_MAX=$((WATCHERS + 100)) \
+        SURGE_SERVER__CONNECTIONS_PER_ADDRESS_MAX=$((CONNS + JOIN_CONNS + WATCHERS + 100)) \
         SURGE_ORDERS__PAY_WITHIN_SECS=3600 RUST_LOG=warn "$SURGE_BIN" serve --listen "127.0.0.1:$PORT" \
         --data-dir "$WORK/data") >"$WORK/surge.log" 2>&1 &
     SURGE_PID=$!

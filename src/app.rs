@@ -21,6 +21,7 @@ use crate::auth::AuthService;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::http;
+use crate::http::connections::{self, ConnectionCounts};
 use crate::http::queue::QueuePasses;
 use crate::http::throttle::AuthThrottle;
 use crate::persistence::idempotency::Idempotency;
@@ -51,6 +52,7 @@ pub struct Services {
     pub auth_throttle: AuthThrottle,
     pub started_at_ms: i64,
     pub metrics: http::metrics::HttpMetrics,
+    pub connections: Arc<ConnectionCounts>,
 }
 
 impl Services {
@@ -140,6 +142,7 @@ impl Surge {
         let services = web::Data::new(Services {
             started_at_ms: clock.now_ms(),
             metrics: http::metrics::HttpMetrics::new(),
+            connections: ConnectionCounts::new(settings.server.connections_per_address_max),
             rt,
             stock,
             orders,
@@ -173,11 +176,18 @@ impl Surge {
         let services = self.services.clone();
         let auth = self.auth.clone();
         let body_limit = settings.server.body_limit_bytes;
-        let mut server = HttpServer::new(move || {
+        let counts = self.services.connections.clone();
+        let workers = connections::worker_count(settings.server.workers);
+        let open_files = connections::raise_open_file_limit();
+        let connections_max =
+            connections::connections_max(settings.server.connections_max, open_files);
+        tracing::info!(connections_max, workers, "connection bound");
+        let server = HttpServer::new(move || {
             actix_web::App::new()
                 .app_data(services.clone())
                 .app_data(auth.clone())
                 .configure(|cfg| http::configure_extractors(cfg, body_limit))
+                .wrap(middleware::from_fn(connections::refuse_over_cap))
                 .wrap(middleware::from_fn(http::head_as_get))
                 .wrap(middleware::from_fn(http::metrics::record))
                 .wrap(middleware::from_fn(http::request_id_header))
@@ -188,12 +198,13 @@ impl Surge {
                 .configure(http::api_routes)
                 .default_service(web::to(http::no_route))
         })
+        .on_connect(move |io, extensions| connections::on_connect(&counts, io, extensions))
+        // actix's bound is per worker.
+        .workers(workers)
+        .max_connections(connections::per_worker(connections_max, workers))
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
         .disable_signals()
         .listen(listener)?;
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
         Ok(server.run())
     }
 

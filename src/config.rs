@@ -185,6 +185,10 @@ impl Settings {
 
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
+            self.server.body_read_timeout_secs > 0 && self.server.connections_per_address_max > 0,
+            "server.body_read_timeout_secs and server.connections_per_address_max must be > 0"
+        );
+        anyhow::ensure!(
             self.journal.batch_events_max > 0,
             "journal.batch_events_max must be > 0"
         );

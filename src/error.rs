@@ -219,6 +219,11 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         response.content_type("application/problem+json");
+        if self.code == ErrorCode::RequestTimeout {
+            // RFC 9110 15.5.9: a 408 closes the connection; what the client still sends of
+            // its request could not be told from a next one.
+            response.force_close();
+        }
         if matches!(self.code.status().as_u16(), 429 | 503) {
             let secs = self.retry_after_secs.unwrap_or(RETRY_AFTER_SECS);
             response.insert_header(("Retry-After", secs.to_string()));

@@ -192,9 +192,18 @@ fn runtime_figures(state: &Services) -> Registry {
             &stats.indexed_rows,
         ),
     ];
-    for (name, help, value) in counters {
+    let refused = (
+        "surge_http_connections_refused_total",
+        "Connections opened past server.connections_per_address_max for their address (their requests get 429 and the connection is closed)",
+        state.connections.refused_total(),
+    );
+    for (name, help, value) in counters
+        .map(|(n, h, v)| (n, h, v.load(Ordering::Relaxed)))
+        .into_iter()
+        .chain([refused])
+    {
         let counter = IntCounter::new(name, help).expect("a valid metric definition");
-        counter.inc_by(value.load(Ordering::Relaxed));
+        counter.inc_by(value);
         register(&registry, counter);
     }
     let protocol_errors = IntCounter::new(
@@ -268,6 +277,11 @@ fn runtime_figures(state: &Services) -> Registry {
             "surge_ws_topics",
             "Topics watched by at least one session",
             state.rt.live.topics_watched(),
+        ),
+        (
+            "surge_http_connections_open",
+            "Open HTTP connections",
+            state.connections.open_total(),
         ),
     ];
     for (name, help, value) in gauges {

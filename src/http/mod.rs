@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod connections;
 pub mod coupons;
 pub mod events;
 pub mod idempotent;
@@ -19,6 +20,9 @@ pub mod throttle;
 pub mod time_sales;
 pub mod wallets;
 pub mod ws;
+
+use std::future::Future;
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest};
@@ -86,8 +90,9 @@ fn serde_error(err: &serde_json::Error) -> ApiError {
     }
 }
 
-/// The raw request body, bounded by `server.body_limit_bytes` (413 past it). Handlers that
-/// take idempotency keys need the bytes to fingerprint the request.
+/// The raw request body, bounded by `server.body_limit_bytes` (413 past it) and in time by
+/// `server.body_read_timeout_secs` (408 past it). Handlers that take idempotency keys need the
+/// bytes to fingerprint the request.
 pub struct RawBody(pub web::Bytes);
 
 impl FromRequest for RawBody {
@@ -99,21 +104,50 @@ impl FromRequest for RawBody {
             return Box::pin(std::future::ready(Err(error)));
         }
         let bytes = web::Bytes::from_request(req, payload);
-        Box::pin(async move {
-            bytes.await.map(RawBody).map_err(|err| {
-                if err.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
-                } else {
-                    // The framework's text names internals (decoder states, I/O error kinds).
-                    tracing::debug!(error = %err, "request body unreadable");
-                    ApiError::new(
-                        ErrorCode::MalformedRequest,
-                        "the request body could not be read (a broken encoding or an early end)",
-                    )
-                }
-            })
-        })
+        let timeout = body_read_timeout(req);
+        Box::pin(async move { read_within(timeout, bytes).await.map(RawBody) })
     }
+}
+
+/// The bound of an app built without [`Services`] (none is, outside unit tests); the server's
+/// comes from `server.body_read_timeout_secs`.
+const BODY_READ_TIMEOUT_FALLBACK: Duration = Duration::from_secs(10);
+
+fn body_read_timeout(req: &HttpRequest) -> Duration {
+    req.app_data::<State>()
+        .map_or(BODY_READ_TIMEOUT_FALLBACK, |state| {
+            Duration::from_secs(state.rt.settings.server.body_read_timeout_secs)
+        })
+}
+
+/// Reads a whole body within `timeout`: actix bounds the headers' arrival but not the body's,
+/// so a client that sends part of a body and stalls would hold its connection (and a file
+/// descriptor) for ever. Past the bound: 408, which closes the connection (see `ApiError`).
+async fn read_within(
+    timeout: Duration,
+    body: impl Future<Output = Result<web::Bytes, actix_web::Error>>,
+) -> Result<web::Bytes, ApiError> {
+    let Ok(read) = tokio::time::timeout(timeout, body).await else {
+        return Err(ApiError::new(
+            ErrorCode::RequestTimeout,
+            format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs()
+            ),
+        ));
+    };
+    read.map_err(|err| {
+        if err.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
+        } else {
+            // The framework's text names internals (decoder states, I/O error kinds).
+            tracing::debug!(error = %err, "request body unreadable");
+            ApiError::new(
+                ErrorCode::MalformedRequest,
+                "the request body could not be read (a broken encoding or an early end)",
+            )
+        }
+    })
 }
 
 impl RawBody {

@@ -99,8 +99,10 @@ impl AuthThrottle {
     }
 }
 
-/// IPv6 addresses by their /64; unknown addresses (Unix sockets) share one key.
-fn address_key(address: Option<IpAddr>) -> IpAddr {
+/// What a client address counts as: IPv6 by its /64 (one host usually holds a whole one, so
+/// counting single addresses would let it spread over 2^64 of them); unknown addresses (Unix
+/// sockets) as one, 0.0.0.0.
+pub fn address_key(address: Option<IpAddr>) -> IpAddr {
     match address {
         Some(IpAddr::V6(v6)) => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & (u128::MAX << 64))),
         Some(v4) => v4,

@@ -13,6 +13,7 @@ mod openapi;
 mod orders;
 mod queue;
 mod security;
+mod slow_bodies;
 mod store;
 mod supervision;
 mod time_sales;
