@@ -185,7 +185,48 @@ fn split_access_token(query: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::test::TestRequest;
+    use actix_web::middleware::from_fn;
+    use actix_web::test::{call_service, init_service, read_body, TestRequest};
+    use actix_web::{web, App, HttpResponse};
+
+    /// Answers with what the layers inside the stripping middleware (the request log among
+    /// them) see of the request: its URI and its Authorization header.
+    async fn echo(req: HttpRequest) -> HttpResponse {
+        let auth = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map_or("-", |v| v.to_str().expect("text"));
+        HttpResponse::Ok().body(format!("{} {auth}", req.uri()))
+    }
+
+    #[actix_web::test]
+    async fn a_url_token_reaches_no_inner_layer_and_only_the_websocket_takes_it() {
+        let app = init_service(
+            App::new()
+                .default_service(web::to(echo))
+                .wrap(from_fn(strip_url_token)),
+        )
+        .await;
+        let seen = |uri: &'static str| TestRequest::get().uri(uri).to_request();
+        let body =
+            read_body(call_service(&app, seen("/api/v1/ws?access_token=abc&x=1")).await).await;
+        assert_eq!(body, "/api/v1/ws?x=1 Bearer abc");
+        let body =
+            read_body(call_service(&app, seen("/api/v1/orders?access_token=abc")).await).await;
+        assert_eq!(body, "/api/v1/orders -", "gone, and not made a credential");
+
+        let refusing = init_service(
+            App::new()
+                .default_service(web::to(echo))
+                .wrap(from_fn(refuse_url_token))
+                .wrap(from_fn(strip_url_token)),
+        )
+        .await;
+        let response = call_service(&refusing, seen("/api/v1/orders?access_token=abc")).await;
+        assert_eq!(response.status(), 401);
+        let response = call_service(&refusing, seen("/api/v1/ws?access_token=abc")).await;
+        assert_eq!(response.status(), 200);
+    }
 
     #[test]
     fn an_access_token_is_taken_out_of_the_query() {
