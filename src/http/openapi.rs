@@ -159,9 +159,9 @@ impl Modify for BearerScheme {
 }
 
 /// Adds the answers every operation of a kind may give (a token: 401, and 503 from an entity or
-/// the journal; a body: 400 and 413; an `Idempotency-Key`: 400, 409 and 422), to the operation's
-/// own description of that status when it has one, and makes every error answer a [`Problem`]
-/// (with `Retry-After` on 429 and 503).
+/// the journal; a body: 400, 408, 413 and 415; an `Idempotency-Key`: 400, 409 and 422), to the
+/// operation's own description of that status when it has one, and makes every error answer a
+/// [`Problem`] (with `Retry-After` on 429 and 503).
 struct ProblemAnswers;
 
 impl Modify for ProblemAnswers {
@@ -258,8 +258,16 @@ fn add_common_answers(operation: &mut Operation) {
     }
     if takes_body {
         add(
+            "408",
+            "REQUEST_TIMEOUT: the body did not arrive within `server.body_read_timeout_secs`",
+        );
+        add(
             "413",
             "PAYLOAD_TOO_LARGE: a body over `server.body_limit_bytes`",
+        );
+        add(
+            "415",
+            "UNSUPPORTED_MEDIA_TYPE: a body not sent as `application/json`",
         );
     }
     if takes_key {
