@@ -157,7 +157,7 @@ fn caller_from_request(req: &HttpRequest) -> Result<Caller, ApiError> {
 
 /// The bearer token of the `Authorization` header: the only place a token is read from. (The
 /// WebSocket handshake's `?access_token=` is moved into this header by
-/// `http::security::strip_url_token`, and refused on every other route.)
+/// `http::security::guard`, and refused on every other route.)
 fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
     let value = req
         .headers()

@@ -14,11 +14,9 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{Extensions, ServiceRequest, ServiceResponse};
+use actix_web::dev::{Extensions, ServiceRequest};
 use actix_web::http::ConnectionType;
-use actix_web::middleware::Next;
-use actix_web::ResponseError;
+use actix_web::{HttpResponse, ResponseError};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
@@ -185,27 +183,23 @@ pub fn on_connect(counts: &Arc<ConnectionCounts>, io: &dyn Any, extensions: &mut
     extensions.insert(counts.open(address));
 }
 
-/// Answers every request on a connection past its address's bound with 429 and closes it.
-pub async fn refuse_over_cap(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if req
-        .conn_data::<ConnectionGuard>()
-        .is_some_and(ConnectionGuard::over_cap)
-    {
-        let error = ApiError::rate_limited(
-            "too many open connections from this address; close one and retry",
-            1,
-        );
-        let mut response = error.error_response();
-        response
-            .head_mut()
-            .set_connection_type(ConnectionType::Close);
-        let (req, _) = req.into_parts();
-        return Ok(ServiceResponse::new(req, response).map_into_right_body());
+/// The answer for a request on a connection past its address's bound: 429, then close. `None`
+/// for every other connection. (Called by `http::security::guard`, the outermost layer, so a
+/// refused request costs no more than this.)
+pub fn over_cap_refusal(req: &ServiceRequest) -> Option<HttpResponse> {
+    let guard = req.conn_data::<ConnectionGuard>()?;
+    if !guard.over_cap() {
+        return None;
     }
-    Ok(next.call(req).await?.map_into_left_body())
+    let error = ApiError::rate_limited(
+        "too many open connections from this address; close one and retry",
+        1,
+    );
+    let mut response = error.error_response();
+    response
+        .head_mut()
+        .set_connection_type(ConnectionType::Close);
+    Some(response)
 }
 
 #[cfg(test)]
