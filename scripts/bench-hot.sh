@@ -7,13 +7,14 @@
 #   2. surge  POST /api/v1/time-sales/{id}/purchase (wrk, scripts/wrk/purchase.lua) - the flagship:
 #             one hot sale, per-user limit 1, every request by a different customer
 #   3. surge  GET  /healthz                         (wrk, scripts/wrk/healthz.lua)  - HTTP ceiling
-#   4. peer   PostgreSQL row lock   (pgbench, ../shared/peers/pg_row_lock)
-#   5. peer   Redis Lua script      (redis-benchmark, ../shared/peers/redis_lua)
+#   4. peer   PostgreSQL row lock   (pgbench, bench/peers/pg_row_lock)
+#   5. peer   Redis Lua script      (redis-benchmark, bench/peers/redis_lua), twice: on a fresh
+#             redis-server with appendfsync everysec, then on one with appendfsync always
 # then checks that each entity's own count moved by exactly the 2xx answers wrk saw, and prints
 # one table (also written to $OUT), with the server's CPU (user + system) per request of each wrk
 # run beneath it. Each surge part runs on its own server and fresh data dir,
-# started before and stopped (SIGTERM) after it. The peers are run exactly as ../shared/peers/README.md says:
-# they are not to be tuned either way.
+# started before and stopped (SIGTERM) after it. The peers are run exactly as bench/peers/README.md
+# says: they are not to be tuned either way.
 #
 # Usage: scripts/bench-hot.sh [KEY=VALUE ...]   (the same keys can be set in the environment)
 #   CONNS=64            concurrent clients for every tool
@@ -25,10 +26,12 @@
 #   SALE_USERS=600000   distinct customers for the time sale (one purchase each; must exceed the
 #                       purchases made in DURATION_SECS, or repeats get 422 PER_USER_LIMIT_EXCEEDED)
 #   PG_URL=postgres://postgres@127.0.0.1:5432/test   database for the PostgreSQL peer
-#   PEERS_DIR=<repo>/../shared/peers
+#   PEERS_DIR=<repo>/bench/peers  the peers' SQL and Lua (see its README.md)
 #   OUT=$CARGO_TARGET_DIR/bench-hot.txt               where the final table is written
-#   REDIS_PEER_PORT=6390  port of the dedicated, durable redis-server for the Redis peer
-#   REDIS_REQUESTS=       requests for redis-benchmark (default: calibrated to ~DURATION_SECS)
+#   REDIS_PEER_PORT=6390  port of the dedicated, durable redis-server for the Redis peer (one
+#                       at a time: everysec, then always)
+#   REDIS_REQUESTS=       requests for redis-benchmark (default: calibrated to ~DURATION_SECS,
+#                       for each appendfsync setting on its own)
 #   PARTS="surge sale coupons wallet pg redis"  which parts to run (the others show n/a):
 #                       surge = hot-SKU orders, sale = the time-sale flagship, coupons = an issue
 #                       storm on one policy (per-user limit 1, one holder per request), wallet =
@@ -67,7 +70,7 @@ SQLITE_SYNC=${SQLITE_SYNC:-full}
 USERS=${USERS:-512}
 SALE_USERS=${SALE_USERS:-600000}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
-PEERS_DIR=${PEERS_DIR:-$REPO_ROOT/../shared/peers}
+PEERS_DIR=${PEERS_DIR:-$REPO_ROOT/bench/peers}
 REDIS_PEER_PORT=${REDIS_PEER_PORT:-6390}
 REDIS_REQUESTS=${REDIS_REQUESTS:-}
 PARTS=${PARTS:-surge sale coupons wallet pg redis}
@@ -140,6 +143,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/surge-bench-hot.XXXXXX")
 RUN_ID="r$(date +%s)-$$"
 SURGE_PID=""
 REDIS_STARTED=0
+REDIS_DIR=""
 PG_TABLES=0
 
 stop_surge() {
@@ -165,7 +169,7 @@ stop_redis_peer() {
     REDIS_STARTED=0
     timeout 10 redis-cli -h 127.0.0.1 -p "$REDIS_PEER_PORT" shutdown nosave >/dev/null 2>&1 || true
     local pid i
-    pid=$(cat "$WORK/redis/redis.pid" 2>/dev/null || true)
+    pid=$(cat "$REDIS_DIR/redis.pid" 2>/dev/null || true)
     if [ -n "$pid" ]; then
         for ((i = 0; i < 50; i++)); do
             kill -0 "$pid" 2>/dev/null || return 0
@@ -213,6 +217,7 @@ ORD_RPS=n/a ORD_P50=n/a ORD_P99=n/a
 HZ_RPS=n/a HZ_P50=n/a HZ_P99=n/a
 PG_TPS=n/a PG_P50=n/a PG_P99=n/a PG_AVG=n/a PG_DURABILITY="not run" PG_NOTE=""
 RD_RPS=n/a RD_P50=n/a RD_P99=n/a RD_DURABILITY="not run" RD_NOTE=""
+RA_RPS=n/a RA_P50=n/a RA_P99=n/a RA_DURABILITY="not run" RA_NOTE=""
 SURGE_NOTE="not run"
 ORD_OK=n/a ORD_NON2XX=n/a ORD_STATUSES=n/a ORD_REPLAYS=n/a ORD_INFLIGHT=n/a HZ_NON2XX=n/a
 for prefix in ORD TS CP WL; do
@@ -561,23 +566,29 @@ redis_csv_numbers() {
         tail -n 1 | grep -oE '"[0-9.]+"' | tail -n 7 | tr -d '"' | tr '\n' ' '
 }
 
-run_redis() {
-    say "peer redis lua: dedicated redis-server on 127.0.0.1:$REDIS_PEER_PORT (appendonly yes, appendfsync everysec)"
+# One Redis peer run on a fresh, dedicated redis-server with appendfsync MODE; sets PREFIX_RPS,
+# _P50, _P99, _DURABILITY and _NOTE. Each mode gets its own server and directory, so the second
+# run does not start from the first one's append-only file.
+run_redis() { # MODE PREFIX
+    local mode=$1 prefix=$2
+    say "peer redis lua: dedicated redis-server on 127.0.0.1:$REDIS_PEER_PORT (appendonly yes, appendfsync $mode)"
     if redis-cli -h 127.0.0.1 -p "$REDIS_PEER_PORT" ping >/dev/null 2>&1; then
         die "something already answers on 127.0.0.1:$REDIS_PEER_PORT; set REDIS_PEER_PORT"
     fi
-    mkdir -p "$WORK/redis"
+    REDIS_DIR="$WORK/redis-$mode"
+    mkdir -p "$REDIS_DIR"
     REDIS_STARTED=1
     redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PEER_PORT" \
-        --appendonly yes --appendfsync everysec --save "" --dir "$WORK/redis" \
-        --pidfile "$WORK/redis/redis.pid" --logfile "$WORK/redis/redis.log"
+        --appendonly yes --appendfsync "$mode" --save "" --dir "$REDIS_DIR" \
+        --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log"
     local i
     for ((i = 0; i < 100; i++)); do
         [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PEER_PORT" ping 2>/dev/null)" = PONG ] && break
         sleep 0.2
     done
-    [ "$(redis_peer ping)" = PONG ] || die "the peer redis-server did not start (see $WORK/redis/redis.log)"
+    [ "$(redis_peer ping)" = PONG ] || die "the peer redis-server did not start (see $REDIS_DIR/redis.log)"
     [ "$(redis_peer config get appendonly | tail -n 1)" = yes ] || die "peer redis: appendonly is not on"
+    [ "$(redis_peer config get appendfsync | tail -n 1)" = "$mode" ] || die "peer redis: appendfsync is not $mode"
 
     local n=$REDIS_REQUESTS
     if [ -z "$n" ]; then
@@ -594,18 +605,21 @@ run_redis() {
     redis_peer del sale:1:orders >/dev/null
     redis_peer set sale:1:remaining "$REDIS_REMAINING" >/dev/null
     echo "redis-benchmark --csv -c $CONNS -n $n -r 1000000 EVAL <purchase.lua> 2 sale:1:remaining sale:1:orders __rand_int__"
-    redis_bench "$n" >"$WORK/redis-benchmark.csv"
+    redis_bench "$n" >"$WORK/redis-benchmark-$mode.csv"
     local nums
-    nums=$(redis_csv_numbers <"$WORK/redis-benchmark.csv") || true
-    [ -n "$nums" ] || { cat "$WORK/redis-benchmark.csv" >&2; die "could not parse redis-benchmark's CSV (above)"; }
-    local avg p95 max
-    read -r RD_RPS avg _ RD_P50 p95 RD_P99 max <<<"$nums"
-    RD_RPS=$(awk -v r="$RD_RPS" 'BEGIN { printf "%.1f", r }')
-    local left
+    nums=$(redis_csv_numbers <"$WORK/redis-benchmark-$mode.csv") || true
+    [ -n "$nums" ] || { cat "$WORK/redis-benchmark-$mode.csv" >&2; die "could not parse redis-benchmark's CSV (above)"; }
+    local rps avg p50 p95 p99 max left note
+    read -r rps avg _ p50 p95 p99 max <<<"$nums"
+    rps=$(awk -v r="$rps" 'BEGIN { printf "%.1f", r }')
     left=$(redis_peer get sale:1:remaining)
-    RD_DURABILITY="appendonly yes, appendfsync everysec"
-    RD_NOTE="avg $avg ms, p95 $p95 ms, max $max ms; $n requests, $((REDIS_REMAINING - left)) units taken"
-    echo "redis lua: rps $RD_RPS, p50 $RD_P50 ms, p99 $RD_P99 ms, $RD_NOTE"
+    note="avg $avg ms, p95 $p95 ms, max $max ms; $n requests, $((REDIS_REMAINING - left)) units taken"
+    printf -v "${prefix}_RPS" '%s' "$rps"
+    printf -v "${prefix}_P50" '%s' "$p50"
+    printf -v "${prefix}_P99" '%s' "$p99"
+    printf -v "${prefix}_DURABILITY" '%s' "appendonly yes, appendfsync $mode"
+    printf -v "${prefix}_NOTE" '%s' "$note"
+    echo "redis lua ($mode): rps $rps, p50 $p50 ms, p99 $p99 ms, $note"
     stop_redis_peer
 }
 
@@ -614,7 +628,11 @@ run_redis() {
 STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 if want_server; then run_surge; fi
 if want pg; then run_pg; fi
-if want redis; then run_redis; fi
+# everysec first: the same order as before the always run was added, so its figures compare.
+if want redis; then
+    run_redis everysec RD
+    run_redis always RA
+fi
 
 # ---- report ----------------------------------------------------------------------------------
 
@@ -641,13 +659,15 @@ mkdir -p "$(dirname "$OUT")"
     row "surge GET /healthz" "$HZ_RPS" "$HZ_P50" "$HZ_P99" "$healthz_note"
     row "pg row lock (pgbench)" "$PG_TPS" "$PG_P50" "$PG_P99" "$PG_DURABILITY${PG_NOTE:+; $PG_NOTE}"
     row "redis lua (r-benchmark)" "$RD_RPS" "$RD_P50" "$RD_P99" "$RD_DURABILITY${RD_NOTE:+; $RD_NOTE}"
+    row "redis lua (always)" "$RA_RPS" "$RA_P50" "$RA_P99" "$RA_DURABILITY${RA_NOTE:+; $RA_NOTE}"
     echo
     for pair in "orders ORD" "sale TS" "coupons CP" "wallet WL"; do
         read -r name prefix <<<"$pair"
         rps_var="${prefix}_RPS"
         [ "${!rps_var}" != n/a ] || continue
-        printf 'ratios: %-8s /pg %s   /redis %s   /healthz %s\n' "$name" \
-            "$(ratio "${!rps_var}" "$PG_TPS")" "$(ratio "${!rps_var}" "$RD_RPS")" "$(ratio "${!rps_var}" "$HZ_RPS")"
+        printf 'ratios: %-8s /pg %s   /redis %s   /redis-always %s   /healthz %s\n' "$name" \
+            "$(ratio "${!rps_var}" "$PG_TPS")" "$(ratio "${!rps_var}" "$RD_RPS")" \
+            "$(ratio "${!rps_var}" "$RA_RPS")" "$(ratio "${!rps_var}" "$HZ_RPS")"
     done
     for pair in "orders ORD reserved" "sale TS reserved" "coupons CP issued" "wallet WL balance"; do
         read -r name prefix field <<<"$pair"
