@@ -8,7 +8,7 @@
 //! concurrent retry gets 409 in flight.
 //!
 //! The store's hash index over the records is filled behind a watermark by a background
-//! indexer (`Store::index_deferred`), so the newest records sit in an unindexed tail. Until
+//! indexer (`ReadModelStore::index_deferred`), so the newest records sit in an unindexed tail. Until
 //! memory overflows, every key this process has seen is in memory, and everything written
 //! before it started was indexed before it served (`catch_up_deferred_indexes`). So a key
 //! memory does not know is either new or old enough to be indexed, and its look-up skips the

@@ -7,7 +7,7 @@
 //! "durable", and one fsync is shared by everything that queued while the last one ran.
 //!
 //! Pipelined fsync: a store whose commits return before they are durable (SQLite with
-//! `synchronous=full`, see [`super::Store::defers_sync`]) hands each group's completions to a
+//! `synchronous=full`, see [`super::JournalStore::defers_sync`]) hands each group's completions to a
 //! syncer, which runs one fsync for everything committed since its last one and only then
 //! runs them, in order. The writer meanwhile commits the next group, so the disk flush of one
 //! group overlaps the writing of the next; every reply still waits for an fsync that began
@@ -15,7 +15,7 @@
 //!
 //! Threads: on PostgreSQL the writer and the syncer are tasks of the runtime, awaiting sqlx.
 //! On SQLite each runs on a thread of its own (`surge-journal`, `surge-fsync`) and calls the
-//! store's connection and the WAL's fsync directly ([`super::Store::blocking`]): under load
+//! store's connection and the WAL's fsync directly ([`super::JournalStore::blocking`]): under load
 //! every hop to another thread costs a wait in the run queue, and a group commit through
 //! sqlx's worker thread took about eight of them.
 //!
@@ -181,7 +181,7 @@ enum Committer {
     /// Awaited, as tasks of the caller's runtime (PostgreSQL: sqlx drives the connection).
     Async(SharedStore),
     /// Blocking calls, each of the writer and the syncer on a thread of its own (SQLite, see
-    /// [`super::Store::blocking`]): a commit or an fsync is then no hop to another thread
+    /// [`super::JournalStore::blocking`]): a commit or an fsync is then no hop to another thread
     /// and back, which on 2 busy cores cost ~100 us of run-queue wait each way.
     Blocking(Arc<dyn BlockingJournal>),
 }

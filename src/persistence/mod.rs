@@ -169,7 +169,7 @@ pub struct User {
     pub created_at_ms: i64,
 }
 
-/// A refresh token's row as [`Store::refresh_use`] found it.
+/// A refresh token's row as [`RefreshTokenStore::refresh_use`] found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshToken {
     pub user_id: String,
@@ -181,7 +181,7 @@ pub struct RefreshToken {
     pub family_revoked: bool,
 }
 
-/// What [`Store::refresh_use`] did.
+/// What [`RefreshTokenStore::refresh_use`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshUse {
     /// This call marked the token used: it was unused, unexpired and its family live.
@@ -256,27 +256,24 @@ pub struct ReadPage {
     pub next_cursor: Option<String>,
 }
 
-/// [`Store::commit_parts`] and [`Store::sync`] as blocking calls (see [`Store::blocking`]).
+/// [`JournalStore::commit_parts`] and [`JournalStore::sync`] as blocking calls (see
+/// [`JournalStore::blocking`]).
 pub trait BlockingJournal: Send + Sync + 'static {
     fn commit_parts(&self, parts: &[&Batch]) -> StoreResult<()>;
     fn sync(&self) -> StoreResult<()>;
 }
 
-/// The journal, snapshots, deadlines, idempotency records, read rows and users, on one
-/// database. Implemented for SQLite and PostgreSQL with the same SQL where possible.
+/// The journal and its snapshots: group commits of events, snapshots and side rows, and the
+/// reads that recover an entity.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// "sqlite" or "postgres".
-    fn backend(&self) -> &'static str;
-    async fn migrate(&self) -> StoreResult<()>;
-    async fn ping(&self) -> StoreResult<()>;
-
+pub trait JournalStore: Send + Sync + 'static {
     /// Writes the whole batch in one transaction. It is durable on return, unless the store
-    /// [`Store::defers_sync`]: then it is durable once a later [`Store::sync`] has returned.
+    /// [`JournalStore::defers_sync`]: then it is durable once a later [`JournalStore::sync`] has
+    /// returned.
     async fn commit(&self, batch: &Batch) -> StoreResult<()> {
         self.commit_parts(&[batch]).await
     }
-    /// [`Store::commit`] of the batches together, as one, without copying them into one.
+    /// [`JournalStore::commit`] of the batches together, as one, without copying them into one.
     async fn commit_parts(&self, parts: &[&Batch]) -> StoreResult<()>;
     /// True when commits return before their fsync (pipelined fsync, see `journal`).
     fn defers_sync(&self) -> bool {
@@ -301,6 +298,11 @@ pub trait Store: Send + Sync + 'static {
         before_seq: Option<u64>,
         limit: u32,
     ) -> StoreResult<Vec<EventRecord>>;
+}
+
+/// Durable deadlines: which entities must act by themselves, and when.
+#[async_trait]
+pub trait DeadlineStore: Send + Sync + 'static {
     /// Entities whose deadline is at or before `due_before_ms`, as (pid, due_at_ms), in
     /// (due_at_ms, pid) order, after the row `after` when given (paging).
     async fn due_deadlines(
@@ -309,7 +311,11 @@ pub trait Store: Send + Sync + 'static {
         after: Option<(i64, &str)>,
         limit: u32,
     ) -> StoreResult<Vec<(String, i64)>>;
+}
 
+/// Idempotency records: the stored answer of each keyed request.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync + 'static {
     async fn idempotency_get(
         &self,
         scope: &str,
@@ -323,7 +329,12 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<(String, String)>>;
     async fn idempotency_purge(&self, before_ms: i64) -> StoreResult<u64>;
+}
 
+/// Read rows (the projection lists come from) and the deferred look-up indexes they and the
+/// idempotency records share.
+#[async_trait]
+pub trait ReadModelStore: Send + Sync + 'static {
     /// Fills the deferred look-up indexes (idempotency key hashes, read rows by owner) with at
     /// most `rows_max` rows each past their watermarks, in one transaction on the writer's
     /// connection; returns the rows indexed. Look-ups are correct whether or not this has run
@@ -333,7 +344,6 @@ pub trait Store: Send + Sync + 'static {
     /// when the journal lost commits the index file kept (a restore, or a power loss between
     /// a pipelined commit and its fsync); otherwise new rows could reuse indexed positions.
     async fn clamp_deferred_indexes(&self) -> StoreResult<()>;
-
     /// Read rows of one kind, newest first (by id), optionally of one owner and one status.
     async fn read_rows(
         &self,
@@ -343,12 +353,21 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<&str>,
         limit: u32,
     ) -> StoreResult<ReadPage>;
+}
 
+/// Registered users.
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
     /// Fails with [`StoreError::Conflict`] when the email is taken.
     async fn user_insert(&self, user: &User) -> StoreResult<()>;
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
     async fn user_set_roles(&self, id: &str, roles: &[String]) -> StoreResult<Option<User>>;
+}
+
+/// Refresh tokens, their families and revocations.
+#[async_trait]
+pub trait RefreshTokenStore: Send + Sync + 'static {
     /// Stores a refresh token (by its hash) as the newest of `family_id`, unused.
     async fn refresh_insert(
         &self,
@@ -376,6 +395,26 @@ pub trait Store: Send + Sync + 'static {
     /// whose family has no token left (so a revocation outlives every token it guards).
     /// Returns the rows deleted.
     async fn refresh_purge(&self, now_ms: i64, revoked_by_ms: i64) -> StoreResult<u64>;
+}
+
+/// Everything surge keeps, on one database: one trait per table family, so a caller names the
+/// family it uses. Implemented for SQLite and PostgreSQL with the same SQL where possible.
+#[async_trait]
+pub trait Store:
+    JournalStore
+    + DeadlineStore
+    + IdempotencyStore
+    + ReadModelStore
+    + UserStore
+    + RefreshTokenStore
+    + Send
+    + Sync
+    + 'static
+{
+    /// "sqlite" or "postgres".
+    fn backend(&self) -> &'static str;
+    async fn migrate(&self) -> StoreResult<()>;
+    async fn ping(&self) -> StoreResult<()>;
 }
 
 pub type SharedStore = Arc<dyn Store>;

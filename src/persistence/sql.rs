@@ -201,7 +201,7 @@ impl SqliteStore {
     }
 
     /// For callers other than the journal writer (which calls the connection directly, see
-    /// [`Store::blocking`]): the rows are copied for a blocking thread.
+    /// [`JournalStore::blocking`]): the rows are copied for a blocking thread.
     async fn commit_group(&self, parts: &[&Batch]) -> StoreResult<()> {
         let journal = self.journal.clone();
         let batches: Vec<Batch> = parts.iter().map(|b| (*b).clone()).collect();
@@ -445,7 +445,7 @@ fn refresh_from_row(
     }
 }
 
-/// A look-up index filled behind a watermark by [`Store::index_deferred`].
+/// A look-up index filled behind a watermark by [`ReadModelStore::index_deferred`].
 struct DeferredIndex {
     name: &'static str,
     last_pos_sql: &'static str,
@@ -737,18 +737,6 @@ macro_rules! impl_store {
                 $backend
             }
 
-            fn defers_sync(&self) -> bool {
-                self.journal_defers_sync()
-            }
-
-            async fn sync(&self) -> StoreResult<()> {
-                self.journal_sync().await
-            }
-
-            fn blocking(&self) -> Option<Arc<dyn BlockingJournal>> {
-                self.journal_blocking()
-            }
-
             async fn migrate(&self) -> StoreResult<()> {
                 $migrator
                     .run(&self.pool)
@@ -766,9 +754,24 @@ macro_rules! impl_store {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
             }
+        }
 
+        #[async_trait]
+        impl JournalStore for $store {
             async fn commit_parts(&self, parts: &[&Batch]) -> StoreResult<()> {
                 self.commit_group(parts).await
+            }
+
+            fn defers_sync(&self) -> bool {
+                self.journal_defers_sync()
+            }
+
+            async fn sync(&self) -> StoreResult<()> {
+                self.journal_sync().await
+            }
+
+            fn blocking(&self) -> Option<Arc<dyn BlockingJournal>> {
+                self.journal_blocking()
             }
 
             async fn load(
@@ -824,7 +827,10 @@ macro_rules! impl_store {
                 .await?;
                 rows.into_iter().map(event_from_row).collect()
             }
+        }
 
+        #[async_trait]
+        impl DeadlineStore for $store {
             async fn due_deadlines(
                 &self,
                 due_before_ms: i64,
@@ -845,7 +851,10 @@ macro_rules! impl_store {
                 .await?;
                 Ok(rows)
             }
+        }
 
+        #[async_trait]
+        impl IdempotencyStore for $store {
             async fn idempotency_get(
                 &self,
                 scope: &str,
@@ -870,33 +879,6 @@ macro_rules! impl_store {
                     body,
                     created_at_ms,
                 }))
-            }
-
-            async fn index_deferred(&self, rows_max: u32) -> StoreResult<u64> {
-                let mut tx = self.indexer.begin().await?;
-                let mut indexed = 0;
-                for index in &DEFERRED_INDEXES {
-                    let (upto,): (i64,) =
-                        sqlx::query_as("SELECT upto_pos FROM deferred_indexes WHERE name = $1")
-                            .bind(index.name)
-                            .fetch_one(&mut *tx)
-                            .await?;
-                    let (last,): (Option<i64>,) =
-                        sqlx::query_as(index.last_pos_sql).fetch_one(&mut *tx).await?;
-                    let end = last.unwrap_or(0).min(upto.saturating_add(i64::from(rows_max)));
-                    if end <= upto {
-                        continue;
-                    }
-                    sqlx::query(index.fill_sql).bind(upto).bind(end).execute(&mut *tx).await?;
-                    sqlx::query("UPDATE deferred_indexes SET upto_pos = $1 WHERE name = $2")
-                        .bind(end)
-                        .bind(index.name)
-                        .execute(&mut *tx)
-                        .await?;
-                    indexed += to_u64(end - upto)?;
-                }
-                tx.commit().await?;
-                Ok(indexed)
             }
 
             async fn idempotency_keys_since(
@@ -957,6 +939,36 @@ macro_rules! impl_store {
                     from = to;
                 }
                 Ok(purged)
+            }
+        }
+
+        #[async_trait]
+        impl ReadModelStore for $store {
+            async fn index_deferred(&self, rows_max: u32) -> StoreResult<u64> {
+                let mut tx = self.indexer.begin().await?;
+                let mut indexed = 0;
+                for index in &DEFERRED_INDEXES {
+                    let (upto,): (i64,) =
+                        sqlx::query_as("SELECT upto_pos FROM deferred_indexes WHERE name = $1")
+                            .bind(index.name)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    let (last,): (Option<i64>,) =
+                        sqlx::query_as(index.last_pos_sql).fetch_one(&mut *tx).await?;
+                    let end = last.unwrap_or(0).min(upto.saturating_add(i64::from(rows_max)));
+                    if end <= upto {
+                        continue;
+                    }
+                    sqlx::query(index.fill_sql).bind(upto).bind(end).execute(&mut *tx).await?;
+                    sqlx::query("UPDATE deferred_indexes SET upto_pos = $1 WHERE name = $2")
+                        .bind(end)
+                        .bind(index.name)
+                        .execute(&mut *tx)
+                        .await?;
+                    indexed += to_u64(end - upto)?;
+                }
+                tx.commit().await?;
+                Ok(indexed)
             }
 
             async fn clamp_deferred_indexes(&self) -> StoreResult<()> {
@@ -1025,7 +1037,10 @@ macro_rules! impl_store {
                     query.build_query_as().fetch_all(&self.pool).await?;
                 Ok(read_page(rows, limit))
             }
+        }
 
+        #[async_trait]
+        impl UserStore for $store {
             async fn user_insert(&self, user: &User) -> StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO users (id, email, name, password_hash, roles, created_at_ms) \
@@ -1072,7 +1087,10 @@ macro_rules! impl_store {
                     .await?;
                 self.user_by_id(id).await
             }
+        }
 
+        #[async_trait]
+        impl RefreshTokenStore for $store {
             async fn refresh_insert(
                 &self,
                 token_hash: &str,
