@@ -792,5 +792,4 @@ impl AuthService {
 }
 
 #[cfg(test)]
-#[path = "auth_tests.rs"]
 mod tests;
