@@ -43,7 +43,7 @@ use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput,
 };
-use surge::actors::order::{birth, Birth, OrderItem, Placed, Source};
+use surge::actors::order::{birth, Birth, OrderItem, Placed, Source, SourceKind};
 use surge::actors::stock_item::{ReleaseReason, StockCommand, StockEvent, StockItem};
 use surge::actors::waiting_room::{RoomCommand, RoomEvent, RoomTerms, WaitingRoom};
 use surge::actors::{Ctx, Entity};
@@ -187,7 +187,7 @@ fn order_batch(keys: &mut Keys, now_ms: i64) -> Batch {
         let placed = Placed {
             user_id: user_id.clone(),
             source: Source {
-                kind: "stock".into(),
+                kind: SourceKind::Stock,
                 id: "HOT".into(),
             },
             items: vec![OrderItem {

@@ -51,8 +51,49 @@ impl OrderStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Source {
     #[serde(rename = "type")]
-    pub kind: String,
+    #[schema(value_type = String, example = "time_sale")]
+    pub kind: SourceKind,
     pub id: String,
+}
+
+/// What kind of entity holds an order's units, and so where they go back. Encoded as its name
+/// (`"stock"`, `"time_sale"`, `"event"`) in JSON and in journaled events alike, as it was when
+/// it was a string: events written before it was an enum decode unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum SourceKind {
+    Stock,
+    TimeSale,
+    Event,
+}
+
+impl SourceKind {
+    pub const ALL: [SourceKind; 3] = [SourceKind::Stock, SourceKind::TimeSale, SourceKind::Event];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Stock => "stock",
+            SourceKind::TimeSale => "time_sale",
+            SourceKind::Event => "event",
+        }
+    }
+}
+
+impl From<SourceKind> for String {
+    fn from(kind: SourceKind) -> String {
+        kind.as_str().to_string()
+    }
+}
+
+impl TryFrom<String> for SourceKind {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<SourceKind, String> {
+        SourceKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .ok_or_else(|| format!("unknown order source '{name}'"))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -56,7 +56,7 @@ fn placed_with(items: Vec<OrderItem>) -> Placed {
     Placed {
         user_id: "user-7".into(),
         source: Source {
-            kind: "stock".into(),
+            kind: SourceKind::Stock,
             id: "sku-1".into(),
         },
         items,
@@ -516,4 +516,37 @@ proptest! {
         }
         prop_assert_eq!(replayed, order);
     }
+}
+
+#[test]
+fn a_source_encodes_as_its_name_as_it_did_when_it_was_a_string() {
+    /// `Source` as journaled before its kind was an enum.
+    #[derive(serde::Serialize)]
+    struct StringSource {
+        #[serde(rename = "type")]
+        kind: String,
+        id: String,
+    }
+    for kind in SourceKind::ALL {
+        let typed = Source {
+            kind,
+            id: "x".into(),
+        };
+        let old = StringSource {
+            kind: kind.as_str().into(),
+            id: "x".into(),
+        };
+        let old_bytes = postcard::to_allocvec(&old).expect("encodes");
+        assert_eq!(postcard::to_allocvec(&typed).expect("encodes"), old_bytes);
+        let decoded: Source = postcard::from_bytes(&old_bytes).expect("an old event decodes");
+        assert_eq!(decoded, typed);
+        let json = serde_json::to_value(&typed).expect("json");
+        assert_eq!(json["type"], kind.as_str());
+    }
+    let unknown = StringSource {
+        kind: "ghost".into(),
+        id: "x".into(),
+    };
+    let bytes = postcard::to_allocvec(&unknown).expect("encodes");
+    assert!(postcard::from_bytes::<Source>(&bytes).is_err());
 }

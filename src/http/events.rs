@@ -15,7 +15,7 @@ use super::idempotent::{self, Answer, KeyedRequest, Prepared};
 use super::openapi::{IdempotencyKey, Page, Paging};
 use super::products::uuid_path;
 use super::{queue, ListQuery, RawBody, State};
-use crate::actors::order::{OrderItem, Placed, Source};
+use crate::actors::order::{OrderItem, Placed, Source, SourceKind};
 use crate::actors::seat_map::{
     EventTerms, HoldView, MapView, SeatCommand, SeatMap, SeatReply, SeatRequest, SectionTerms,
     HOLD_TTL_SECS_DEFAULT, MAX_SEATS_PER_ORDER_DEFAULT,
@@ -316,7 +316,7 @@ impl SeatHold {
         Placed {
             user_id: self.user_id.clone(),
             source: Source {
-                kind: "event".into(),
+                kind: SourceKind::Event,
                 id: self.event_id.clone(),
             },
             items,

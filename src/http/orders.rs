@@ -15,7 +15,9 @@ use serde::Deserialize;
 use super::idempotent::{self, Answer, KeyedRequest, Prepared};
 use super::openapi::{IdempotencyKey, Page, Paging};
 use super::{is_valid_ident, ListQuery, RawBody, State};
-use crate::actors::order::{OrderCommand, OrderItem, OrderStatus, OrderView, Placed, Source};
+use crate::actors::order::{
+    OrderCommand, OrderItem, OrderStatus, OrderView, Placed, Source, SourceKind,
+};
 use crate::actors::seat_map::SeatCommand;
 use crate::actors::stock_item::{ReleaseReason, StockCommand, StockItem, StockView};
 use crate::actors::time_sale::SaleCommand;
@@ -93,7 +95,7 @@ impl Plan {
         Placed {
             user_id: self.user_id.clone(),
             source: Source {
-                kind: "stock".into(),
+                kind: SourceKind::Stock,
                 id: self.lines[0].sku.clone(),
             },
             items: self
@@ -244,12 +246,12 @@ async fn release<'a>(
 /// released here expires at `expires_at`.
 async fn give_back(state: &State, view: &OrderView) {
     let id = uuid::Uuid::parse_str(&view.id).expect("order ids are UUIDs");
-    match view.source.kind.as_str() {
-        "stock" => {
+    match view.source.kind {
+        SourceKind::Stock => {
             let skus = view.items.iter().map(|i| i.reference.as_str());
             release(state, id, skus, ReleaseReason::Cancelled).await;
         }
-        "time_sale" => {
+        SourceKind::TimeSale => {
             let command = SaleCommand::Release {
                 order: id.as_u128(),
                 reason: ReleaseReason::Cancelled,
@@ -258,7 +260,7 @@ async fn give_back(state: &State, view: &OrderView) {
                 tracing::warn!(order_id = %id, error = %error.detail, "release failed; the reservation will expire");
             }
         }
-        "event" => {
+        SourceKind::Event => {
             let command = SeatCommand::Release {
                 order: id.as_u128(),
                 reason: ReleaseReason::Cancelled,
@@ -266,9 +268,6 @@ async fn give_back(state: &State, view: &OrderView) {
             if let Err(error) = state.events.ask(&view.source.id, command, None).await {
                 tracing::warn!(order_id = %id, error = %error.detail, "release failed; the hold will expire");
             }
-        }
-        other => {
-            tracing::error!(order_id = %id, source = other, "cancelled order of an unknown source")
         }
     }
 }

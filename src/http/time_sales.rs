@@ -12,7 +12,7 @@ use super::idempotent::{self, Answer, KeyedRequest, Prepared};
 use super::openapi::{IdempotencyKey, Page, Paging};
 use super::products::{uuid_path, PRICE_MAX};
 use super::{queue, ListQuery, RawBody, State};
-use crate::actors::order::{OrderItem, Placed, Source};
+use crate::actors::order::{OrderItem, Placed, Source, SourceKind};
 use crate::actors::product::ProductCommand;
 use crate::actors::time_sale::{SaleCommand, SaleStatus, SaleTerms, SaleView, TimeSale};
 use crate::actors::SideWrites;
@@ -324,7 +324,7 @@ impl Purchase {
         Placed {
             user_id: self.user_id.clone(),
             source: Source {
-                kind: "time_sale".into(),
+                kind: SourceKind::TimeSale,
                 id: self.sale_id.clone(),
             },
             items: vec![OrderItem {
