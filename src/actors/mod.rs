@@ -15,6 +15,9 @@ pub mod time_sale;
 pub mod waiting_room;
 pub mod wallet;
 
+#[cfg(test)]
+mod snapshot_fixtures_tests;
+
 use std::fmt::Debug;
 use std::sync::Arc;
 
