@@ -7,6 +7,7 @@
 
 pub mod coupon_policy;
 pub mod entity_actor;
+pub mod expiring_holds;
 pub mod order;
 pub mod product;
 pub mod seat_map;
