@@ -7,6 +7,7 @@
 
 pub mod coupon_policy;
 pub mod entity_actor;
+pub mod expiring_holds;
 pub mod order;
 pub mod product;
 pub mod seat_map;
@@ -14,6 +15,9 @@ pub mod stock_item;
 pub mod time_sale;
 pub mod waiting_room;
 pub mod wallet;
+
+#[cfg(test)]
+mod snapshot_fixtures_tests;
 
 use std::fmt::Debug;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 
 use super::{
     place_in_row, tally, validate_terms, EventTerms, Hold, SeatEvent, SeatMap, SeatReply,
-    SeatRequest, SeatStatus, EXPIRE_BATCH_MAX,
+    SeatRequest, SeatStatus,
 };
 use crate::actors::stock_item::ReleaseReason;
 use crate::actors::{Ctx, Decision, Entity};
@@ -37,7 +37,7 @@ impl SeatMap {
         ctx: &Ctx,
     ) -> Result<Decision<Self>, ApiError> {
         // A retried hold of the same order answers the hold it made.
-        if let Some(hold) = self.holds.get(&order) {
+        if let Some(hold) = self.holds.get(order) {
             return Ok(Decision::reply(SeatReply::Hold(
                 self.hold_view(order, hold),
             )));
@@ -165,27 +165,14 @@ impl SeatMap {
     }
 
     pub(super) fn decide_release(&self, order: u128, reason: ReleaseReason) -> Decision<Self> {
-        match self.holds.get(&order) {
-            Some(hold) => {
-                let mut counts = self.counts.clone();
-                tally(
-                    &self.layout,
-                    &mut counts,
-                    &hold.seats,
-                    SeatStatus::Held,
-                    SeatStatus::Available,
-                );
-                Decision {
-                    events: vec![SeatEvent::Released { order, reason }],
-                    reply: SeatReply::Map(self.view_with(&counts, self.version + 1)),
-                }
-            }
+        match self.holds.get(order) {
+            Some(hold) => self.release([(order, hold)], reason),
             None => Decision::reply(SeatReply::Map(self.view())),
         }
     }
 
     pub(super) fn decide_commit(&self, order: u128, ctx: &Ctx) -> Result<Decision<Self>, ApiError> {
-        match self.holds.get(&order) {
+        match self.holds.get(order) {
             Some(hold) if hold.expires_at_ms > ctx.now_ms => Ok(Decision {
                 events: vec![SeatEvent::Committed { order }],
                 reply: SeatReply::Hold(self.hold_view(order, hold)),
@@ -199,26 +186,26 @@ impl SeatMap {
 
     /// Releases the holds that are due, oldest first, at most a batch at a time.
     pub(super) fn decide_expire(&self, ctx: &Ctx) -> Decision<Self> {
+        self.release(self.holds.due(ctx.now_ms), ReleaseReason::Expired)
+    }
+
+    /// Releases `holds`, replying with the map as it will be after.
+    fn release<'a>(
+        &self,
+        holds: impl IntoIterator<Item = (u128, &'a Hold)>,
+        reason: ReleaseReason,
+    ) -> Decision<Self> {
         let mut counts = self.counts.clone();
         let mut events = Vec::new();
-        for (_, order) in self
-            .expiry
-            .iter()
-            .take_while(|(at, _)| *at <= ctx.now_ms)
-            .take(EXPIRE_BATCH_MAX)
-        {
-            let seats = &self.holds[order].seats;
+        for (order, hold) in holds {
             tally(
                 &self.layout,
                 &mut counts,
-                seats,
+                &hold.seats,
                 SeatStatus::Held,
                 SeatStatus::Available,
             );
-            events.push(SeatEvent::Released {
-                order: *order,
-                reason: ReleaseReason::Expired,
-            });
+            events.push(SeatEvent::Released { order, reason });
         }
         let version = self.version + events.len() as u64;
         Decision {

@@ -21,12 +21,13 @@
 //! - per section, `held + sold <= seats`, so available + held + sold = total;
 //! - the per-section counts equal a recount of the status bytes (deep check);
 //! - every HELD seat belongs to exactly one hold and every hold's seats are HELD (deep check);
-//! - the expiry index holds exactly the open holds (deep check).
+//! - the expiry index holds exactly the open holds (deep check; [`ExpiringHolds`]).
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::expiring_holds::{Expiring, ExpiringHolds};
 use super::stock_item::ReleaseReason;
 use super::{Ctx, Decision, Entity};
 use crate::error::ApiError;
@@ -44,9 +45,6 @@ pub use layout::{
     ROW_SEATS_MAX, SEATS_MAX, SEATS_PER_ORDER_MAX, TEXT_LEN_MAX,
 };
 pub use views::{Availability, HoldView, MapView, SeatReply, SeatView, SeatsSnapshot, SectionView};
-
-/// Most holds one expiry step releases; the rest follow in the next step at once.
-const EXPIRE_BATCH_MAX: usize = 1000;
 
 /// A seat's status; stored as its byte, one per seat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -100,6 +98,12 @@ pub struct Hold {
     pub seats: Vec<u32>,
     pub expires_at_ms: i64,
     pub user_id: String,
+}
+
+impl Expiring for Hold {
+    fn expires_at_ms(&self) -> i64 {
+        self.expires_at_ms
+    }
 }
 
 /// What a hold asks for.
@@ -163,12 +167,10 @@ pub struct SeatMap {
     status: Vec<u8>,
     /// Per section, in the terms' order.
     counts: Vec<SeatCounts>,
-    holds: imbl::HashMap<u128, Hold>,
+    holds: ExpiringHolds<Hold>,
     /// Rebuilt from the terms.
     #[serde(skip)]
     layout: Layout,
-    #[serde(skip)]
-    expiry: imbl::OrdSet<(i64, u128)>,
 }
 
 impl SeatMap {
@@ -181,7 +183,7 @@ impl SeatMap {
     }
 
     pub fn hold(&self, order: u128) -> Option<&Hold> {
-        self.holds.get(&order)
+        self.holds.get(order)
     }
 
     pub fn status_of(&self, seat: u32) -> SeatStatus {
@@ -239,7 +241,7 @@ impl SeatMap {
     /// Every HELD seat is in exactly one hold and every hold's seats are HELD.
     fn check_holds(&self) -> Result<(), String> {
         let mut owner: HashMap<u32, u128> = HashMap::new();
-        for (order, hold) in &self.holds {
+        for (order, hold) in self.holds.iter() {
             if hold.seats.is_empty() {
                 return Err(format!("hold {order} has no seats"));
             }
@@ -358,10 +360,7 @@ impl Entity for SeatMap {
                 seats,
                 expires_at_ms,
             } => {
-                assert!(
-                    !self.holds.contains_key(order),
-                    "order {order} holds already"
-                );
+                assert!(!self.holds.contains(*order), "order {order} holds already");
                 self.move_seats(seats, SeatStatus::Available, SeatStatus::Held);
                 let hold = Hold {
                     seats: seats.clone(),
@@ -369,7 +368,6 @@ impl Entity for SeatMap {
                     user_id: user_id.clone(),
                 };
                 self.holds.insert(*order, hold);
-                self.expiry.insert((*expires_at_ms, *order));
             }
             SeatEvent::Released { order, .. } => self.end_hold(*order, SeatStatus::Available),
             SeatEvent::Committed { order } => self.end_hold(*order, SeatStatus::Sold),
@@ -416,29 +414,15 @@ impl Entity for SeatMap {
             return Err("section counts differ from a recount of the seats".into());
         }
         self.check_holds()?;
-        let indexed = self.expiry.len() == self.holds.len()
-            && self.expiry.iter().all(|(at, order)| {
-                self.holds
-                    .get(order)
-                    .is_some_and(|h| h.expires_at_ms == *at)
-            });
-        if !indexed {
-            return Err("expiry index out of step with holds".into());
-        }
-        Ok(())
+        self.holds.check()
     }
 
     fn restore(&mut self) {
         self.layout = self.terms.as_ref().map(Layout::new).unwrap_or_default();
-        self.expiry = self
-            .holds
-            .iter()
-            .map(|(order, h)| (h.expires_at_ms, *order))
-            .collect();
     }
 
     fn next_deadline_ms(&self) -> Option<i64> {
-        self.expiry.get_min().map(|(at, _)| *at)
+        self.holds.next_deadline_ms()
     }
 
     fn deadline_command(&self, ctx: &Ctx) -> Option<SeatCommand> {
@@ -476,7 +460,7 @@ impl Entity for SeatMap {
             SeatEvent::Created(_) => return,
             SeatEvent::Held { seats, .. } => (seats.as_slice(), SeatStatus::Held),
             SeatEvent::Released { order, .. } | SeatEvent::Committed { order } => {
-                let Some(hold) = self.holds.get(order) else {
+                let Some(hold) = self.holds.get(*order) else {
                     return;
                 };
                 let to = match event {
@@ -524,8 +508,7 @@ impl Entity for SeatMap {
 impl SeatMap {
     /// Ends a hold: its seats become `to` (available or sold). Gone already: nothing to do.
     fn end_hold(&mut self, order: u128, to: SeatStatus) {
-        if let Some(hold) = self.holds.remove(&order) {
-            self.expiry.remove(&(hold.expires_at_ms, order));
+        if let Some(hold) = self.holds.remove(order) {
             self.move_seats(&hold.seats, SeatStatus::Held, to);
         }
     }

@@ -11,18 +11,14 @@
 //! - `available = on_hand - reserved >= 0`, and `on_hand, reserved, sold, safety_stock >= 0`;
 //! - `on_hand <= ON_HAND_MAX`;
 //! - `reserved` is the sum of the open reservations (deep check);
-//! - the expiry index holds exactly the open reservations (deep check);
+//! - the expiry index holds exactly the open reservations (deep check; [`ExpiringHolds`]);
 //! - `sold` only grows, and only when a reservation is committed.
-
-use imbl::{HashMap, OrdSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::expiring_holds::{Expiring, ExpiringHolds};
 use super::{Ctx, Decision, Entity};
 use crate::error::{ApiError, ErrorCode};
-
-/// Most reservations one expiry step releases; the rest follow in the next step at once.
-const EXPIRE_BATCH_MAX: usize = 1000;
 
 /// Most units one item may hold, so that no sum of its counters can overflow.
 pub const ON_HAND_MAX: i64 = 1_000_000_000_000_000;
@@ -37,6 +33,12 @@ pub struct Reservation {
     pub expires_at_ms: i64,
 }
 
+impl Expiring for Reservation {
+    fn expires_at_ms(&self) -> i64 {
+        self.expires_at_ms
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockItem {
     pub sku: String,
@@ -48,9 +50,7 @@ pub struct StockItem {
     pub safety_stock: i64,
     pub price: i64,
     pub version: u64,
-    reservations: HashMap<u128, Reservation>,
-    #[serde(skip)]
-    expiry: OrdSet<(i64, u128)>,
+    reservations: ExpiringHolds<Reservation>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,7 +150,7 @@ impl StockItem {
     }
 
     pub fn reservation(&self, order: u128) -> Option<Reservation> {
-        self.reservations.get(&order).copied()
+        self.reservations.get(order).copied()
     }
 
     pub fn view(&self) -> StockView {
@@ -188,8 +188,7 @@ impl StockItem {
             safety_stock: self.safety_stock,
             price: self.price,
             version: self.version,
-            reservations: HashMap::new(),
-            expiry: OrdSet::new(),
+            reservations: ExpiringHolds::default(),
         }
     }
 
@@ -260,7 +259,7 @@ impl StockItem {
         quantity: i64,
         expires_at_ms: i64,
     ) -> Result<Decision<Self>, ApiError> {
-        if self.reservations.contains_key(&order) {
+        if self.reservations.contains(order) {
             return Ok(Decision::reply(self.view()));
         }
         if quantity < 1 {
@@ -292,7 +291,7 @@ impl StockItem {
     }
 
     fn decide_commit(&self, order: u128, ctx: &Ctx) -> Result<Decision<Self>, ApiError> {
-        match self.reservations.get(&order) {
+        match self.reservations.get(order) {
             Some(r) if r.expires_at_ms > ctx.now_ms => self.accept(vec![StockEvent::Committed {
                 order,
                 quantity: r.quantity,
@@ -306,13 +305,11 @@ impl StockItem {
 
     fn decide_expire(&self, ctx: &Ctx) -> Result<Decision<Self>, ApiError> {
         let events: Vec<StockEvent> = self
-            .expiry
-            .iter()
-            .take_while(|(at, _)| *at <= ctx.now_ms)
-            .take(EXPIRE_BATCH_MAX)
-            .map(|(_, order)| StockEvent::Released {
-                order: *order,
-                quantity: self.reservations[order].quantity,
+            .reservations
+            .due(ctx.now_ms)
+            .map(|(order, r)| StockEvent::Released {
+                order,
+                quantity: r.quantity,
                 reason: ReleaseReason::Expired,
             })
             .collect();
@@ -382,7 +379,7 @@ impl Entity for StockItem {
                 quantity,
                 expires_at_ms,
             } => self.decide_reserve(*order, *quantity, *expires_at_ms),
-            StockCommand::Release { order, reason } => match self.reservations.get(order) {
+            StockCommand::Release { order, reason } => match self.reservations.get(*order) {
                 Some(r) => self.accept(vec![StockEvent::Released {
                     order: *order,
                     quantity: r.quantity,
@@ -410,12 +407,9 @@ impl Entity for StockItem {
                         expires_at_ms: *expires_at_ms,
                     },
                 );
-                self.expiry.insert((*expires_at_ms, *order));
             }
             StockEvent::Released { order, .. } | StockEvent::Committed { order, .. } => {
-                if let Some(r) = self.reservations.remove(order) {
-                    self.expiry.remove(&(r.expires_at_ms, *order));
-                }
+                self.reservations.remove(*order);
             }
             StockEvent::Created { .. } | StockEvent::Adjusted { .. } => {}
         }
@@ -444,28 +438,11 @@ impl Entity for StockItem {
                 self.reserved
             ));
         }
-        let indexed = self.expiry.len() == self.reservations.len()
-            && self.expiry.iter().all(|(at, order)| {
-                self.reservations
-                    .get(order)
-                    .is_some_and(|r| r.expires_at_ms == *at)
-            });
-        if !indexed {
-            return Err("expiry index out of step with reservations".into());
-        }
-        Ok(())
-    }
-
-    fn restore(&mut self) {
-        self.expiry = self
-            .reservations
-            .iter()
-            .map(|(order, r)| (r.expires_at_ms, *order))
-            .collect();
+        self.reservations.check()
     }
 
     fn next_deadline_ms(&self) -> Option<i64> {
-        self.expiry.get_min().map(|(at, _)| *at)
+        self.reservations.next_deadline_ms()
     }
 
     fn deadline_command(&self, ctx: &Ctx) -> Option<StockCommand> {

@@ -17,20 +17,18 @@
 //! - `reserved` is the sum of the open reservations (deep check);
 //! - each user's count is the sum of their open reservations and committed units, and never
 //!   exceeds `per_user_limit` (deep check);
-//! - the expiry index holds exactly the open reservations (deep check);
+//! - the expiry index holds exactly the open reservations (deep check; [`ExpiringHolds`]);
 //! - the phase only moves forward: scheduled, open, closed.
 
-use imbl::{HashMap, OrdSet};
+use imbl::HashMap;
 use serde::{Deserialize, Serialize};
 
+use super::expiring_holds::{Expiring, ExpiringHolds};
 use super::stock_item::ReleaseReason;
 use super::{Ctx, Decision, Entity};
 use crate::clock::rfc3339;
 use crate::error::{ApiError, ErrorCode};
 use crate::persistence::ReadRow;
-
-/// Most reservations one expiry step releases; the rest follow in the next step at once.
-const EXPIRE_BATCH_MAX: usize = 1000;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Phase {
@@ -80,6 +78,12 @@ pub struct Hold {
     pub expires_at_ms: i64,
 }
 
+impl Expiring for Hold {
+    fn expires_at_ms(&self) -> i64 {
+        self.expires_at_ms
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeSale {
     pub id: String,
@@ -90,11 +94,9 @@ pub struct TimeSale {
     pub version: u64,
     // Persistent maps: a snapshot's clone of a hot sale (hundreds of thousands of holds) is
     // O(1) in the actor instead of a copy that stalled every buyer (43 ms at 128k buyers).
-    holds: HashMap<u128, Hold>,
+    holds: ExpiringHolds<Hold>,
     /// Units each user holds or bought; a user at 0 is removed.
     per_user: HashMap<String, i64>,
-    #[serde(skip)]
-    expiry: OrdSet<(i64, u128)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +175,7 @@ impl TimeSale {
     }
 
     pub fn hold(&self, order: u128) -> Option<&Hold> {
-        self.holds.get(&order)
+        self.holds.get(order)
     }
 
     /// Units `user_id` holds or bought.
@@ -279,7 +281,7 @@ impl TimeSale {
         queue_pass: bool,
         ctx: &Ctx,
     ) -> Result<Decision<Self>, ApiError> {
-        if self.holds.contains_key(&order) {
+        if self.holds.contains(order) {
             return Ok(Decision::reply(self.view(self.status_at(ctx.now_ms))));
         }
         if self.terms().queue_required && !queue_pass {
@@ -327,7 +329,7 @@ impl TimeSale {
     }
 
     fn decide_commit(&self, order: u128, ctx: &Ctx) -> Result<Decision<Self>, ApiError> {
-        match self.holds.get(&order) {
+        match self.holds.get(order) {
             Some(h) if h.expires_at_ms > ctx.now_ms => {
                 let event = SaleEvent::Committed {
                     order,
@@ -346,13 +348,11 @@ impl TimeSale {
     fn decide_advance(&self, ctx: &Ctx) -> Result<Decision<Self>, ApiError> {
         let mut events = phase_steps(self.phase, self.terms(), ctx.now_ms);
         events.extend(
-            self.expiry
-                .iter()
-                .take_while(|(at, _)| *at <= ctx.now_ms)
-                .take(EXPIRE_BATCH_MAX)
-                .map(|(_, order)| SaleEvent::Released {
-                    order: *order,
-                    quantity: self.holds[order].quantity,
+            self.holds
+                .due(ctx.now_ms)
+                .map(|(order, hold)| SaleEvent::Released {
+                    order,
+                    quantity: hold.quantity,
                     reason: ReleaseReason::Expired,
                 }),
         );
@@ -435,7 +435,7 @@ impl Entity for TimeSale {
                 expires_at_ms,
                 queue_pass,
             } => self.decide_purchase(*order, user_id, *quantity, *expires_at_ms, *queue_pass, ctx),
-            SaleCommand::Release { order, reason } => match self.holds.get(order) {
+            SaleCommand::Release { order, reason } => match self.holds.get(*order) {
                 Some(h) => {
                     let event = SaleEvent::Released {
                         order: *order,
@@ -469,11 +469,9 @@ impl Entity for TimeSale {
                         expires_at_ms: *expires_at_ms,
                     },
                 );
-                self.expiry.insert((*expires_at_ms, *order));
             }
             SaleEvent::Released { order, .. } => {
-                if let Some(hold) = self.holds.remove(order) {
-                    self.expiry.remove(&(hold.expires_at_ms, *order));
+                if let Some(hold) = self.holds.remove(*order) {
                     let units = self
                         .per_user
                         .get_mut(&hold.user_id)
@@ -485,9 +483,7 @@ impl Entity for TimeSale {
                 }
             }
             SaleEvent::Committed { order, .. } => {
-                if let Some(hold) = self.holds.remove(order) {
-                    self.expiry.remove(&(hold.expires_at_ms, *order));
-                }
+                self.holds.remove(*order);
             }
             SaleEvent::Created(_) | SaleEvent::Opened | SaleEvent::Closed => {}
         }
@@ -534,24 +530,7 @@ impl Entity for TimeSale {
                 "user {user} counts {units} units (limit {limit:?})"
             ));
         }
-        let indexed = self.expiry.len() == self.holds.len()
-            && self.expiry.iter().all(|(at, order)| {
-                self.holds
-                    .get(order)
-                    .is_some_and(|h| h.expires_at_ms == *at)
-            });
-        if !indexed {
-            return Err("expiry index out of step with holds".into());
-        }
-        Ok(())
-    }
-
-    fn restore(&mut self) {
-        self.expiry = self
-            .holds
-            .iter()
-            .map(|(order, h)| (h.expires_at_ms, *order))
-            .collect();
+        self.holds.check()
     }
 
     fn next_deadline_ms(&self) -> Option<i64> {
@@ -561,7 +540,7 @@ impl Entity for TimeSale {
             Phase::Open => Some(terms.ends_at_ms),
             Phase::Closed => None,
         };
-        let expiry = self.expiry.get_min().map(|(at, _)| *at);
+        let expiry = self.holds.next_deadline_ms();
         window.into_iter().chain(expiry).min()
     }
 
