@@ -478,5 +478,4 @@ impl Entity for StockItem {
 }
 
 #[cfg(test)]
-#[path = "stock_item_tests.rs"]
 mod tests;

@@ -24,11 +24,8 @@ use super::{Ctx, Decision, Entity};
 use crate::error::{ApiError, ErrorCode};
 use crate::persistence::ReadRow;
 
-#[path = "coupon_decide.rs"]
 mod decide;
-#[path = "coupon_terms.rs"]
 mod terms;
-#[path = "coupon_views.rs"]
 mod views;
 pub use terms::{discount, DiscountType, Terms, AMOUNT_MAX, QUANTITY_MAX, TEXT_LEN_MAX};
 pub use views::{coupon_id, parse_coupon_id, CouponReply, CouponView, PolicyView, UseView};
@@ -363,5 +360,4 @@ impl Entity for CouponPolicy {
 }
 
 #[cfg(test)]
-#[path = "coupon_policy_tests.rs"]
 mod tests;

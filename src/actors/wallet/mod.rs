@@ -384,5 +384,4 @@ impl Entity for Wallet {
 }
 
 #[cfg(test)]
-#[path = "wallet_tests.rs"]
 mod tests;

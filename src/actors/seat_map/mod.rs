@@ -33,11 +33,8 @@ use super::{Ctx, Decision, Entity};
 use crate::error::ApiError;
 use crate::persistence::ReadRow;
 
-#[path = "seat_decide.rs"]
 mod decide;
-#[path = "seat_layout.rs"]
 mod layout;
-#[path = "seat_views.rs"]
 mod views;
 pub use layout::{
     place_in_row, validate_terms, EventTerms, Layout, Placement, RowTerms, SeatPlace, SectionTerms,
@@ -515,5 +512,4 @@ impl SeatMap {
 }
 
 #[cfg(test)]
-#[path = "seat_map_tests.rs"]
 mod tests;

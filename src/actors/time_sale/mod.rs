@@ -595,5 +595,4 @@ impl Entity for TimeSale {
 }
 
 #[cfg(test)]
-#[path = "time_sale_tests.rs"]
 mod tests;

@@ -518,5 +518,4 @@ impl Entity for WaitingRoom {
 }
 
 #[cfg(test)]
-#[path = "waiting_room_tests.rs"]
 mod tests;

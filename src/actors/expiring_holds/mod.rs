@@ -137,5 +137,4 @@ impl<'de, H: Expiring + Deserialize<'de>> Deserialize<'de> for ExpiringHolds<H> 
 }
 
 #[cfg(test)]
-#[path = "expiring_holds_tests.rs"]
 mod tests;

@@ -434,5 +434,4 @@ fn born(id: &str, placed: &OrderEvent) -> Order {
 }
 
 #[cfg(test)]
-#[path = "order_tests.rs"]
 mod tests;
