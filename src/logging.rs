@@ -4,7 +4,7 @@
 //! a server fault, but actix-http reports each one at ERROR ("stream error: request parse
 //! error ..."), so any client could fill the error log. Those events are counted instead
 //! ([`protocol_errors`], exported as `surge_http_protocol_errors_total`) and kept out of the
-//! log unless `RUST_LOG` asks for them explicitly.
+//! log unless `RUST_LOG` names `actix_http`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -45,7 +45,9 @@ impl<S: Subscriber> Layer<S> for CountProtocolErrors {
 /// Installs the process's subscriber. Call once, from `main`.
 pub fn init(settings: &LogSettings) {
     let from_env = EnvFilter::try_from_default_env().ok();
-    let explicit = from_env.is_some();
+    // Only a RUST_LOG that names actix-http asks for its protocol errors; `RUST_LOG=info`
+    // alone must not bring them back at ERROR.
+    let explicit = std::env::var("RUST_LOG").is_ok_and(|rules| rules.contains("actix_http"));
     let filter = from_env.unwrap_or_else(|| {
         // ractor opens a span per actor for its whole life; at INFO that is memory held by
         // every activated entity, so its spans are only kept when asked for via RUST_LOG.

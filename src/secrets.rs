@@ -51,6 +51,9 @@ const PUBLISHED: &[&str] = &[
     "change-me-admin",
 ];
 
+/// The first admin's password that the repository's default config once shipped.
+pub const PUBLISHED_ADMIN_PASSWORD: &str = "change-me-admin";
+
 /// Where a secret in use came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {

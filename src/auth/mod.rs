@@ -679,7 +679,8 @@ impl AuthService {
             tracing::info!("no bootstrap admin configured");
             return Ok(false);
         }
-        if self.store.user_by_email(&email).await?.is_some() {
+        if let Some(admin) = self.store.user_by_email(&email).await? {
+            self.replace_published_password(&admin, data_dir).await?;
             return Ok(false);
         }
         let (password, source) =
@@ -712,6 +713,41 @@ impl AuthService {
             Err(StoreError::Conflict(_)) => Ok(false),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// An install made before passwords were generated still has the bootstrap admin with the
+    /// password the repository once published: anyone could sign in as admin. Such an admin
+    /// gets a new password (the configured one, else one generated into the data dir) before
+    /// the server serves.
+    async fn replace_published_password(
+        &self,
+        admin: &User,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        let stored = Some(admin.password_hash.clone());
+        let published = secrets::PUBLISHED_ADMIN_PASSWORD;
+        if !self.verify_password(published, stored).await? {
+            return Ok(());
+        }
+        let (password, source) =
+            secrets::bootstrap_admin_password(&self.settings, data_dir, PASSWORD_LEN_MIN)?;
+        let password_hash = self.hash_password(&password).await?;
+        self.store
+            .user_set_password_hash(&admin.id, &password_hash)
+            .await?;
+        let path = match source {
+            secrets::SecretSource::Generated(path) | secrets::SecretSource::File(path) => {
+                path.display().to_string()
+            }
+            secrets::SecretSource::Configured => "auth.bootstrap_admin_password".to_string(),
+        };
+        tracing::warn!(
+            email = %admin.email,
+            new_password_in = %path,
+            "the bootstrap admin still had the password published in the surge repository; \
+             it has been replaced"
+        );
+        Ok(())
     }
 
     fn new_user(&self, email: String, name: String, password_hash: String, roles: &[Role]) -> User {

@@ -473,3 +473,44 @@ async fn a_bootstrap_admin_without_a_configured_password_gets_a_generated_one() 
         .expect("the generated password logs in");
     assert!(auth.verify(&pair.access_token).expect("valid").is_admin());
 }
+
+#[tokio::test]
+async fn an_admin_left_with_the_published_password_gets_a_new_one_at_start() {
+    let mut settings = settings();
+    settings.bootstrap_admin_password.clear();
+    let (auth, _clock, dir) = service_with(settings.clone()).await;
+    // As an install made before passwords were generated left it.
+    let old = hash_password_blocking(crate::secrets::PUBLISHED_ADMIN_PASSWORD).expect("hashes");
+    let admin = auth.new_user(
+        settings.bootstrap_admin_email.clone(),
+        "Administrator".to_string(),
+        old,
+        &[Role::Admin],
+    );
+    auth.store.user_insert(&admin).await.expect("inserted");
+    let email = &settings.bootstrap_admin_email;
+    assert!(auth
+        .login(email, crate::secrets::PUBLISHED_ADMIN_PASSWORD)
+        .await
+        .is_ok());
+
+    assert!(!auth
+        .ensure_bootstrap_admin(dir.path())
+        .await
+        .expect("starts"));
+    assert!(auth
+        .login(email, crate::secrets::PUBLISHED_ADMIN_PASSWORD)
+        .await
+        .is_err());
+    let file = dir.path().join(crate::secrets::ADMIN_PASSWORD_FILE);
+    let password = std::fs::read_to_string(&file).expect("password file");
+    auth.login(email, password.trim())
+        .await
+        .expect("the new one works");
+    // An admin whose password is its own is left alone.
+    assert!(!auth
+        .ensure_bootstrap_admin(dir.path())
+        .await
+        .expect("starts"));
+    auth.login(email, password.trim()).await.expect("unchanged");
+}

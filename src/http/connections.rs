@@ -174,17 +174,28 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// For `HttpServer::on_connect`: counts in each accepted connection.
+/// For `HttpServer::on_connect`: counts in each accepted connection, and shuts one past its
+/// address's bound at once. Waiting for its request (to answer 429) would let a client that
+/// sends nothing hold a slot of the global bound for the whole header timeout, and by
+/// reconnecting fill it.
 pub fn on_connect(counts: &Arc<ConnectionCounts>, io: &dyn Any, extensions: &mut Extensions) {
-    let address = io
-        .downcast_ref::<actix_web::rt::net::TcpStream>()
+    let stream = io.downcast_ref::<actix_web::rt::net::TcpStream>();
+    let address = stream
         .and_then(|stream| stream.peer_addr().ok())
         .map(|peer| peer.ip());
-    extensions.insert(counts.open(address));
+    let guard = counts.open(address);
+    if guard.over_cap() {
+        if let Some(stream) = stream {
+            // Both ways: actix reads end-of-stream and drops the connection; the client sees
+            // it closed. A failure leaves the 429 of `over_cap_refusal` as the answer.
+            let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
+        }
+    }
+    extensions.insert(guard);
 }
 
-/// The answer for a request on a connection past its address's bound: 429, then close. `None`
-/// for every other connection. (Called by `http::security::guard`, the outermost layer, so a
+/// The answer for a request on a connection past its address's bound (one whose shutdown at
+/// connect failed): 429, then close. `None` for every other connection. (Called by `http::security::guard`, the outermost layer, so a
 /// refused request costs no more than this.)
 pub fn over_cap_refusal(req: &ServiceRequest) -> Option<HttpResponse> {
     let guard = req.conn_data::<ConnectionGuard>()?;

@@ -156,7 +156,7 @@ function showActors(list) {
 }
 
 async function act(action) {
-  try { await call("/admin/actors/" + picked[0] + "/" + encodeURIComponent(picked[1]) + "/" + action, "POST"); }
+  try { await call("/admin/actors/" + encodeURIComponent(picked[0]) + "/" + encodeURIComponent(picked[1]) + "/" + action, "POST"); }
   catch (e) { document.getElementById("error").textContent = e.message; }
   refresh();
 }
@@ -165,7 +165,7 @@ async function refreshDetail() {
   if (!picked) return;
   const box = document.getElementById("detail");
   try {
-    const d = await call("/admin/actors/" + picked[0] + "/" + encodeURIComponent(picked[1]));
+    const d = await call("/admin/actors/" + encodeURIComponent(picked[0]) + "/" + encodeURIComponent(picked[1]));
     const title = document.createElement("div");
     title.innerHTML = "<b></b> ";
     title.firstChild.textContent = picked[0] + " " + picked[1];

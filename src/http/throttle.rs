@@ -99,11 +99,12 @@ impl AuthThrottle {
     }
 }
 
-/// What a client address counts as: IPv6 by its /64 (one host usually holds a whole one, so
-/// counting single addresses would let it spread over 2^64 of them); unknown addresses (Unix
-/// sockets) as one, 0.0.0.0.
+/// What a client address counts as: IPv4 as itself, also when a dual-stack listener (`[::]`)
+/// sees it as `::ffff:a.b.c.d` (else every IPv4 client would share the key `::`); IPv6 by its
+/// /64 (one host usually holds a whole one, so counting single addresses would let it spread
+/// over 2^64 of them); unknown addresses (Unix sockets) as one, 0.0.0.0.
 pub fn address_key(address: Option<IpAddr>) -> IpAddr {
-    match address {
+    match address.map(|ip| ip.to_canonical()) {
         Some(IpAddr::V6(v6)) => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & (u128::MAX << 64))),
         Some(v4) => v4,
         None => IpAddr::from([0, 0, 0, 0]),
@@ -141,6 +142,8 @@ fn rate_limited(wait: Duration) -> ApiError {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
     use crate::error::ErrorCode;
 
@@ -159,6 +162,19 @@ mod tests {
         throttle
             .check_address(Some(IpAddr::from([10, 0, 0, 2])))
             .expect("another address has its own budget");
+    }
+
+    #[test]
+    fn ipv4_clients_of_a_dual_stack_listener_keep_their_own_keys() {
+        let mapped = |last: u8| Some(IpAddr::from(Ipv4Addr::new(10, 0, 0, last).to_ipv6_mapped()));
+        assert_eq!(address_key(mapped(1)), IpAddr::from([10, 0, 0, 1]));
+        assert_ne!(address_key(mapped(1)), address_key(mapped(2)));
+        let throttle = AuthThrottle::new(1, 100);
+        throttle.check_address(mapped(1)).expect("first");
+        assert!(throttle.check_address(mapped(1)).is_err(), "its own budget");
+        throttle
+            .check_address(mapped(2))
+            .expect("another IPv4 client is not charged");
     }
 
     #[test]

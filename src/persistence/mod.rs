@@ -363,6 +363,8 @@ pub trait UserStore: Send + Sync + 'static {
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
     async fn user_set_roles(&self, id: &str, roles: &[String]) -> StoreResult<Option<User>>;
+    /// Replaces a user's password hash; false when there is no such user.
+    async fn user_set_password_hash(&self, id: &str, password_hash: &str) -> StoreResult<bool>;
 }
 
 /// Refresh tokens, their families and revocations.

@@ -1087,6 +1087,20 @@ macro_rules! impl_store {
                     .await?;
                 self.user_by_id(id).await
             }
+
+            async fn user_set_password_hash(
+                &self,
+                id: &str,
+                password_hash: &str,
+            ) -> StoreResult<bool> {
+                let updated = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                    .bind(password_hash)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                Ok(updated > 0)
+            }
         }
 
         #[async_trait]
