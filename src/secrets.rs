@@ -65,6 +65,16 @@ pub enum SecretSource {
     Generated(PathBuf),
 }
 
+impl SecretSource {
+    /// The file the secret is kept in; `None` for a configured one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            SecretSource::Configured => None,
+            SecretSource::File(path) | SecretSource::Generated(path) => Some(path),
+        }
+    }
+}
+
 /// Why a configured signing secret is refused; `None` when it may be used.
 pub fn jwt_secret_problem(secret: &str) -> Option<String> {
     if secret.len() < JWT_SECRET_LEN_MIN {

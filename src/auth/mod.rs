@@ -694,18 +694,14 @@ impl AuthService {
         );
         match self.store.user_insert(&user).await {
             Ok(()) => {
-                match source {
-                    secrets::SecretSource::Generated(path) | secrets::SecretSource::File(path) => {
-                        tracing::warn!(
-                            email = %user.email,
-                            password_file = %path.display(),
-                            "bootstrap admin created; its generated password is in the file \
-                             (readable by this user only)"
-                        )
-                    }
-                    secrets::SecretSource::Configured => {
-                        tracing::info!(email = %user.email, "bootstrap admin created")
-                    }
+                match source.file() {
+                    Some(path) => tracing::warn!(
+                        email = %user.email,
+                        password_file = %path.display(),
+                        "bootstrap admin created; its generated password is in the file \
+                         (readable by this user only)"
+                    ),
+                    None => tracing::info!(email = %user.email, "bootstrap admin created"),
                 }
                 Ok(true)
             }
@@ -735,12 +731,10 @@ impl AuthService {
         self.store
             .user_set_password_hash(&admin.id, &password_hash)
             .await?;
-        let path = match source {
-            secrets::SecretSource::Generated(path) | secrets::SecretSource::File(path) => {
-                path.display().to_string()
-            }
-            secrets::SecretSource::Configured => "auth.bootstrap_admin_password".to_string(),
-        };
+        let path = source.file().map_or_else(
+            || "auth.bootstrap_admin_password".to_string(),
+            |path| path.display().to_string(),
+        );
         tracing::warn!(
             email = %admin.email,
             new_password_in = %path,
