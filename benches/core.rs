@@ -43,7 +43,8 @@ use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput,
 };
-use surge::actors::order::{birth, Birth, OrderItem, Placed, Source, SourceKind};
+use surge::actors::hosted::order::{birth, Birth};
+use surge::actors::order::{OrderItem, Placed, Source, SourceKind};
 use surge::actors::stock_item::{ReleaseReason, StockCommand, StockEvent, StockItem};
 use surge::actors::waiting_room::{RoomCommand, RoomEvent, RoomTerms, WaitingRoom};
 use surge::actors::{Ctx, Entity};

@@ -1,110 +1,73 @@
-//! The one table of error codes: each code's HTTP status and title, and its problem+json body
-//! (RFC 9457). Every error a client can see goes through [`ApiError`].
+//! The one table of error codes' HTTP statuses and titles, and the problem+json body (RFC
+//! 9457). Every error a client can see goes through [`ApiError`]; an entity's [`Rejection`]
+//! becomes one here.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde::Serialize;
 
-macro_rules! error_codes {
-    ($($variant:ident => ($code:literal, $status:literal, $title:literal)),+ $(,)?) => {
-        /// Stable error codes (API.md). Adding one is fine; renaming one is a breaking change.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-        pub enum ErrorCode { $($variant),+ }
+pub use surge_domain::{ErrorCode, FieldError, FieldErrors, Rejection};
 
-        impl ErrorCode {
-            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $(ErrorCode::$variant => $code),+ }
+macro_rules! statuses {
+    ($($variant:ident => ($status:literal, $title:literal)),+ $(,)?) => {
+        /// The HTTP status of each code.
+        pub fn status_of(code: ErrorCode) -> StatusCode {
+            match code {
+                $(ErrorCode::$variant => StatusCode::from_u16($status).expect("valid status")),+
             }
+        }
 
-            pub fn status(self) -> StatusCode {
-                match self {
-                    $(ErrorCode::$variant => StatusCode::from_u16($status).expect("valid status")),+
-                }
-            }
-
-            pub fn title(self) -> &'static str {
-                match self { $(ErrorCode::$variant => $title),+ }
-            }
+        /// The problem title of each code.
+        pub fn title_of(code: ErrorCode) -> &'static str {
+            match code { $(ErrorCode::$variant => $title),+ }
         }
     };
 }
 
-error_codes! {
-    MalformedRequest => ("MALFORMED_REQUEST", 400, "Malformed request"),
-    ValidationFailed => ("VALIDATION_FAILED", 422, "Validation failed"),
-    Unauthorized => ("UNAUTHORIZED", 401, "Unauthorized"),
-    Forbidden => ("FORBIDDEN", 403, "Forbidden"),
-    NotFound => ("NOT_FOUND", 404, "Not found"),
-    MethodNotAllowed => ("METHOD_NOT_ALLOWED", 405, "Method not allowed"),
-    RequestTimeout => ("REQUEST_TIMEOUT", 408, "Request timeout"),
-    Conflict => ("CONFLICT", 409, "Conflict"),
-    PayloadTooLarge => ("PAYLOAD_TOO_LARGE", 413, "Payload too large"),
-    UnsupportedMediaType => ("UNSUPPORTED_MEDIA_TYPE", 415, "Unsupported media type"),
-    EmailTaken => ("EMAIL_TAKEN", 409, "Email already registered"),
-    InvalidCredentials => ("INVALID_CREDENTIALS", 401, "Invalid credentials"),
-    IdempotencyKeyReused => ("IDEMPOTENCY_KEY_REUSED", 422, "Idempotency key reused with a different request"),
-    IdempotencyInFlight => ("IDEMPOTENCY_IN_FLIGHT", 409, "A request with this idempotency key is still running"),
-    RateLimited => ("RATE_LIMITED", 429, "Rate limited"),
-    Unavailable => ("UNAVAILABLE", 503, "Temporarily unavailable"),
-    InsufficientStock => ("INSUFFICIENT_STOCK", 409, "Insufficient stock"),
-    SaleNotActive => ("SALE_NOT_ACTIVE", 422, "Sale not active"),
-    SoldOut => ("SOLD_OUT", 409, "Sold out"),
-    PerUserLimitExceeded => ("PER_USER_LIMIT_EXCEEDED", 422, "Per-user limit exceeded"),
-    QueuePassRequired => ("QUEUE_PASS_REQUIRED", 403, "Queue pass required"),
-    CouponExhausted => ("COUPON_EXHAUSTED", 409, "Coupons exhausted"),
-    CouponLimitReached => ("COUPON_LIMIT_REACHED", 409, "Coupon limit reached"),
-    CouponNotUsable => ("COUPON_NOT_USABLE", 422, "Coupon not usable"),
-    MinOrderNotMet => ("MIN_ORDER_NOT_MET", 422, "Minimum order amount not met"),
-    InsufficientPoints => ("INSUFFICIENT_POINTS", 409, "Insufficient points"),
-    AlreadyCancelled => ("ALREADY_CANCELLED", 409, "Already cancelled"),
-    SeatUnavailable => ("SEAT_UNAVAILABLE", 409, "Seat unavailable"),
-    TooManySeats => ("TOO_MANY_SEATS", 422, "Too many seats"),
-    SalesNotOpen => ("SALES_NOT_OPEN", 422, "Sales not open"),
-    OrderNotPayable => ("ORDER_NOT_PAYABLE", 409, "Order not payable"),
-    OrderExpired => ("ORDER_EXPIRED", 409, "Order expired"),
-    PaymentDeclined => ("PAYMENT_DECLINED", 402, "Payment declined"),
-    GatewayUnavailable => ("GATEWAY_UNAVAILABLE", 503, "Payment gateway unavailable"),
-    Internal => ("INTERNAL", 500, "Internal error"),
+statuses! {
+    MalformedRequest => (400, "Malformed request"),
+    ValidationFailed => (422, "Validation failed"),
+    Unauthorized => (401, "Unauthorized"),
+    Forbidden => (403, "Forbidden"),
+    NotFound => (404, "Not found"),
+    MethodNotAllowed => (405, "Method not allowed"),
+    RequestTimeout => (408, "Request timeout"),
+    Conflict => (409, "Conflict"),
+    PayloadTooLarge => (413, "Payload too large"),
+    UnsupportedMediaType => (415, "Unsupported media type"),
+    EmailTaken => (409, "Email already registered"),
+    InvalidCredentials => (401, "Invalid credentials"),
+    IdempotencyKeyReused => (422, "Idempotency key reused with a different request"),
+    IdempotencyInFlight => (409, "A request with this idempotency key is still running"),
+    RateLimited => (429, "Rate limited"),
+    Unavailable => (503, "Temporarily unavailable"),
+    InsufficientStock => (409, "Insufficient stock"),
+    SaleNotActive => (422, "Sale not active"),
+    SoldOut => (409, "Sold out"),
+    PerUserLimitExceeded => (422, "Per-user limit exceeded"),
+    QueuePassRequired => (403, "Queue pass required"),
+    CouponExhausted => (409, "Coupons exhausted"),
+    CouponLimitReached => (409, "Coupon limit reached"),
+    CouponNotUsable => (422, "Coupon not usable"),
+    MinOrderNotMet => (422, "Minimum order amount not met"),
+    InsufficientPoints => (409, "Insufficient points"),
+    AlreadyCancelled => (409, "Already cancelled"),
+    SeatUnavailable => (409, "Seat unavailable"),
+    TooManySeats => (422, "Too many seats"),
+    SalesNotOpen => (422, "Sales not open"),
+    OrderNotPayable => (409, "Order not payable"),
+    OrderExpired => (409, "Order expired"),
+    PaymentDeclined => (402, "Payment declined"),
+    GatewayUnavailable => (503, "Payment gateway unavailable"),
+    Internal => (500, "Internal error"),
 }
 
-/// One invalid field, listed in a 422 `VALIDATION_FAILED` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+/// How a problem body lists one invalid field: the OpenAPI schema of [`FieldError`].
+#[derive(utoipa::ToSchema)]
 #[schema(as = ProblemField)]
-pub struct FieldError {
+#[allow(dead_code)]
+pub struct ProblemFieldSchema {
     pub field: String,
     pub message: String,
-}
-
-/// Collects the invalid fields of one request body, so the client hears of all of them in one
-/// 422 `VALIDATION_FAILED`.
-#[derive(Debug, Default)]
-pub struct FieldErrors(Vec<FieldError>);
-
-impl FieldErrors {
-    pub fn new() -> FieldErrors {
-        FieldErrors::default()
-    }
-
-    /// Records `field` as invalid with `message` unless `ok`.
-    pub fn check(&mut self, ok: bool, field: &str, message: impl Into<String>) {
-        if !ok {
-            self.0.push(FieldError {
-                field: field.to_string(),
-                message: message.into(),
-            });
-        }
-    }
-
-    /// `Ok` when every check passed, else the 422 listing each failure.
-    pub fn finish(self) -> Result<(), ApiError> {
-        match self.0.is_empty() {
-            true => Ok(()),
-            false => Err(ApiError::invalid_fields(self.0)),
-        }
-    }
 }
 
 /// An error as the client sees it.
@@ -125,6 +88,18 @@ pub struct ApiError {
 /// Seconds a client should wait before retrying a 429 or 503.
 const RETRY_AFTER_SECS: u64 = 1;
 
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> ApiError {
+        ApiError {
+            code: rejection.code,
+            detail: rejection.detail,
+            errors: rejection.fields,
+            outcome_unknown: false,
+            retry_after_secs: None,
+        }
+    }
+}
+
 impl ApiError {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> ApiError {
         ApiError {
@@ -144,18 +119,7 @@ impl ApiError {
     }
 
     pub fn invalid_fields(errors: Vec<FieldError>) -> ApiError {
-        let detail = errors
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.message))
-            .collect::<Vec<_>>()
-            .join("; ");
-        ApiError {
-            code: ErrorCode::ValidationFailed,
-            detail,
-            errors,
-            outcome_unknown: false,
-            retry_after_secs: None,
-        }
+        Rejection::invalid_fields(errors).into()
     }
 
     pub fn unavailable(detail: impl Into<String>) -> ApiError {
@@ -199,8 +163,8 @@ impl ApiError {
         let kebab = self.code.as_str().to_ascii_lowercase().replace('_', "-");
         let mut body = serde_json::json!({
             "type": format!("/problems/{kebab}"),
-            "title": self.code.title(),
-            "status": self.code.status().as_u16(),
+            "title": title_of(self.code),
+            "status": status_of(self.code).as_u16(),
             "detail": self.detail,
             "code": self.code.as_str(),
         });
@@ -213,7 +177,7 @@ impl ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.code.status()
+        status_of(self.code)
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -224,7 +188,7 @@ impl ResponseError for ApiError {
             // its request could not be told from a next one.
             response.force_close();
         }
-        if matches!(self.code.status().as_u16(), 429 | 503) {
+        if matches!(status_of(self.code).as_u16(), 429 | 503) {
             let secs = self.retry_after_secs.unwrap_or(RETRY_AFTER_SECS);
             response.insert_header(("Retry-After", secs.to_string()));
         }
@@ -235,31 +199,6 @@ impl ResponseError for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn field_errors_list_every_failed_check_in_order() {
-        let mut errors = FieldErrors::new();
-        errors.check(true, "fine", "never shown");
-        errors.check(false, "quantity", "must be 1 to 10");
-        errors.check(false, "name", format!("must be at most {} bytes", 200));
-        let err = errors.finish().expect_err("two checks failed");
-        assert_eq!(err.code, ErrorCode::ValidationFailed);
-        let fields: Vec<&str> = err.errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["quantity", "name"]);
-        assert!(FieldErrors::new().finish().is_ok());
-    }
-
-    #[test]
-    fn every_code_has_a_distinct_screaming_snake_name() {
-        let mut names: Vec<_> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), ErrorCode::ALL.len());
-        for code in ErrorCode::ALL {
-            let json = serde_json::to_value(code).expect("serialises");
-            assert_eq!(json, code.as_str());
-        }
-    }
 
     #[test]
     fn problem_body_has_kebab_type_and_code() {
@@ -274,7 +213,7 @@ mod tests {
     #[test]
     fn validation_errors_list_their_fields() {
         let err = ApiError::validation("quantity", "must be at least 1");
-        assert_eq!(err.code.status().as_u16(), 422);
+        assert_eq!(status_of(err.code).as_u16(), 422);
         assert_eq!(err.body()["errors"][0]["field"], "quantity");
     }
 }

@@ -1,8 +1,10 @@
 //! surge: one server for the moments when thousands of people want the same few things.
 //!
 //! Map of the system:
-//! - [`actors`]: the pure entities (stock item, order, ...) and `EntityActor<E>`, the one
-//!   generic actor that runs them: recover, decide, apply, persist, reply.
+//! - `surge_domain` (crates/surge-domain): the pure entities (stock item, order, ...), their
+//!   commands, events, rules and invariants, with no web, SQL or async runtime.
+//! - [`actors`]: `EntityActor<E>`, the one generic actor that runs any entity (recover,
+//!   decide, apply, persist, reply), and per kind its read rows, live topic and admin view.
 //! - [`supervisors`]: `Region<E>`, one per kind (activation, passivation, restarts, admission),
 //!   and the durable-deadline scheduler.
 //! - [`persistence`]: the journal-and-snapshot `Store` (SQLite or PostgreSQL), the group-commit
@@ -12,8 +14,7 @@
 //! - [`live`]: per-topic latest-value channels from actors to WebSocket sessions.
 //! - [`secrets`]: the signing secret and first admin password a fresh install generates.
 //! - [`app`]: builds all of the above from [`config::Settings`] and runs it.
-//! - [`text`]: what free text (names, titles, descriptions) may hold.
-//! - [`error`]: the one table of error codes and their problem+json form.
+//! - [`error`]: the one table mapping error codes to HTTP statuses and problem+json.
 
 pub mod actors;
 pub mod app;
@@ -28,4 +29,4 @@ pub mod persistence;
 pub mod runtime;
 pub mod secrets;
 pub mod supervisors;
-pub mod text;
+pub use surge_domain::text;

@@ -24,7 +24,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{checked_snapshot, pid, Ctx, Entity, SideWrites};
+use super::{checked_snapshot, pid, Ctx, Entity, Hosted, SideWrites};
 use crate::error::ApiError;
 use crate::live::{Changes, LiveChange, LiveHub, Update};
 use crate::persistence::journal::{Append, CommitError, WriterId};
@@ -36,7 +36,7 @@ const DEADLINE_RETRY_MS: i64 = 100;
 
 pub type ReplyTx<E> = oneshot::Sender<Result<<E as Entity>::Reply, ApiError>>;
 
-pub struct CommandEnvelope<E: Entity> {
+pub struct CommandEnvelope<E: Hosted> {
     pub command: E::Command,
     pub side: Option<SideWrites<E>>,
     pub reply: ReplyTx<E>,
@@ -55,7 +55,7 @@ pub struct Inspection {
     pub state: serde_json::Value,
 }
 
-pub enum EntityMsg<E: Entity> {
+pub enum EntityMsg<E: Hosted> {
     Command(CommandEnvelope<E>),
     DeadlineDue,
     /// Stop if idle (sent by the region's sweeper) or unconditionally when `force`.
@@ -105,12 +105,12 @@ impl EntityShared {
 }
 
 /// A running entity as its region's registry holds it.
-pub struct LiveEntity<E: Entity> {
+pub struct LiveEntity<E: Hosted> {
     pub actor: ActorRef<EntityMsg<E>>,
     pub shared: Arc<EntityShared>,
 }
 
-impl<E: Entity> Clone for LiveEntity<E> {
+impl<E: Hosted> Clone for LiveEntity<E> {
     fn clone(&self) -> Self {
         LiveEntity {
             actor: self.actor.clone(),
@@ -120,7 +120,7 @@ impl<E: Entity> Clone for LiveEntity<E> {
 }
 
 /// An activated entity whose actor is stopped: its state waits in the registry.
-pub struct Parked<E: Entity> {
+pub struct Parked<E: Hosted> {
     pub entity: E,
     pub last_seq: u64,
     pub snapshot_seq: u64,
@@ -129,12 +129,12 @@ pub struct Parked<E: Entity> {
 }
 
 /// A registry entry: a running actor, or a parked state.
-pub enum Slot<E: Entity> {
+pub enum Slot<E: Hosted> {
     Live(LiveEntity<E>),
     Parked(Box<Parked<E>>),
 }
 
-impl<E: Entity> Slot<E> {
+impl<E: Hosted> Slot<E> {
     pub fn live(&self) -> Option<&LiveEntity<E>> {
         match self {
             Slot::Live(live) => Some(live),
@@ -154,7 +154,7 @@ impl<E: Entity> Slot<E> {
 
 pub type LiveMap<E> = Arc<DashMap<String, Slot<E>>>;
 
-pub struct EntityArgs<E: Entity> {
+pub struct EntityArgs<E: Hosted> {
     pub id: String,
     pub rt: SharedRuntime,
     pub shared: Arc<EntityShared>,
@@ -193,7 +193,7 @@ impl<E> Default for EntityActor<E> {
     }
 }
 
-pub struct EntityState<E: Entity> {
+pub struct EntityState<E: Hosted> {
     id: String,
     pid: String,
     /// The live-update topic, if the kind has one.
@@ -221,7 +221,7 @@ pub struct EntityState<E: Entity> {
     parked: Option<Box<Parked<E>>>,
 }
 
-impl<E: Entity> Actor for EntityActor<E> {
+impl<E: Hosted> Actor for EntityActor<E> {
     type Msg = EntityMsg<E>;
     type State = EntityState<E>;
     type Arguments = EntityArgs<E>;
@@ -360,7 +360,7 @@ impl<E: Entity> Actor for EntityActor<E> {
     }
 }
 
-impl<E: Entity> EntityState<E> {
+impl<E: Hosted> EntityState<E> {
     async fn recover(&mut self) -> Result<(), ActorProcessingErr> {
         // Appends queued by an earlier incarnation land before we read.
         self.rt.journal.barrier().await?;
@@ -435,7 +435,7 @@ impl<E: Entity> EntityState<E> {
             Ok(decision) => decision,
             Err(rejection) => {
                 if let Some(reply) = reply {
-                    let _ = reply.send(Err(rejection));
+                    let _ = reply.send(Err(rejection.into()));
                 }
                 return true;
             }

@@ -14,8 +14,8 @@ use super::lists::read_list;
 use super::openapi::{IdempotencyKey, Page, Paging};
 use super::{ListQuery, RawBody, State};
 use crate::actors::coupon_policy::{
-    parse_coupon_id, CouponCommand, CouponPolicy, CouponReply, CouponView, DiscountType,
-    PolicyView, Terms, UseView, AMOUNT_MAX, COUPON_ROW_KIND, POLICY_ROW_KIND, TEXT_LEN_MAX,
+    parse_coupon_id, CouponCommand, CouponPolicy, CouponReply, CouponView, DiscountType, Terms,
+    AMOUNT_MAX, COUPON_ROW_KIND, POLICY_ROW_KIND, TEXT_LEN_MAX,
 };
 use crate::auth::{is_valid_user_id, Caller};
 use crate::error::{ApiError, FieldError, FieldErrors};
@@ -48,6 +48,7 @@ struct CreateBody {
     title: String,
     #[schema(max_length = 200)]
     description: Option<String>,
+    #[schema(value_type = DiscountTypeSchema)]
     discount_type: DiscountType,
     /// A percentage (1-100) or an amount (1 to 10^12).
     #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
@@ -135,7 +136,7 @@ async fn keyed(
     operation_id = "create_coupon_policy",
     security(("bearer" = ["operator", "admin"])), request_body = CreateBody, params(IdempotencyKey),
     responses(
-        (status = 201, description = "The new policy", body = PolicyView),
+        (status = 201, description = "The new policy", body = PolicyViewSchema),
         (status = 403, description = "FORBIDDEN: not an operator"),
         (status = 422, description = "VALIDATION_FAILED"),
     ))]
@@ -178,7 +179,7 @@ fn policy_of(path: &str) -> Result<String, ApiError> {
     security(("bearer" = [])), params(("id" = String, Path, description = "The policy id")),
     responses(
         (status = 200, description = "The policy with `issued`, `used` and `remaining`",
-            body = PolicyView),
+            body = PolicyViewSchema),
         (status = 404, description = "NOT_FOUND"),
     ))]
 async fn get_policy(
@@ -196,7 +197,7 @@ async fn get_policy(
     operation_id = "list_coupon_policies",
     security(("bearer" = [])), params(Paging),
     responses(
-        (status = 200, description = "Policies, newest first", body = Page<PolicyView>),
+        (status = 200, description = "Policies, newest first", body = Page<PolicyViewSchema>),
         (status = 422, description = "VALIDATION_FAILED: a bad limit or cursor"),
     ))]
 async fn list_policies(
@@ -227,7 +228,7 @@ struct IssueBody {
     description = "Never more issued than `total_quantity`, never more to one user than \
         `per_user_limit`, under any concurrency.",
     responses(
-        (status = 201, description = "The coupon, `ISSUED`", body = CouponView),
+        (status = 201, description = "The coupon, `ISSUED`", body = CouponViewSchema),
         (status = 403, description = "FORBIDDEN: a customer issuing to someone else"),
         (status = 404, description = "NOT_FOUND"),
         (status = 409, description = "COUPON_EXHAUSTED, COUPON_LIMIT_REACHED"),
@@ -270,7 +271,7 @@ async fn issue(
     params(Paging, ("user_id" = Option<String>, Query,
         description = "Operators: this user's coupons. Absent: the caller's")),
     responses(
-        (status = 200, description = "Coupons, newest first", body = Page<CouponView>),
+        (status = 200, description = "Coupons, newest first", body = Page<CouponViewSchema>),
         (status = 403, description = "FORBIDDEN: a customer naming another user"),
         (status = 422, description = "VALIDATION_FAILED: a bad limit or cursor"),
     ))]
@@ -294,7 +295,7 @@ fn coupon_of(path: &str) -> Result<(String, u64), ApiError> {
     operation_id = "get_coupon",
     security(("bearer" = [])), params(("id" = String, Path, description = "The coupon id")),
     responses(
-        (status = 200, description = "The coupon", body = CouponView),
+        (status = 200, description = "The coupon", body = CouponViewSchema),
         (status = 403, description = "FORBIDDEN: someone else's coupon"),
         (status = 404, description = "NOT_FOUND"),
     ))]
@@ -339,7 +340,7 @@ struct UseBody {
     description = "`PERCENTAGE`: `floor(order_amount * value / 100)`, capped by \
         `max_discount_amount`. `FIXED`: `min(value, order_amount)`.",
     responses(
-        (status = 200, description = "The coupon, `USED`, and the discount", body = UseView),
+        (status = 200, description = "The coupon, `USED`, and the discount", body = UseViewSchema),
         (status = 403, description = "FORBIDDEN: someone else's coupon"),
         (status = 404, description = "NOT_FOUND"),
         (status = 422, description = "MIN_ORDER_NOT_MET, COUPON_NOT_USABLE, VALIDATION_FAILED"),
@@ -398,7 +399,7 @@ async fn use_coupon(
     description = "Undoes a use: the coupon is `ISSUED` again. An `ISSUED` coupon is answered \
         as it is.",
     responses(
-        (status = 200, description = "The coupon, `ISSUED`", body = CouponView),
+        (status = 200, description = "The coupon, `ISSUED`", body = CouponViewSchema),
         (status = 403, description = "FORBIDDEN: someone else's coupon"),
         (status = 404, description = "NOT_FOUND"),
     ))]
@@ -425,4 +426,67 @@ async fn cancel(
         StatusCode::OK,
     )
     .await
+}
+
+// The OpenAPI schemas of the domain types this module answers with: the domain crate knows
+// no HTTP, so their documented shape lives here, and `described_shapes_match_what_the_server_
+// sends` (tests/api/openapi.rs) fails if the two drift apart.
+
+#[derive(utoipa::ToSchema)]
+#[schema(as = PolicyView)]
+#[allow(dead_code)] // Describes the domain's `PolicyView`; never built.
+pub struct PolicyViewSchema {
+    pub id: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub discount_type: DiscountTypeSchema,
+    pub discount_value: i64,
+    pub min_order_amount: i64,
+    pub max_discount_amount: Option<i64>,
+    pub total_quantity: i64,
+    pub per_user_limit: i64,
+    pub starts_at: String,
+    pub ends_at: String,
+    pub issued: u64,
+    pub used: u64,
+    pub remaining: u64,
+    pub created_at: String,
+    pub version: u64,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(as = CouponView)]
+#[allow(dead_code)] // Describes the domain's `CouponView`; never built.
+pub struct CouponViewSchema {
+    pub id: String,
+    pub policy_id: String,
+    pub user_id: String,
+    /// `ISSUED` or `USED`.
+    pub status: String,
+    pub expires_at: String,
+    pub issued_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_amount: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(as = UseView)]
+#[allow(dead_code)] // Describes the domain's `UseView`; never built.
+pub struct UseViewSchema {
+    pub coupon: CouponViewSchema,
+    pub discount: i64,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(as = DiscountType)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DiscountTypeSchema {
+    Percentage,
+    Fixed,
 }

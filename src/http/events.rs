@@ -65,7 +65,7 @@ struct CreateBody {
     #[serde(default)]
     queue_required: bool,
     /// At most 200,000 seats in all.
-    #[schema(min_items = 1)]
+    #[schema(min_items = 1, value_type = Vec<SectionTermsSchema>)]
     sections: Vec<SectionTerms>,
 }
 
@@ -122,7 +122,7 @@ fn map_of(reply: SeatReply) -> Result<MapView, ApiError> {
     security(("bearer" = ["operator", "admin"])), request_body = CreateBody, params(IdempotencyKey),
     responses(
         (status = 201, description = "The event with `seats_total` and its availability",
-            body = MapView),
+            body = MapViewSchema),
         (status = 403, description = "FORBIDDEN: not an operator"),
         (status = 413, description = "PAYLOAD_TOO_LARGE: a body over 1 MiB (a stadium's layout)"),
         (status = 422, description = "VALIDATION_FAILED"),
@@ -158,7 +158,7 @@ async fn create(
     security(("bearer" = [])), params(("id" = String, Path, description = "The event id")),
     responses(
         (status = 200, description = "The event with `availability: {available, held, sold}` \
-            in all and per section", body = MapView),
+            in all and per section", body = MapViewSchema),
         (status = 404, description = "NOT_FOUND"),
     ))]
 async fn get(
@@ -199,7 +199,7 @@ async fn seats(
     operation_id = "list_events",
     security(("bearer" = [])), params(Paging),
     responses(
-        (status = 200, description = "Events, newest first", body = Page<MapView>),
+        (status = 200, description = "Events, newest first", body = Page<MapViewSchema>),
         (status = 422, description = "VALIDATION_FAILED: a bad limit or cursor"),
     ))]
 async fn list(
@@ -216,7 +216,7 @@ async fn list(
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // Describes the answer's JSON; never built.
 struct Seats {
-    seats: Vec<crate::actors::seat_map::SeatView>,
+    seats: Vec<SeatViewSchema>,
 }
 
 /// `{seat_ids: [..]}` or `{section?, quantity}`.
@@ -259,7 +259,7 @@ impl HoldBody {
         released by itself, also when the server was down at that moment.",
     responses(
         (status = 201, description = "The order, `RESERVED`, one item per seat",
-            body = crate::actors::order::OrderView),
+            body = super::orders::OrderViewSchema),
         (status = 403, description = "QUEUE_PASS_REQUIRED"),
         (status = 404, description = "NOT_FOUND"),
         (status = 409, description = "SEAT_UNAVAILABLE (all or nothing)"),
@@ -389,4 +389,91 @@ impl queue::Queued for EventQueue {
             None => Ok(0),
         }
     }
+}
+
+// The OpenAPI schemas of the domain types this module answers with: the domain crate knows
+// no HTTP, so their documented shape lives here, and `described_shapes_match_what_the_server_
+// sends` (tests/api/openapi.rs) fails if the two drift apart.
+
+#[derive(utoipa::ToSchema)]
+#[schema(as = RowTerms)]
+#[allow(dead_code)] // Describes the domain's `RowTerms`; never built.
+pub struct RowTermsSchema {
+    #[schema(pattern = "^[A-Za-z0-9_]{1,16}$")]
+    pub name: String,
+    #[schema(minimum = 1, maximum = 1000)]
+    pub seats: u32,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    pub price: i64,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(as = SectionTerms)]
+#[allow(dead_code)] // Describes the domain's `SectionTerms`; never built.
+pub struct SectionTermsSchema {
+    #[schema(pattern = "^[A-Za-z0-9_]{1,16}$")]
+    pub name: String,
+    #[schema(min_items = 1)]
+    pub rows: Vec<RowTermsSchema>,
+}
+
+/// Seats by status; `available + held + sold` is the seats counted.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Availability)]
+#[allow(dead_code)] // Describes the domain's `Availability`; never built.
+pub struct AvailabilitySchema {
+    pub available: u32,
+    pub held: u32,
+    pub sold: u32,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(as = SectionView)]
+#[allow(dead_code)] // Describes the domain's `SectionView`; never built.
+pub struct SectionViewSchema {
+    pub name: String,
+    pub seats_total: u32,
+    pub availability: AvailabilitySchema,
+}
+
+/// The event as API.md shows it.
+#[derive(utoipa::ToSchema)]
+#[schema(as = MapView)]
+#[allow(dead_code)] // Describes the domain's `MapView`; never built.
+pub struct MapViewSchema {
+    pub id: String,
+    pub name: String,
+    pub venue: String,
+    pub starts_at: String,
+    pub sales_open_at: Option<String>,
+    pub hold_ttl_secs: i64,
+    pub max_seats_per_order: u32,
+    pub queue_required: bool,
+    pub seats_total: u32,
+    pub availability: AvailabilitySchema,
+    pub sections: Vec<SectionViewSchema>,
+    pub version: u64,
+}
+
+/// One seat of GET /events/{id}/seats.
+#[derive(utoipa::ToSchema)]
+#[schema(as = SeatView)]
+#[allow(dead_code)] // Describes the domain's `SeatView`; never built.
+pub struct SeatViewSchema {
+    pub id: String,
+    pub section: String,
+    pub row: String,
+    pub number: u32,
+    pub price: i64,
+    pub status: SeatStatusSchema,
+}
+
+/// A seat's status; stored as its byte, one per seat.
+#[derive(utoipa::ToSchema)]
+#[schema(as = SeatStatus)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SeatStatusSchema {
+    Available,
+    Held,
+    Sold,
 }

@@ -9,8 +9,9 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use super::State;
-use crate::actors::order::{birth, Birth, Placed};
-use crate::actors::{Entity, SideWrites};
+use crate::actors::hosted::order::{birth, Birth};
+use crate::actors::order::Placed;
+use crate::actors::{Entity, Hosted, SideWrites};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 use crate::persistence::idempotency::{fingerprint, validate_key, Begin};
@@ -204,7 +205,7 @@ where
 
 /// Asks entity `id` of `region`, keeping the key's guard until the outcome is known, and
 /// remembers the key once the change (and its record) has committed.
-pub async fn ask_keyed<E: Entity>(
+pub async fn ask_keyed<E: Hosted>(
     state: &State,
     region: &Region<E>,
     id: &str,

@@ -102,7 +102,7 @@ pub struct Problem {
     code: String,
     /// For `VALIDATION_FAILED`: each field that failed and why.
     #[schema(nullable = false)]
-    errors: Option<Vec<crate::error::FieldError>>,
+    errors: Option<Vec<crate::error::ProblemFieldSchema>>,
 }
 
 /// A page of a list, newest first.

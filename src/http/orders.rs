@@ -77,7 +77,7 @@ fn validate_lines(lines: &[LineBody], lines_max: usize) -> Result<(), ApiError> 
             format!("must be 1 to {LINE_QUANTITY_MAX}"),
         );
     }
-    errors.finish()
+    Ok(errors.finish()?)
 }
 
 /// What the order will be born with, once the last line's price is known.
@@ -145,7 +145,7 @@ impl Plan {
         before it). The order is `RESERVED` until it is paid or its `expires_at` passes, when \
         its units go back by themselves.",
     responses(
-        (status = 201, description = "The order, `RESERVED`", body = OrderView),
+        (status = 201, description = "The order, `RESERVED`", body = OrderViewSchema),
         (status = 404, description = "NOT_FOUND: a SKU that does not exist"),
         (status = 409, description = "INSUFFICIENT_STOCK"),
         (status = 422, description = "VALIDATION_FAILED"),
@@ -298,7 +298,7 @@ pub(crate) async fn owned_order(
     security(("bearer" = [])), params(("id" = String, Path, description = "The order id (a UUID)")),
     description = "Read your writes: right after the 201 that created it, it is there.",
     responses(
-        (status = 200, description = "The order", body = OrderView),
+        (status = 200, description = "The order", body = OrderViewSchema),
         (status = 403, description = "FORBIDDEN: someone else's order"),
         (status = 404, description = "NOT_FOUND"),
     ))]
@@ -318,7 +318,7 @@ async fn get(
     description = "A `RESERVED` (or `PAYMENT_FAILED`) order becomes `CANCELLED` and its units \
         or seats go back; cancelling a `CANCELLED` order again answers it as it is.",
     responses(
-        (status = 200, description = "The order after the cancel", body = OrderView),
+        (status = 200, description = "The order after the cancel", body = OrderViewSchema),
         (status = 403, description = "FORBIDDEN: someone else's order"),
         (status = 404, description = "NOT_FOUND"),
         (status = 409, description = "ORDER_EXPIRED: its units are already back; CONFLICT: \
@@ -365,7 +365,7 @@ async fn cancel(
         description = "Operators: one user's orders (everyone's without it). Customers: only \
             their own id")),
     responses(
-        (status = 200, description = "Orders, newest first", body = Page<OrderView>),
+        (status = 200, description = "Orders, newest first", body = Page<OrderViewSchema>),
         (status = 403, description = "FORBIDDEN: a customer naming another user"),
         (status = 422, description = "VALIDATION_FAILED: a bad limit or cursor"),
     ))]
@@ -385,4 +385,76 @@ async fn list(
     };
     let page = super::read_page(&state, "order", owner, None, &query, limit).await?;
     Ok(HttpResponse::Ok().json(page))
+}
+
+// The OpenAPI schemas of the domain types this module answers with: the domain crate knows
+// no HTTP, so their documented shape lives here, and `described_shapes_match_what_the_server_
+// sends` (tests/api/openapi.rs) fails if the two drift apart.
+
+#[derive(utoipa::ToSchema)]
+#[schema(as = OrderStatus)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatusSchema {
+    Reserved,
+    Paying,
+    Confirmed,
+    PaymentFailed,
+    Expired,
+    Cancelled,
+    Refunding,
+    Refunded,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(as = Source)]
+#[allow(dead_code)] // Describes the domain's `Source`; never built.
+pub struct SourceSchema {
+    #[serde(rename = "type")]
+    #[schema(value_type = String, example = "time_sale")]
+    pub kind: SourceKind,
+    pub id: String,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(as = OrderItem)]
+#[allow(dead_code)] // Describes the domain's `OrderItem`; never built.
+pub struct OrderItemSchema {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub quantity: i64,
+    pub unit_price: i64,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(as = StepView)]
+#[allow(dead_code)] // Describes the domain's `StepView`; never built.
+pub struct StepViewSchema {
+    pub name: String,
+    pub status: String,
+    pub at: String,
+}
+
+/// The order as API.md shows it.
+#[derive(utoipa::ToSchema)]
+#[schema(as = OrderView)]
+#[allow(dead_code)] // Describes the domain's `OrderView`; never built.
+pub struct OrderViewSchema {
+    pub id: String,
+    pub user_id: String,
+    pub source: SourceSchema,
+    pub items: Vec<OrderItemSchema>,
+    pub status: OrderStatusSchema,
+    pub amount: i64,
+    pub discount: i64,
+    pub points_used: i64,
+    pub card_amount: i64,
+    pub coupon_id: Option<String>,
+    pub payment_id: Option<String>,
+    pub expires_at: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// `{code, detail}` of a failed payment.
+    #[schema(value_type = Option<Object>)]
+    pub failure: Option<serde_json::Value>,
+    pub steps: Vec<StepViewSchema>,
 }

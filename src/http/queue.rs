@@ -199,6 +199,7 @@ pub(crate) struct TicketBody {
     pub(crate) position: u64,
     /// Seconds until admission at the current rate; null when paused or unknown.
     pub(crate) eta_secs: Option<u64>,
+    #[schema(value_type = TicketStatusSchema)]
     pub(crate) status: TicketStatus,
     /// While admitted: the pass to send as `X-Queue-Pass`, bound to user and resource.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -430,3 +431,15 @@ documented_queue_routes!(
     event_stats,
     event_configure
 );
+
+// The OpenAPI schemas of the domain types this module answers with: the domain crate knows
+// no HTTP, so their documented shape lives here, and `described_shapes_match_what_the_server_
+// sends` (tests/api/openapi.rs) fails if the two drift apart.
+
+#[derive(utoipa::ToSchema)]
+#[schema(as = TicketStatus)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TicketStatusSchema {
+    Waiting,
+    Admitted,
+}

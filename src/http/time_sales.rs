@@ -108,7 +108,7 @@ impl CreateBody {
     description = "Its status flips by itself at `starts_at` and `ends_at` (durable \
         deadlines), so live subscribers see it change without any request.",
     responses(
-        (status = 201, description = "The new sale", body = SaleView),
+        (status = 201, description = "The new sale", body = SaleViewSchema),
         (status = 403, description = "FORBIDDEN: not an operator"),
         (status = 422, description = "VALIDATION_FAILED (also for a `product_id` that names no \
             product)"),
@@ -154,7 +154,7 @@ async fn product_of(state: &State, product_id: &str) -> Result<String, ApiError>
     security(("bearer" = [])), params(("id" = String, Path, description = "The sale id")),
     responses(
         (status = 200, description = "The sale; `remaining = quantity - reserved - sold`",
-            body = SaleView),
+            body = SaleViewSchema),
         (status = 404, description = "NOT_FOUND"),
     ))]
 async fn get(
@@ -195,10 +195,10 @@ struct StatusQuery {
 #[utoipa::path(get, path = "/time-sales", summary = "List time sales", tag = "time-sales",
     operation_id = "list_time_sales",
     security(("bearer" = [])),
-    params(Paging, ("status" = Option<SaleStatus>, Query,
+    params(Paging, ("status" = Option<SaleStatusSchema>, Query,
         description = "Only sales in this status")),
     responses(
-        (status = 200, description = "Sales, newest first", body = Page<SaleView>),
+        (status = 200, description = "Sales, newest first", body = Page<SaleViewSchema>),
         (status = 422, description = "VALIDATION_FAILED: a bad status, limit or cursor"),
     ))]
 async fn list(
@@ -261,7 +261,7 @@ impl Default for PurchaseBody {
         back to `remaining` by itself.",
     responses(
         (status = 201, description = "The order, `RESERVED`",
-            body = crate::actors::order::OrderView),
+            body = super::orders::OrderViewSchema),
         (status = 403, description = "QUEUE_PASS_REQUIRED"),
         (status = 404, description = "NOT_FOUND"),
         (status = 409, description = "SOLD_OUT; INSUFFICIENT_STOCK when fewer remain than \
@@ -370,4 +370,40 @@ impl Purchase {
         .await?;
         answer.created()
     }
+}
+
+// The OpenAPI schemas of the domain types this module answers with: the domain crate knows
+// no HTTP, so their documented shape lives here, and `described_shapes_match_what_the_server_
+// sends` (tests/api/openapi.rs) fails if the two drift apart.
+
+#[derive(utoipa::ToSchema)]
+#[schema(as = SaleStatus)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SaleStatusSchema {
+    Scheduled,
+    Active,
+    SoldOut,
+    Ended,
+}
+
+/// The sale as API.md shows it.
+#[derive(utoipa::ToSchema)]
+#[schema(as = SaleView)]
+#[allow(dead_code)] // Describes the domain's `SaleView`; never built.
+pub struct SaleViewSchema {
+    pub id: String,
+    pub product_id: String,
+    pub quantity: i64,
+    pub remaining: i64,
+    pub reserved: i64,
+    pub sold: i64,
+    pub sale_price: i64,
+    pub starts_at: String,
+    pub ends_at: String,
+    pub status: SaleStatusSchema,
+    /// Units one user may hold in reserved or paid orders; null: unlimited.
+    pub per_user_limit: Option<i64>,
+    /// Purchases need the `X-Queue-Pass` of the sale's waiting room.
+    pub queue_required: bool,
+    pub version: u64,
 }

@@ -71,7 +71,7 @@ impl AmountBody {
                 ),
             );
         }
-        errors.finish()
+        Ok(errors.finish()?)
     }
 }
 
@@ -118,7 +118,7 @@ async fn show(state: &State, user_id: &str) -> Result<HttpResponse, ApiError> {
     operation_id = "get_my_wallet",
     security(("bearer" = [])),
     description = "A wallet exists for every user; one never used has balance 0.",
-    responses((status = 200, description = "The caller's wallet", body = WalletView)))]
+    responses((status = 200, description = "The caller's wallet", body = WalletViewSchema)))]
 async fn get_mine(state: State, caller: Caller) -> Result<HttpResponse, ApiError> {
     show(&state, &caller.user_id).await
 }
@@ -128,7 +128,7 @@ async fn get_mine(state: State, caller: Caller) -> Result<HttpResponse, ApiError
     security(("bearer" = [])), params(("user_id" = String, Path,
         description = "The wallet's user")),
     responses(
-        (status = 200, description = "The wallet", body = WalletView),
+        (status = 200, description = "The wallet", body = WalletViewSchema),
         (status = 403, description = "FORBIDDEN: a customer's view of someone else's wallet"),
         (status = 404, description = "NOT_FOUND: not a valid user id"),
     ))]
@@ -170,7 +170,7 @@ async fn transact(
     security(("bearer" = ["operator", "admin"])), params(("user_id" = String, Path,
         description = "The wallet's user"), IdempotencyKey), request_body = AmountBody,
     responses(
-        (status = 201, description = "The `EARN` transaction", body = TxView),
+        (status = 201, description = "The `EARN` transaction", body = TxViewSchema),
         (status = 403, description = "FORBIDDEN: not an operator"),
         (status = 404, description = "NOT_FOUND: not a valid user id"),
         (status = 422, description = "VALIDATION_FAILED"),
@@ -198,7 +198,7 @@ async fn earn(
     operation_id = "use_points",
     security(("bearer" = [])), params(IdempotencyKey), request_body = AmountBody,
     responses(
-        (status = 201, description = "The `USE` transaction", body = TxView),
+        (status = 201, description = "The `USE` transaction", body = TxViewSchema),
         (status = 409, description = "INSUFFICIENT_POINTS"),
         (status = 422, description = "VALIDATION_FAILED"),
     ))]
@@ -225,7 +225,7 @@ async fn use_points(
         description = "The transaction to reverse"),
         IdempotencyKey),
     responses(
-        (status = 201, description = "The reversing `CANCEL` transaction", body = TxView),
+        (status = 201, description = "The reversing `CANCEL` transaction", body = TxViewSchema),
         (status = 403, description = "FORBIDDEN: not an operator"),
         (status = 404, description = "NOT_FOUND: no such transaction"),
         (status = 409, description = "ALREADY_CANCELLED; INSUFFICIENT_POINTS when cancelling \
@@ -260,7 +260,7 @@ async fn cancel(
     operation_id = "list_my_transactions", security(("bearer" = [])), params(Paging),
     responses(
         (status = 200, description = "Transactions, newest first; each `balance_after` chains",
-            body = Page<TxView>),
+            body = Page<TxViewSchema>),
         (status = 422, description = "VALIDATION_FAILED: a bad limit or cursor"),
     ))]
 async fn list_mine(
@@ -277,7 +277,7 @@ async fn list_mine(
         Path, description = "The wallet's user"), Paging),
     responses(
         (status = 200, description = "Transactions, newest first; each `balance_after` chains",
-            body = Page<TxView>),
+            body = Page<TxViewSchema>),
         (status = 403, description = "FORBIDDEN: a customer's view of someone else's wallet"),
         (status = 404, description = "NOT_FOUND: not a valid user id"),
         (status = 422, description = "VALIDATION_FAILED: a bad limit or cursor"),
@@ -291,4 +291,48 @@ async fn list(
     let user_id = user_of(&caller, &path)?;
     may_see(&caller, user_id)?;
     read_list(&state, TX_ROW_KIND, Some(user_id), &query).await
+}
+
+// The OpenAPI schemas of the domain types this module answers with: the domain crate knows
+// no HTTP, so their documented shape lives here, and `described_shapes_match_what_the_server_
+// sends` (tests/api/openapi.rs) fails if the two drift apart.
+
+#[derive(utoipa::ToSchema)]
+#[schema(as = TxKind)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TxKindSchema {
+    Earn,
+    Use,
+    Cancel,
+    /// Points bought through the payment gateway (comes with the gateway).
+    Charge,
+    /// Points given back by a refunded order (comes with the checkout saga).
+    Refund,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(as = WalletView)]
+#[allow(dead_code)] // Describes the domain's `WalletView`; never built.
+pub struct WalletViewSchema {
+    pub user_id: String,
+    pub balance: i64,
+    pub version: u64,
+}
+
+/// A transaction as API.md shows it.
+#[derive(utoipa::ToSchema)]
+#[schema(as = TxView)]
+#[allow(dead_code)] // Describes the domain's `TxView`; never built.
+pub struct TxViewSchema {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: TxKindSchema,
+    /// Signed: what the transaction added to the balance.
+    pub amount: i64,
+    pub balance_after: i64,
+    pub description: Option<String>,
+    pub reference: Option<String>,
+    /// The id of the transaction a `CANCEL` reverses.
+    pub cancels: Option<String>,
+    pub created_at: String,
 }

@@ -4,14 +4,14 @@
 use std::sync::atomic::Ordering;
 
 use crate::actors::entity_actor::{EntityMsg, LiveMap, Parked, Slot};
-use crate::actors::{checked_snapshot, Entity};
+use crate::actors::{checked_snapshot, Hosted};
 use crate::runtime::Runtime;
 
 fn secs_to_ms(secs: u64) -> i64 {
     i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
-pub(crate) fn sweep<E: Entity>(rt: &Runtime, live: &LiveMap<E>) {
+pub(crate) fn sweep<E: Hosted>(rt: &Runtime, live: &LiveMap<E>) {
     let now_ms = rt.now_ms();
     let park_after_ms = secs_to_ms(rt.settings.actors.park_after_secs);
     let passivate_after_ms = secs_to_ms(rt.settings.actors.passivate_after_secs);
@@ -42,7 +42,7 @@ pub(crate) fn sweep<E: Entity>(rt: &Runtime, live: &LiveMap<E>) {
 
 /// Queues a snapshot of a parked entity that is behind its journal (best effort: without it,
 /// recovery replays a longer tail).
-pub(crate) fn write_snapshot<E: Entity>(rt: &Runtime, id: &str, parked: &Parked<E>) {
+pub(crate) fn write_snapshot<E: Hosted>(rt: &Runtime, id: &str, parked: &Parked<E>) {
     if parked.last_seq <= parked.snapshot_seq || !parked.entity.exists() {
         return;
     }

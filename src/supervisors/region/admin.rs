@@ -47,7 +47,7 @@ pub trait AdminRegion: Send + Sync {
     fn restart(&self, id: &str);
 }
 
-impl<E: Entity> Region<E> {
+impl<E: Hosted> Region<E> {
     fn row(&self, id: &str) -> Option<ActorRow> {
         let restarts = self.failures.get(id).map_or(0, |at| at.len());
         if let Some(failure) = self.failed.get(id) {
@@ -96,7 +96,7 @@ impl<E: Entity> Region<E> {
 }
 
 #[async_trait::async_trait]
-impl<E: Entity> AdminRegion for Region<E> {
+impl<E: Hosted> AdminRegion for Region<E> {
     fn kind(&self) -> &'static str {
         E::KIND
     }

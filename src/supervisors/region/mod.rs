@@ -32,7 +32,7 @@ use crate::actors::entity_actor::{
     CommandEnvelope, EntityActor, EntityArgs, EntityMsg, EntityShared, Inspection, LiveEntity,
     LiveMap, Slot,
 };
-use crate::actors::{Entity, SideWrites};
+use crate::actors::{Hosted, SideWrites};
 use crate::error::ApiError;
 use crate::runtime::SharedRuntime;
 
@@ -47,7 +47,7 @@ const ASK_BACKOFF_MAX_MS: u64 = 50;
 /// Something to keep alive until a command's outcome is known.
 pub type Hold = Box<dyn Send>;
 
-pub enum RegionMsg<E: Entity> {
+pub enum RegionMsg<E: Hosted> {
     Activate {
         id: String,
         reply: oneshot::Sender<Result<LiveEntity<E>, ApiError>>,
@@ -59,7 +59,7 @@ pub enum RegionMsg<E: Entity> {
 /// Failure times per entity, kept by the region's supervisor and read by the admin API.
 type Failures = Arc<DashMap<String, VecDeque<i64>>>;
 
-pub struct Region<E: Entity> {
+pub struct Region<E: Hosted> {
     live: LiveMap<E>,
     failed: Arc<DashMap<String, String>>,
     /// The supervisor's books: each entity's failures within `actors.restart_window_secs`.
@@ -68,7 +68,7 @@ pub struct Region<E: Entity> {
     rt: SharedRuntime,
 }
 
-impl<E: Entity> Clone for Region<E> {
+impl<E: Hosted> Clone for Region<E> {
     fn clone(&self) -> Self {
         Region {
             live: self.live.clone(),
@@ -91,7 +91,7 @@ pub struct RegionCounts {
     pub failed: usize,
 }
 
-impl<E: Entity> Region<E> {
+impl<E: Hosted> Region<E> {
     /// Starts the supervisor actor and the passivation sweeper.
     pub async fn start(rt: SharedRuntime) -> anyhow::Result<Region<E>> {
         let live: LiveMap<E> = Arc::new(DashMap::new());
@@ -367,7 +367,7 @@ pub trait RegionControl: Send + Sync {
     fn counts(&self) -> RegionCounts;
 }
 
-impl<E: Entity> RegionControl for Region<E> {
+impl<E: Hosted> RegionControl for Region<E> {
     fn kind(&self) -> &'static str {
         E::KIND
     }
@@ -396,14 +396,14 @@ impl<E> Default for RegionSupervisor<E> {
     }
 }
 
-struct SupervisorArgs<E: Entity> {
+struct SupervisorArgs<E: Hosted> {
     live: LiveMap<E>,
     failed: Arc<DashMap<String, String>>,
     failures: Failures,
     rt: SharedRuntime,
 }
 
-struct SupervisorState<E: Entity> {
+struct SupervisorState<E: Hosted> {
     live: LiveMap<E>,
     failed: Arc<DashMap<String, String>>,
     failures: Failures,
@@ -411,7 +411,7 @@ struct SupervisorState<E: Entity> {
     children: HashMap<ActorId, String>,
 }
 
-impl<E: Entity> Actor for RegionSupervisor<E> {
+impl<E: Hosted> Actor for RegionSupervisor<E> {
     type Msg = RegionMsg<E>;
     type State = SupervisorState<E>;
     type Arguments = SupervisorArgs<E>;
@@ -470,7 +470,7 @@ impl<E: Entity> Actor for RegionSupervisor<E> {
     }
 }
 
-impl<E: Entity> SupervisorState<E> {
+impl<E: Hosted> SupervisorState<E> {
     async fn activate(
         &mut self,
         myself: &ActorRef<RegionMsg<E>>,

@@ -1,0 +1,360 @@
+//! Order: what a customer reserved and what became of it.
+//!
+//! Supervised by `Region<Order>`; persistence id `order:{id}`.
+//! An order is born `RESERVED` by the step that reserved its units: its first event is
+//! committed in the same transaction as the last reservation (see [`birth`]), so the purchase
+//! path is one journal append. Accepts: get, expire (its own deadline), cancel. The checkout
+//! saga (pay, refund) extends this entity with its steps.
+//! Journals: `Placed`, `Expired`, `Cancelled`.
+//!
+//! # Invariants
+//! - `amount = sum(unit_price * quantity)` over the items, and every quantity is >= 1;
+//! - `card_amount = amount - discount - points_used >= 0`;
+//! - a placed order has at least one item and a user;
+//! - a `RESERVED` order has a deadline at `expires_at`; other states have none.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Ctx, Decision, Entity};
+use crate::time::rfc3339;
+use crate::{ErrorCode, Rejection};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    Reserved,
+    Paying,
+    Confirmed,
+    PaymentFailed,
+    Expired,
+    Cancelled,
+    Refunding,
+    Refunded,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Reserved => "RESERVED",
+            OrderStatus::Paying => "PAYING",
+            OrderStatus::Confirmed => "CONFIRMED",
+            OrderStatus::PaymentFailed => "PAYMENT_FAILED",
+            OrderStatus::Expired => "EXPIRED",
+            OrderStatus::Cancelled => "CANCELLED",
+            OrderStatus::Refunding => "REFUNDING",
+            OrderStatus::Refunded => "REFUNDED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    #[serde(rename = "type")]
+    pub kind: SourceKind,
+    pub id: String,
+}
+
+/// What kind of entity holds an order's units, and so where they go back. Encoded as its name
+/// (`"stock"`, `"time_sale"`, `"event"`) in JSON and in journaled events alike, as it was when
+/// it was a string: events written before it was an enum decode unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum SourceKind {
+    Stock,
+    TimeSale,
+    Event,
+}
+
+impl SourceKind {
+    pub const ALL: [SourceKind; 3] = [SourceKind::Stock, SourceKind::TimeSale, SourceKind::Event];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Stock => "stock",
+            SourceKind::TimeSale => "time_sale",
+            SourceKind::Event => "event",
+        }
+    }
+}
+
+impl From<SourceKind> for String {
+    fn from(kind: SourceKind) -> String {
+        kind.as_str().to_string()
+    }
+}
+
+impl TryFrom<String> for SourceKind {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<SourceKind, String> {
+        SourceKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .ok_or_else(|| format!("unknown order source '{name}'"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderItem {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub quantity: i64,
+    pub unit_price: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub name: String,
+    pub status: String,
+    pub at_ms: i64,
+}
+
+/// Everything an order is born with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placed {
+    pub user_id: String,
+    pub source: Source,
+    pub items: Vec<OrderItem>,
+    pub expires_at_ms: i64,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: String,
+    pub placed: Option<Placed>,
+    pub status: Option<OrderStatus>,
+    pub amount: i64,
+    pub discount: i64,
+    pub points_used: i64,
+    pub coupon_id: Option<String>,
+    pub payment_id: Option<String>,
+    pub updated_at_ms: i64,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderCommand {
+    Get,
+    Expire,
+    Cancel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderEvent {
+    Placed(Placed),
+    Expired { at_ms: i64 },
+    Cancelled { at_ms: i64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepView {
+    pub name: String,
+    pub status: String,
+    pub at: String,
+}
+
+/// The order as API.md shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    pub id: String,
+    pub user_id: String,
+    pub source: Source,
+    pub items: Vec<OrderItem>,
+    pub status: OrderStatus,
+    pub amount: i64,
+    pub discount: i64,
+    pub points_used: i64,
+    pub card_amount: i64,
+    pub coupon_id: Option<String>,
+    pub payment_id: Option<String>,
+    pub expires_at: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// `{code, detail}` of a failed payment.
+    pub failure: Option<serde_json::Value>,
+    pub steps: Vec<StepView>,
+}
+
+impl Order {
+    /// What the order was placed with; only for an order that [`Entity::exists`].
+    pub fn placed(&self) -> &Placed {
+        self.placed.as_ref().expect("only called on placed orders")
+    }
+
+    pub fn card_amount(&self) -> i64 {
+        self.amount - self.discount - self.points_used
+    }
+
+    pub fn user_id(&self) -> Option<&str> {
+        self.placed.as_ref().map(|p| p.user_id.as_str())
+    }
+
+    pub fn view(&self) -> Option<OrderView> {
+        let placed = self.placed.as_ref()?;
+        Some(OrderView {
+            id: self.id.clone(),
+            user_id: placed.user_id.clone(),
+            source: placed.source.clone(),
+            items: placed.items.clone(),
+            status: self.status?,
+            amount: self.amount,
+            discount: self.discount,
+            points_used: self.points_used,
+            card_amount: self.card_amount(),
+            coupon_id: self.coupon_id.clone(),
+            payment_id: self.payment_id.clone(),
+            expires_at: rfc3339(placed.expires_at_ms),
+            created_at: rfc3339(placed.created_at_ms),
+            updated_at: rfc3339(self.updated_at_ms),
+            failure: None,
+            steps: self
+                .steps
+                .iter()
+                .map(|s| StepView {
+                    name: s.name.clone(),
+                    status: s.status.clone(),
+                    at: rfc3339(s.at_ms),
+                })
+                .collect(),
+        })
+    }
+
+    fn accept(&self, event: OrderEvent) -> Result<Decision<Self>, Rejection> {
+        let mut next = self.clone();
+        next.apply(&event);
+        Ok(Decision {
+            events: vec![event],
+            reply: next.view().expect("a placed order has a view"),
+        })
+    }
+}
+
+impl Entity for Order {
+    const KIND: &'static str = "order";
+    const VERSION: u8 = 1;
+
+    type Command = OrderCommand;
+    type Event = OrderEvent;
+    type Reply = OrderView;
+
+    fn blank(id: &str) -> Self {
+        Order {
+            id: id.to_string(),
+            ..Order::default()
+        }
+    }
+
+    fn exists(&self) -> bool {
+        self.placed.is_some()
+    }
+
+    fn decide(&self, command: &OrderCommand, ctx: &Ctx) -> Result<Decision<Self>, Rejection> {
+        let Some(view) = self.view() else {
+            return Err(Rejection::not_found(format!("order {} not found", self.id)));
+        };
+        match command {
+            OrderCommand::Get => Ok(Decision::reply(view)),
+            OrderCommand::Expire => {
+                let due = self.placed().expires_at_ms <= ctx.now_ms;
+                if self.status == Some(OrderStatus::Reserved) && due {
+                    self.accept(OrderEvent::Expired { at_ms: ctx.now_ms })
+                } else {
+                    Ok(Decision::reply(view))
+                }
+            }
+            OrderCommand::Cancel => match self.status {
+                Some(OrderStatus::Reserved | OrderStatus::PaymentFailed) => {
+                    self.accept(OrderEvent::Cancelled { at_ms: ctx.now_ms })
+                }
+                Some(OrderStatus::Cancelled) => Ok(Decision::reply(view)),
+                Some(OrderStatus::Expired) => Err(Rejection::new(
+                    ErrorCode::OrderExpired,
+                    "the order has expired; its units are already back",
+                )),
+                _ => Err(Rejection::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "an order in status {} cannot be cancelled",
+                        view.status.as_str()
+                    ),
+                )),
+            },
+        }
+    }
+
+    fn apply(&mut self, event: &OrderEvent) {
+        match event {
+            OrderEvent::Placed(placed) => {
+                self.amount = amount_of(&placed.items);
+                self.status = Some(OrderStatus::Reserved);
+                self.updated_at_ms = placed.created_at_ms;
+                self.steps.push(Step {
+                    name: "reserve".into(),
+                    status: "DONE".into(),
+                    at_ms: placed.created_at_ms,
+                });
+                self.placed = Some(placed.clone());
+            }
+            OrderEvent::Expired { at_ms } => {
+                self.status = Some(OrderStatus::Expired);
+                self.updated_at_ms = *at_ms;
+            }
+            OrderEvent::Cancelled { at_ms } => {
+                self.status = Some(OrderStatus::Cancelled);
+                self.updated_at_ms = *at_ms;
+            }
+        }
+    }
+
+    fn check_invariants(&self) -> Result<(), String> {
+        let Some(placed) = &self.placed else {
+            return match self.status {
+                None => Ok(()),
+                Some(_) => Err("a status without a placed order".into()),
+            };
+        };
+        if placed.items.is_empty() || placed.user_id.is_empty() {
+            return Err("a placed order needs items and a user".into());
+        }
+        if placed
+            .items
+            .iter()
+            .any(|i| i.quantity < 1 || i.unit_price < 0)
+        {
+            return Err("item quantities are >= 1 and prices >= 0".into());
+        }
+        let amount = amount_of(&placed.items);
+        if amount != self.amount {
+            return Err(format!("amount {} but items sum to {amount}", self.amount));
+        }
+        if self.card_amount() < 0 {
+            return Err("card_amount below 0".into());
+        }
+        Ok(())
+    }
+
+    fn next_deadline_ms(&self) -> Option<i64> {
+        match self.status {
+            Some(OrderStatus::Reserved) => Some(self.placed().expires_at_ms),
+            _ => None,
+        }
+    }
+
+    fn deadline_command(&self, ctx: &Ctx) -> Option<OrderCommand> {
+        self.next_deadline_ms()
+            .filter(|at| *at <= ctx.now_ms)
+            .map(|_| OrderCommand::Expire)
+    }
+}
+
+/// `sum(unit_price * quantity)`, saturating: reservations cap each line far below overflow,
+/// and a saturated total is refused by no one but can never panic an actor.
+pub fn amount_of(items: &[OrderItem]) -> i64 {
+    items.iter().fold(0i64, |total, item| {
+        total.saturating_add(item.unit_price.saturating_mul(item.quantity))
+    })
+}
+
+#[cfg(test)]
+mod tests;
