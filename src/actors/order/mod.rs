@@ -1,10 +1,11 @@
 //! Order: what a customer reserved and what became of it.
 //!
 //! Supervised by `Region<Order>`; persistence id `order:{id}`.
-//! An order is born `RESERVED` by the step that reserved its units: its first event is
-//! committed in the same transaction as the last reservation (see [`birth`]), so the purchase
-//! path is one journal append. Accepts: get, expire (its own deadline), cancel. The checkout
-//! saga (pay, refund) extends this entity with its steps.
+//! An order is born `RESERVED` by the step that reserved its units: its `Place` decision runs
+//! inside that step, and its first event is committed in the same transaction as the last
+//! reservation (see [`birth`]), so the purchase path is one journal append. Accepts: place
+//! (on a blank order only), get, expire (its own deadline), cancel. The checkout saga (pay,
+//! refund; `crate::checkout`) extends this entity with its steps.
 //! Journals: `Placed`, `Expired`, `Cancelled`.
 //!
 //! # Invariants
@@ -15,10 +16,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::entity_actor::{step_rows, StepInput, WrittenRows};
 use super::{pid, Ctx, Decision, Entity};
 use crate::clock::rfc3339;
 use crate::error::{ApiError, ErrorCode};
-use crate::persistence::{codec, Batch, DeadlineWrite, EventRecord, ReadRow};
+use crate::persistence::{Batch, ReadRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -137,6 +139,8 @@ pub struct Order {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderCommand {
+    /// The birth of the order; refused once it exists (an order is placed once).
+    Place(Placed),
     Get,
     Expire,
     Cancel,
@@ -222,6 +226,12 @@ impl Order {
         })
     }
 
+    /// The birth of this blank order, if what it is born with keeps its invariants.
+    fn place(&self, placed: &Placed) -> Result<Decision<Self>, ApiError> {
+        placed_problem(placed).map_err(|why| ApiError::new(ErrorCode::ValidationFailed, why))?;
+        self.accept(OrderEvent::Placed(placed.clone()))
+    }
+
     fn accept(&self, event: OrderEvent) -> Result<Decision<Self>, ApiError> {
         let mut next = self.clone();
         next.apply(&event);
@@ -253,9 +263,17 @@ impl Entity for Order {
 
     fn decide(&self, command: &OrderCommand, ctx: &Ctx) -> Result<Decision<Self>, ApiError> {
         let Some(view) = self.view() else {
-            return Err(ApiError::not_found(format!("order {} not found", self.id)));
+            return match command {
+                OrderCommand::Place(placed) => self.place(placed),
+                _ => Err(ApiError::not_found(format!("order {} not found", self.id))),
+            };
         };
         match command {
+            // A second birth would replace what the first one reserved and was told.
+            OrderCommand::Place(_) => Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("order {} already exists", self.id),
+            )),
             OrderCommand::Get => Ok(Decision::reply(view)),
             OrderCommand::Expire => {
                 let due = self.placed().expires_at_ms <= ctx.now_ms;
@@ -316,16 +334,7 @@ impl Entity for Order {
                 Some(_) => Err("a status without a placed order".into()),
             };
         };
-        if placed.items.is_empty() || placed.user_id.is_empty() {
-            return Err("a placed order needs items and a user".into());
-        }
-        if placed
-            .items
-            .iter()
-            .any(|i| i.quantity < 1 || i.unit_price < 0)
-        {
-            return Err("item quantities are >= 1 and prices >= 0".into());
-        }
+        placed_problem(placed)?;
         let amount = amount_of(&placed.items);
         if amount != self.amount {
             return Err(format!("amount {} but items sum to {amount}", self.amount));
@@ -368,6 +377,21 @@ impl Entity for Order {
     }
 }
 
+/// What is wrong with the lines and owner an order would be born with, if anything.
+fn placed_problem(placed: &Placed) -> Result<(), String> {
+    if placed.items.is_empty() || placed.user_id.is_empty() {
+        return Err("a placed order needs items and a user".into());
+    }
+    if placed
+        .items
+        .iter()
+        .any(|i| i.quantity < 1 || i.unit_price < 0)
+    {
+        return Err("item quantities are >= 1 and prices >= 0".into());
+    }
+    Ok(())
+}
+
 /// `sum(unit_price * quantity)`, saturating: reservations cap each line far below overflow,
 /// and a saturated total is refused by no one but can never panic an actor.
 pub fn amount_of(items: &[OrderItem]) -> i64 {
@@ -387,27 +411,33 @@ pub struct Birth {
 }
 
 /// The birth of order `id`, written in the same transaction as the step that reserved its
-/// units.
+/// units: its `Place` decision at `created_at`, and the rows its own actor would write for
+/// that step ([`step_rows`]).
 pub fn birth(id: &str, placed: Placed) -> Birth {
-    let event = OrderEvent::Placed(placed);
-    let order = born(id, &event);
-    let pid = pid::<Order>(id);
-    let mut batch = Batch::default();
-    batch.events.push(EventRecord {
-        pid: pid.clone(),
-        seq: 1,
-        at_ms: order.placed().created_at_ms,
-        payload: codec::encode(Order::VERSION, &event),
-    });
-    batch.deadlines.push(DeadlineWrite::Set {
-        pid,
-        due_at_ms: order.placed().expires_at_ms,
-    });
-    let view = order.view().expect("a placed order has a view");
-    let row = order.read_row_of(&view);
-    let json = row.body.clone();
-    batch.read_rows.push(row);
-    Birth { batch, view, json }
+    let ctx = Ctx {
+        now_ms: placed.created_at_ms,
+    };
+    let mut order = Order::blank(id);
+    let decision = order
+        .decide(&OrderCommand::Place(placed), &ctx)
+        .expect("orders are born from validated lines");
+    let step = StepInput {
+        events: decision.events,
+        at_ms: ctx.now_ms,
+        side: None,
+        live_items: None,
+    };
+    let mut written = WrittenRows::default();
+    let batch = step_rows(&mut order, &pid::<Order>(id), &mut 0, &mut written, step);
+    // The read row's body, which `written` keeps: the order is serialised once.
+    let json = written
+        .read_row_body
+        .expect("a placed order has a read row");
+    Birth {
+        batch,
+        view: decision.reply,
+        json,
+    }
 }
 
 impl Order {
@@ -422,15 +452,6 @@ impl Order {
             body: serde_json::to_string(view).expect("order view serialises"),
         }
     }
-}
-
-fn born(id: &str, placed: &OrderEvent) -> Order {
-    let mut order = Order::blank(id);
-    order.apply(placed);
-    order
-        .check_invariants()
-        .expect("orders are born from validated lines");
-    order
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::persistence::codec;
+use crate::persistence::{codec, DeadlineWrite};
 
 const ID: &str = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
 /// 2023-11-14T22:13:20Z.
@@ -154,6 +154,54 @@ fn the_amount_is_the_sum_of_the_lines() {
     ];
     let Birth { view, .. } = birth(ID, placed_with(lines));
     assert_eq!((view.amount, view.card_amount), (8_000, 8_000));
+}
+
+#[test]
+fn placing_a_blank_order_gives_it_birth() {
+    let mut order = Order::blank(ID);
+    let decision = ok(&mut order, OrderCommand::Place(placed()), T0);
+    assert_eq!(decision.events, vec![OrderEvent::Placed(placed())]);
+    assert_eq!(Some(decision.reply.clone()), order.view());
+    assert_eq!(decision.reply, birth(ID, placed()).view);
+    assert_eq!(order, born());
+}
+
+#[test]
+fn placing_an_existing_order_is_refused_as_a_conflict() {
+    let mut order = born();
+    rejected(
+        &mut order,
+        OrderCommand::Place(placed()),
+        T0,
+        ErrorCode::Conflict,
+    );
+    ok(&mut order, OrderCommand::Cancel, T0 + 1);
+    let other = placed_with(vec![item("sku-9", 1, 10)]);
+    rejected(
+        &mut order,
+        OrderCommand::Place(other),
+        T0 + 2,
+        ErrorCode::Conflict,
+    );
+}
+
+#[test]
+fn placing_lines_that_break_the_invariants_is_refused() {
+    let no_user = Placed {
+        user_id: String::new(),
+        ..placed()
+    };
+    let broken = [
+        placed_with(Vec::new()),
+        placed_with(vec![item("sku-1", 0, 100)]),
+        placed_with(vec![item("sku-1", 1, -1)]),
+        no_user,
+    ];
+    for placed in broken {
+        let mut order = Order::blank(ID);
+        let place = OrderCommand::Place(placed);
+        rejected(&mut order, place, T0, ErrorCode::ValidationFailed);
+    }
 }
 
 #[test]
@@ -412,6 +460,7 @@ fn order_command() -> impl Strategy<Value = OrderCommand> {
         Just(OrderCommand::Get),
         Just(OrderCommand::Expire),
         Just(OrderCommand::Cancel),
+        random_placed().prop_map(OrderCommand::Place),
     ]
 }
 
@@ -456,10 +505,15 @@ proptest! {
             match run(&mut order, &command, now_ms) {
                 Err(e) => {
                     prop_assert_eq!(&order, &before, "rejected {:?} changed the order", command);
-                    prop_assert_eq!(
-                        (from, &command, e.code),
-                        (OrderStatus::Expired, &OrderCommand::Cancel, ErrorCode::OrderExpired)
-                    );
+                    if let OrderCommand::Place(_) = command {
+                        // An order is placed once.
+                        prop_assert_eq!(e.code, ErrorCode::Conflict);
+                    } else {
+                        prop_assert_eq!(
+                            (from, &command, e.code),
+                            (OrderStatus::Expired, &OrderCommand::Cancel, ErrorCode::OrderExpired)
+                        );
+                    }
                 }
                 Ok(decision) => {
                     prop_assert!(decision.events.len() <= 1);
