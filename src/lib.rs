@@ -3,11 +3,15 @@
 //! Map of the system:
 //! - [`actors`]: the pure entities (stock item, order, ...) and `EntityActor<E>`, the one
 //!   generic actor that runs them: recover, decide, apply, persist, reply.
+//! - [`checkout`]: the coordinator of orders across entities: places them (reserving their
+//!   units, the order born with the last reservation), compensates, gives units back; the
+//!   checkout saga grows here.
 //! - [`supervisors`]: `Region<E>`, one per kind (activation, passivation, restarts, admission),
 //!   and the durable-deadline scheduler.
 //! - [`persistence`]: the journal-and-snapshot `Store` (SQLite or PostgreSQL), the group-commit
 //!   writer, the postcard codec and idempotency records.
-//! - [`http`]: actix-web handlers; they only parse, authorise and send messages to regions.
+//! - [`http`]: actix-web handlers; they only parse, authorise and send messages to regions or
+//!   to [`checkout`].
 //! - [`auth`]: users, Argon2id passwords, JWT access and rotating refresh tokens.
 //! - [`live`]: per-topic latest-value channels from actors to WebSocket sessions.
 //! - [`secrets`]: the signing secret and first admin password a fresh install generates.
@@ -18,6 +22,7 @@
 pub mod actors;
 pub mod app;
 pub mod auth;
+pub mod checkout;
 pub mod clock;
 pub mod config;
 pub mod error;
