@@ -18,6 +18,7 @@ use crate::actors::time_sale::TimeSale;
 use crate::actors::waiting_room::WaitingRoom;
 use crate::actors::wallet::Wallet;
 use crate::auth::AuthService;
+use crate::checkout::Checkout;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::http;
@@ -36,9 +37,11 @@ const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// How often expired refresh tokens and stale revocations are purged.
 const REFRESH_PURGE_EVERY: Duration = Duration::from_secs(3600);
 
-/// What handlers reach: the runtime and one region per entity kind.
+/// What handlers reach: the runtime, one region per entity kind, and the coordinator of
+/// orders across them.
 pub struct Services {
     pub rt: SharedRuntime,
+    pub checkout: Checkout,
     pub stock: Region<StockItem>,
     pub orders: Region<Order>,
     pub products: Region<Product>,
@@ -126,20 +129,17 @@ impl Surge {
         let auth = AuthService::new(store.clone(), clock.clone(), settings.auth.clone());
         auth.ensure_bootstrap_admin(&settings.server.data_dir)
             .await?;
-        let regions: Vec<Arc<dyn RegionControl>> = vec![
-            Arc::new(stock.clone()),
-            Arc::new(orders.clone()),
-            Arc::new(products.clone()),
-            Arc::new(sales.clone()),
-            Arc::new(wallets.clone()),
-            Arc::new(coupons.clone()),
-            Arc::new(rooms.clone()),
-            Arc::new(events.clone()),
-        ];
-        let scheduler = DeadlineScheduler::new(rt.clone(), regions).spawn();
         let indexer =
             persistence::spawn_indexer(store.clone(), &settings.journal, rt.journal.stats.clone());
+        let checkout = Checkout::new(
+            rt.clone(),
+            stock.clone(),
+            orders.clone(),
+            sales.clone(),
+            events.clone(),
+        );
         let services = web::Data::new(Services {
+            checkout,
             started_at_ms: clock.now_ms(),
             metrics: http::metrics::HttpMetrics::new(),
             connections: ConnectionCounts::new(settings.server.connections_per_address_max),
@@ -159,6 +159,7 @@ impl Surge {
                 settings.auth.failed_logins_per_minute_per_email_and_address,
             ),
         });
+        let scheduler = spawn_deadlines(&services);
         let purge = spawn_idempotency_purge(services.clone().into_inner(), retention_ms);
         let forget = spawn_throttle_forget(services.clone().into_inner());
         let auth = web::Data::new(auth);
@@ -264,6 +265,21 @@ async fn stop_signal(terminate: &mut Option<tokio::signal::unix::Signal>) {
         _ = sigterm => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+}
+
+/// Starts the durable-deadline scheduler over every region.
+fn spawn_deadlines(services: &Services) -> tokio::task::JoinHandle<()> {
+    let regions: Vec<Arc<dyn RegionControl>> = vec![
+        Arc::new(services.stock.clone()),
+        Arc::new(services.orders.clone()),
+        Arc::new(services.products.clone()),
+        Arc::new(services.sales.clone()),
+        Arc::new(services.wallets.clone()),
+        Arc::new(services.coupons.clone()),
+        Arc::new(services.rooms.clone()),
+        Arc::new(services.events.clone()),
+    ];
+    DeadlineScheduler::new(services.rt.clone(), regions).spawn()
 }
 
 /// Runs for the life of the process: every minute, drops throttle keys whose budget is full

@@ -61,7 +61,8 @@ statuses! {
     Internal => (500, "Internal error"),
 }
 
-/// How a problem body lists one invalid field: the OpenAPI schema of [`FieldError`].
+/// One invalid field, listed in a 422 `VALIDATION_FAILED` body.
+// The OpenAPI schema of the domain's `FieldError`, which knows no OpenAPI.
 #[derive(utoipa::ToSchema)]
 #[schema(as = ProblemField)]
 #[allow(dead_code)]

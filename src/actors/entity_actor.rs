@@ -205,9 +205,8 @@ pub struct EntityState<E: Hosted> {
     snapshot_weight: u64,
     incarnation: u64,
     pending: Arc<AtomicUsize>,
-    persisted_deadline_ms: Option<i64>,
     timer: Option<(i64, JoinHandle<()>)>,
-    read_row_body: Option<String>,
+    written: WrittenRows,
     /// The seq of a change topic's full view queued behind pending commits, 0 when none is in
     /// flight: a second request at the same seq builds nothing (a stadium's view is 60,000
     /// seats). The queued append clears it, whatever became of the view.
@@ -242,9 +241,8 @@ impl<E: Hosted> Actor for EntityActor<E> {
             snapshot_weight: 0,
             incarnation,
             pending: Arc::new(AtomicUsize::new(0)),
-            persisted_deadline_ms: None,
             timer: None,
-            read_row_body: None,
+            written: WrittenRows::default(),
             full_view_queued: Arc::new(AtomicU64::new(0)),
             uncollected_seq: 0,
             rt: args.rt,
@@ -390,8 +388,10 @@ impl<E: Hosted> EntityState<E> {
         self.entity
             .check_deep_invariants()
             .map_err(|e| format!("{}: recovered state breaks invariants: {e}", self.pid))?;
-        self.persisted_deadline_ms = self.entity.next_deadline_ms();
-        self.read_row_body = self.entity.read_row().map(|row| row.body);
+        self.written = WrittenRows {
+            deadline_ms: self.entity.next_deadline_ms(),
+            read_row_body: self.entity.read_row().map(|row| row.body),
+        };
         self.publish_seqs();
         Ok(())
     }
@@ -401,9 +401,11 @@ impl<E: Hosted> EntityState<E> {
         self.last_seq = parked.last_seq;
         self.snapshot_seq = parked.snapshot_seq;
         self.snapshot_weight = parked.snapshot_weight;
-        self.persisted_deadline_ms = self.entity.next_deadline_ms();
-        // Unknown after parking: the next change rewrites the read row once.
-        self.read_row_body = None;
+        self.written = WrittenRows {
+            deadline_ms: self.entity.next_deadline_ms(),
+            // Unknown after parking: the next change rewrites the read row once.
+            read_row_body: None,
+        };
         self.publish_seqs();
     }
 
@@ -456,11 +458,20 @@ impl<E: Hosted> EntityState<E> {
         }
         let prev_seq = self.last_seq;
         let mut live_items = self.collects_changes().then(Vec::new);
-        let mut batch = self.apply_all(decision.events, now_ms, live_items.as_mut());
-        if let Some(side) = side {
-            batch.extend(side(&decision.reply, now_ms));
-        }
-        self.add_derived_rows(&mut batch);
+        let step = StepInput {
+            events: decision.events,
+            at_ms: now_ms,
+            side: side.map(|side| side(&decision.reply, now_ms)),
+            live_items: live_items.as_mut(),
+        };
+        let batch = step_rows(
+            &mut self.entity,
+            &self.pid,
+            &mut self.last_seq,
+            &mut self.written,
+            step,
+        );
+        self.publish_seqs();
         let published = self.published_after(prev_seq, live_items, now_ms);
         self.pending.fetch_add(1, Ordering::AcqRel);
         permit.send(Append {
@@ -512,60 +523,6 @@ impl<E: Hosted> EntityState<E> {
                 let _ = myself.cast(EntityMsg::CommitFailed(CommitError::Failed(error)));
             }
         });
-    }
-
-    /// Applies `events`; for a watched change topic, `live_items` collects their changes.
-    fn apply_all(
-        &mut self,
-        events: Vec<E::Event>,
-        now_ms: i64,
-        mut live_items: Option<&mut Vec<LiveChange>>,
-    ) -> Batch {
-        let mut batch = Batch::default();
-        for event in events {
-            if let Some(items) = live_items.as_deref_mut() {
-                self.entity.live_changes(&event, items);
-            }
-            self.entity.apply(&event);
-            if let Err(violation) = self.entity.check_invariants() {
-                panic!("{}: invariant broken by {event:?}: {violation}", self.pid);
-            }
-            self.last_seq += 1;
-            batch
-                .read_rows
-                .extend(self.entity.event_rows(&event, now_ms));
-            batch.events.push(EventRecord {
-                pid: self.pid.clone(),
-                seq: self.last_seq,
-                at_ms: now_ms,
-                payload: codec::encode(E::VERSION, &event),
-            });
-        }
-        self.publish_seqs();
-        batch
-    }
-
-    /// The deadline row and the read row, when they changed.
-    fn add_derived_rows(&mut self, batch: &mut Batch) {
-        let deadline = self.entity.next_deadline_ms();
-        if deadline != self.persisted_deadline_ms {
-            batch.deadlines.push(match deadline {
-                Some(due_at_ms) => DeadlineWrite::Set {
-                    pid: self.pid.clone(),
-                    due_at_ms,
-                },
-                None => DeadlineWrite::Clear {
-                    pid: self.pid.clone(),
-                },
-            });
-            self.persisted_deadline_ms = deadline;
-        }
-        if let Some(row) = self.entity.read_row() {
-            if self.read_row_body.as_deref() != Some(row.body.as_str()) {
-                self.read_row_body = Some(row.body.clone());
-                batch.read_rows.push(row);
-            }
-        }
     }
 
     fn snapshot(&mut self, now_ms: i64) -> SnapshotRecord {
@@ -851,4 +808,91 @@ impl<E: Hosted> EntityState<E> {
             state: self.entity.state_json(),
         }
     }
+}
+
+/// What the journal holds of an entity's derived rows, so that a step writes them only when
+/// they change: the deadline and the read row's body last written. `default()` for an entity
+/// that has written nothing yet.
+#[derive(Debug, Default)]
+pub struct WrittenRows {
+    pub deadline_ms: Option<i64>,
+    pub read_row_body: Option<String>,
+}
+
+impl WrittenRows {
+    /// Pushes `entity`'s deadline row and read row onto `batch` where they changed.
+    fn push_changed<E: Hosted>(&mut self, entity: &E, pid: &str, batch: &mut Batch) {
+        let deadline = entity.next_deadline_ms();
+        if deadline != self.deadline_ms {
+            batch.deadlines.push(match deadline {
+                Some(due_at_ms) => DeadlineWrite::Set {
+                    pid: pid.to_string(),
+                    due_at_ms,
+                },
+                None => DeadlineWrite::Clear {
+                    pid: pid.to_string(),
+                },
+            });
+            self.deadline_ms = deadline;
+        }
+        if let Some(row) = entity.read_row() {
+            if self.read_row_body.as_deref() != Some(row.body.as_str()) {
+                self.read_row_body = Some(row.body.clone());
+                batch.read_rows.push(row);
+            }
+        }
+    }
+}
+
+/// One step of an entity, as [`step_rows`] writes it.
+pub struct StepInput<'a, E: Hosted> {
+    pub events: Vec<E::Event>,
+    pub at_ms: i64,
+    /// The rows the caller commits with the step (its [`SideWrites`], already called).
+    pub side: Option<Batch>,
+    /// For a watched change topic: where the events' live changes go.
+    pub live_items: Option<&'a mut Vec<LiveChange>>,
+}
+
+/// The rows of one step of entity `pid`: applies the events (checking the invariants after
+/// each), numbers them after `last_seq` with the rows they project, adds the side rows, then
+/// the deadline and read row where they differ from `written`. The one place a step's rows are
+/// built, so that an order born inside another entity's step ([`super::order::birth`]) is
+/// written exactly as its own actor would write it.
+pub fn step_rows<E: Hosted>(
+    entity: &mut E,
+    pid: &str,
+    last_seq: &mut u64,
+    written: &mut WrittenRows,
+    step: StepInput<'_, E>,
+) -> Batch {
+    let StepInput {
+        events,
+        at_ms,
+        side,
+        mut live_items,
+    } = step;
+    let mut batch = Batch::default();
+    for event in events {
+        if let Some(items) = live_items.as_deref_mut() {
+            entity.live_changes(&event, items);
+        }
+        entity.apply(&event);
+        if let Err(violation) = entity.check_invariants() {
+            panic!("{pid}: invariant broken by {event:?}: {violation}");
+        }
+        *last_seq += 1;
+        batch.read_rows.extend(entity.event_rows(&event, at_ms));
+        batch.events.push(EventRecord {
+            pid: pid.to_string(),
+            seq: *last_seq,
+            at_ms,
+            payload: codec::encode(E::VERSION, &event),
+        });
+    }
+    if let Some(side) = side {
+        batch.extend(side);
+    }
+    written.push_changed(entity, pid, &mut batch);
+    batch
 }

@@ -1,27 +1,27 @@
 //! Events, their seat maps and holds (API.md "Events, seat maps and holds"), and the waiting room
 //! in front of an event.
 //!
-//! A hold is one actor hop to the event's `SeatMap` and one journal append: the RESERVED order
-//! (one item per seat) is born in the same batch as the `Held` event, as a time-sale purchase
-//! is. Its expiry is `now + hold_ttl_secs`, set by the map and copied into the order; the seat
-//! map and the order each carry that deadline and release or expire by themselves, also across
-//! a restart.
+//! A hold is one actor hop to the event's `SeatMap` and one journal append, sent by
+//! [`crate::checkout`]: the RESERVED order (one item per seat) is born in the same batch as the
+//! `Held` event, as a time-sale purchase is. Its expiry is `now + hold_ttl_secs`, set by the map
+//! and copied into the order; the seat map and the order each carry that deadline and release or
+//! expire by themselves, also across a restart.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::idempotent::{self, Answer, KeyedRequest, Prepared};
+use super::idempotent::{self, Prepared};
 use super::openapi::{IdempotencyKey, Page, Paging};
 use super::products::uuid_path;
 use super::{queue, ListQuery, RawBody, State};
-use crate::actors::order::{OrderItem, Placed, Source, SourceKind};
 use crate::actors::seat_map::{
-    EventTerms, HoldView, MapView, SeatCommand, SeatMap, SeatReply, SeatRequest, SectionTerms,
+    EventTerms, MapView, SeatCommand, SeatMap, SeatReply, SeatRequest, SectionTerms,
     HOLD_TTL_SECS_DEFAULT, MAX_SEATS_PER_ORDER_DEFAULT,
 };
-use crate::actors::{Entity, SideWrites};
+use crate::actors::Entity;
 use crate::auth::Caller;
+use crate::checkout::SeatHold;
 use crate::clock::parse_rfc3339;
 use crate::error::{ApiError, FieldError};
 
@@ -281,93 +281,14 @@ async fn hold(
     let now_ms = state.rt.now_ms();
     let queue_pass = (state.passes).request_admits::<EventQueue>(&req, &caller, &event_id, now_ms);
     let hold = SeatHold {
-        order_id: uuid::Uuid::now_v7(),
         event_id,
         user_id: caller.user_id.clone(),
-        created_at_ms: now_ms,
+        request,
         queue_pass,
     };
-    hold.run(&state, request, keyed).await
-}
-
-/// One hold: the seats on the map, and the order it gives birth to.
-#[derive(Clone)]
-struct SeatHold {
-    order_id: uuid::Uuid,
-    event_id: String,
-    user_id: String,
-    created_at_ms: i64,
-    queue_pass: bool,
-}
-
-impl SeatHold {
-    /// One item per seat, priced by its row.
-    fn placed(&self, held: &HoldView) -> Placed {
-        let items = held
-            .seats
-            .iter()
-            .zip(&held.unit_prices)
-            .map(|(seat, price)| OrderItem {
-                reference: seat.clone(),
-                quantity: 1,
-                unit_price: *price,
-            })
-            .collect();
-        Placed {
-            user_id: self.user_id.clone(),
-            source: Source {
-                kind: SourceKind::Event,
-                id: self.event_id.clone(),
-            },
-            items,
-            expires_at_ms: held.expires_at_ms,
-            created_at_ms: self.created_at_ms,
-        }
-    }
-
-    /// The order's birth, and the idempotency record of the 201, with the hold.
-    fn birth_side(&self, keyed: Option<&KeyedRequest>, answer: &Answer) -> SideWrites<SeatMap> {
-        let hold = self.clone();
-        answer.birth_side::<SeatMap, _>(
-            self.order_id,
-            keyed,
-            move |reply: &SeatReply| match reply {
-                SeatReply::Hold(held) => Some(hold.placed(held)),
-                _ => None,
-            },
-        )
-    }
-
-    async fn run(
-        &self,
-        state: &State,
-        request: SeatRequest,
-        keyed: Option<KeyedRequest>,
-    ) -> Result<HttpResponse, ApiError> {
-        let command = SeatCommand::Hold {
-            order: self.order_id.as_u128(),
-            user_id: self.user_id.clone(),
-            request,
-            queue_pass: self.queue_pass,
-        };
-        let answer = Answer::default();
-        let side = self.birth_side(keyed.as_ref(), &answer);
-        let reply = idempotent::ask_keyed(
-            state,
-            &state.events,
-            &self.event_id,
-            command,
-            Some(side),
-            keyed,
-        )
-        .await?;
-        match reply {
-            SeatReply::Hold(_) => answer.created(),
-            other => Err(ApiError::internal(format!(
-                "expected a hold, got {other:?}"
-            ))),
-        }
-    }
+    let (mut rider, key) = idempotent::birth_rider(keyed);
+    let json = state.checkout.hold_seats(hold, &mut rider).await?;
+    Ok(idempotent::created(&state, key, json))
 }
 
 /// An event's waiting room opens when its sales open (at once without a time: the epoch is

@@ -1,7 +1,7 @@
 //! Idempotency keys at the HTTP edge: look a key up before running a request, replay a stored
 //! response, and hand the actor the record to commit with its events.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use actix_web::http::header::ContentType;
 use actix_web::http::StatusCode;
@@ -9,10 +9,9 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use super::State;
-use crate::actors::hosted::order::{birth, Birth};
-use crate::actors::order::Placed;
 use crate::actors::{Entity, Hosted, SideWrites};
 use crate::auth::Caller;
+use crate::checkout::{BirthRows, Rider};
 use crate::error::{ApiError, ErrorCode};
 use crate::persistence::idempotency::{fingerprint, validate_key, Begin};
 use crate::persistence::{Batch, IdempotencyRecord};
@@ -43,6 +42,11 @@ impl IdemKey {
         )
     }
 
+    /// After its record has committed: later look-ups find the key in memory.
+    pub fn remember(&self, state: &State) {
+        state.idempotency.remember(&self.scope, &self.key);
+    }
+
     /// The record of a response whose JSON body is already at hand.
     pub fn record_json(&self, status: StatusCode, json: Vec<u8>, now_ms: i64) -> IdempotencyRecord {
         IdempotencyRecord {
@@ -56,59 +60,38 @@ impl IdemKey {
     }
 }
 
-/// Where the actor that gives birth to an order leaves the order's JSON for the request that
-/// placed it. The order is serialised once, in [`birth`], and those bytes are its read row, its
-/// idempotency record and the 201 (on the hot purchase path a second and third serialisation
-/// were measurable).
-#[derive(Clone, Default)]
-pub struct Answer(Arc<OnceLock<String>>);
-
-impl Answer {
-    /// The rows of order `id`'s birth, with the idempotency record of its 201 when keyed.
-    pub fn birth(&self, id: &str, placed: Placed, key: Option<&IdemKey>, now_ms: i64) -> Batch {
-        let Birth {
-            mut batch, json, ..
-        } = birth(id, placed);
-        if let Some(key) = key {
-            let body = json.clone().into_bytes();
-            batch
-                .idempotency
-                .push(key.record_json(StatusCode::CREATED, body, now_ms));
-        }
-        // Set once: a step runs its side writes once.
-        let _ = self.0.set(json);
+/// What a keyed request brings to the step that gives birth to its order (the idempotency
+/// record of its 201, built from the order's JSON, and the key's hold), and the key, to
+/// remember once that step has committed ([`created`]).
+pub fn birth_rider(keyed: Option<KeyedRequest>) -> (Rider, Option<IdemKey>) {
+    let Some(KeyedRequest { id, hold }) = keyed else {
+        return (Rider::default(), None);
+    };
+    let key = id.clone();
+    let rows: BirthRows = Arc::new(move |json: &str, now_ms: i64| {
+        let mut batch = Batch::default();
+        let body = json.as_bytes().to_vec();
         batch
-    }
+            .idempotency
+            .push(key.record_json(StatusCode::CREATED, body, now_ms));
+        batch
+    });
+    let rider = Rider {
+        birth_rows: Some(rows),
+        hold,
+    };
+    (rider, Some(id))
+}
 
-    /// The side writes that give birth to order `order_id` with the step whose reply
-    /// `placed` reads the order's lines from (`None`: this reply places no order).
-    pub fn birth_side<E, F>(
-        &self,
-        order_id: uuid::Uuid,
-        keyed: Option<&KeyedRequest>,
-        placed: F,
-    ) -> SideWrites<E>
-    where
-        E: Entity,
-        F: Fn(&E::Reply) -> Option<Placed> + Send + Sync + 'static,
-    {
-        let answer = self.clone();
-        let key = keyed.map(|k| k.id.clone());
-        Arc::new(move |reply: &E::Reply, now_ms: i64| match placed(reply) {
-            Some(placed) => answer.birth(&order_id.to_string(), placed, key.as_ref(), now_ms),
-            None => Batch::default(),
-        })
+/// The 201 with the order whose JSON `json` the step that gave birth to it answered (after
+/// its commit, with the key's record); the key is remembered.
+pub fn created(state: &State, key: Option<IdemKey>, json: String) -> HttpResponse {
+    if let Some(key) = key {
+        key.remember(state);
     }
-
-    /// The 201 with the order the actor gave birth to (after its commit).
-    pub fn created(&self) -> Result<HttpResponse, ApiError> {
-        let json = self.0.get().cloned().ok_or_else(|| {
-            ApiError::internal("the step succeeded without writing the order's birth")
-        })?;
-        Ok(HttpResponse::Created()
-            .content_type(ContentType::json())
-            .body(json))
-    }
+    HttpResponse::Created()
+        .content_type(ContentType::json())
+        .body(json)
 }
 
 /// A request that carries a key and runs for the first time; it holds the key until its
@@ -178,7 +161,7 @@ fn replay(record: &IdempotencyRecord) -> HttpResponse {
 impl KeyedRequest {
     /// After the record has committed: later look-ups find it in memory.
     pub fn finish(self, state: &State) {
-        state.idempotency.remember(&self.id.scope, &self.id.key);
+        self.id.remember(state);
     }
 }
 

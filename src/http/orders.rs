@@ -1,10 +1,8 @@
 //! Orders of stock lines (API.md "Stock items" and "Orders"): place, get, list, cancel.
 //!
-//! Placing reserves every line on its stock item, in SKU order. The last reservation carries
-//! the order's birth (its first event, deadline and read row) and the idempotency record, so
-//! a one-line order is one actor hop and one journal append. If a line is refused, the lines
-//! already reserved are released (compensation); if the process dies in between, their
-//! reservations expire by themselves at `expires_at`.
+//! The handlers translate HTTP: they parse and check the request, run its idempotency key and
+//! hand the order to [`crate::checkout`], which reserves the lines (every one or none, the
+//! order born with the last reservation), compensates, and gives units back on a cancel.
 
 use std::collections::BTreeSet;
 
@@ -12,17 +10,12 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::idempotent::{self, Answer, KeyedRequest, Prepared};
+use super::idempotent::{self, Prepared};
 use super::openapi::{IdempotencyKey, Page, Paging};
 use super::{is_valid_ident, ListQuery, RawBody, State};
-use crate::actors::order::{
-    OrderCommand, OrderItem, OrderStatus, OrderView, Placed, Source, SourceKind,
-};
-use crate::actors::seat_map::SeatCommand;
-use crate::actors::stock_item::{ReleaseReason, StockCommand, StockItem, StockView};
-use crate::actors::time_sale::SaleCommand;
-use crate::actors::SideWrites;
+use crate::actors::order::{Order, OrderCommand, OrderView};
 use crate::auth::Caller;
+use crate::checkout::Line;
 use crate::error::{ApiError, FieldErrors};
 
 /// Most units one order line may ask for.
@@ -55,6 +48,15 @@ struct LineBody {
     quantity: i64,
 }
 
+impl LineBody {
+    fn into_line(self) -> Line {
+        Line {
+            sku: self.sku,
+            quantity: self.quantity,
+        }
+    }
+}
+
 fn validate_lines(lines: &[LineBody], lines_max: usize) -> Result<(), ApiError> {
     let mut errors = FieldErrors::new();
     errors.check(
@@ -80,64 +82,6 @@ fn validate_lines(lines: &[LineBody], lines_max: usize) -> Result<(), ApiError> 
     Ok(errors.finish()?)
 }
 
-/// What the order will be born with, once the last line's price is known.
-#[derive(Clone)]
-struct Plan {
-    order_id: uuid::Uuid,
-    user_id: String,
-    lines: Vec<LineBody>,
-    expires_at_ms: i64,
-    created_at_ms: i64,
-}
-
-impl Plan {
-    fn placed(&self, prices: &[i64]) -> Placed {
-        Placed {
-            user_id: self.user_id.clone(),
-            source: Source {
-                kind: SourceKind::Stock,
-                id: self.lines[0].sku.clone(),
-            },
-            items: self
-                .lines
-                .iter()
-                .zip(prices)
-                .map(|(line, price)| OrderItem {
-                    reference: line.sku.clone(),
-                    quantity: line.quantity,
-                    unit_price: *price,
-                })
-                .collect(),
-            expires_at_ms: self.expires_at_ms,
-            created_at_ms: self.created_at_ms,
-        }
-    }
-
-    fn reserve(&self, line: &LineBody) -> StockCommand {
-        StockCommand::Reserve {
-            order: self.order_id.as_u128(),
-            quantity: line.quantity,
-            expires_at_ms: self.expires_at_ms,
-        }
-    }
-
-    /// The birth of the order (and its idempotency record) riding on the last reservation.
-    fn birth_side(
-        &self,
-        prices: &[i64],
-        keyed: Option<&KeyedRequest>,
-        answer: &Answer,
-    ) -> SideWrites<StockItem> {
-        let plan = self.clone();
-        let prices = prices.to_vec();
-        answer.birth_side::<StockItem, _>(self.order_id, keyed, move |last: &StockView| {
-            let mut all_prices = prices.clone();
-            all_prices.push(last.price);
-            Some(plan.placed(&all_prices))
-        })
-    }
-}
-
 #[utoipa::path(post, path = "/orders", summary = "Reserve stock lines as an order", tag = "orders",
     operation_id = "place_order",
     security(("bearer" = [])), request_body = PlaceBody, params(IdempotencyKey),
@@ -157,119 +101,18 @@ async fn place(
     caller: Caller,
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
-    let mut input: PlaceBody = body.json()?;
+    let input: PlaceBody = body.json()?;
     validate_lines(&input.items, state.rt.settings.orders.lines_max)?;
-    let mut keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
+    let keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
         Prepared::Replay(response) => return Ok(response),
         Prepared::Run(keyed) => keyed,
     };
-    input.items.sort_by(|a, b| a.sku.cmp(&b.sku));
-    let now_ms = state.rt.now_ms();
-    let pay_within_ms = i64::try_from(state.rt.settings.orders.pay_within_secs * 1000)
-        .map_err(ApiError::internal)?;
-    let plan = Plan {
-        order_id: uuid::Uuid::now_v7(),
-        user_id: caller.user_id.clone(),
-        lines: input.items,
-        expires_at_ms: now_ms + pay_within_ms,
-        created_at_ms: now_ms,
-    };
-    let answer = Answer::default();
-    reserve_lines(&state, &plan, &mut keyed, &answer).await?;
-    let created = answer.created()?;
-    if let Some(keyed) = keyed {
-        keyed.finish(&state);
-    }
-    Ok(created)
-}
-
-/// Reserves every line or none; returns the unit prices in line order. A definite refusal
-/// releases the lines already reserved; an unknown outcome (a timeout, a failed commit) leaves
-/// them to expire, since the line in doubt may yet have been reserved with the order's birth.
-async fn reserve_lines(
-    state: &State,
-    plan: &Plan,
-    keyed: &mut Option<KeyedRequest>,
-    answer: &Answer,
-) -> Result<(), ApiError> {
-    let mut prices = Vec::with_capacity(plan.lines.len());
-    for (i, line) in plan.lines.iter().enumerate() {
-        let last = i + 1 == plan.lines.len();
-        let side = last.then(|| plan.birth_side(&prices, keyed.as_ref(), answer));
-        let mut none = None;
-        let hold = idempotent::hold_of(keyed, &mut none);
-        match state
-            .stock
-            .ask_holding(&line.sku, plan.reserve(line), side, hold)
-            .await
-        {
-            Ok(view) => prices.push(view.price),
-            Err(error) if error.outcome_unknown => return Err(error),
-            Err(error) => {
-                release_lines(state, plan, &plan.lines[..i], ReleaseReason::Compensated).await;
-                return Err(error);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Best effort: what is not released here expires at `expires_at`.
-async fn release_lines(state: &State, plan: &Plan, lines: &[LineBody], reason: ReleaseReason) {
-    release(
-        state,
-        plan.order_id,
-        lines.iter().map(|l| l.sku.as_str()),
-        reason,
-    )
-    .await;
-}
-
-async fn release<'a>(
-    state: &State,
-    order_id: uuid::Uuid,
-    skus: impl Iterator<Item = &'a str>,
-    reason: ReleaseReason,
-) {
-    for sku in skus {
-        let command = StockCommand::Release {
-            order: order_id.as_u128(),
-            reason,
-        };
-        if let Err(error) = state.stock.ask(sku, command, None).await {
-            tracing::warn!(%sku, %order_id, error = %error.detail, "release failed; the reservation will expire");
-        }
-    }
-}
-
-/// Returns a cancelled order's units to where they were reserved. Best effort: what is not
-/// released here expires at `expires_at`.
-async fn give_back(state: &State, view: &OrderView) {
-    let id = uuid::Uuid::parse_str(&view.id).expect("order ids are UUIDs");
-    match view.source.kind {
-        SourceKind::Stock => {
-            let skus = view.items.iter().map(|i| i.reference.as_str());
-            release(state, id, skus, ReleaseReason::Cancelled).await;
-        }
-        SourceKind::TimeSale => {
-            let command = SaleCommand::Release {
-                order: id.as_u128(),
-                reason: ReleaseReason::Cancelled,
-            };
-            if let Err(error) = state.sales.ask(&view.source.id, command, None).await {
-                tracing::warn!(order_id = %id, error = %error.detail, "release failed; the reservation will expire");
-            }
-        }
-        SourceKind::Event => {
-            let command = SeatCommand::Release {
-                order: id.as_u128(),
-                reason: ReleaseReason::Cancelled,
-            };
-            if let Err(error) = state.events.ask(&view.source.id, command, None).await {
-                tracing::warn!(order_id = %id, error = %error.detail, "release failed; the hold will expire");
-            }
-        }
-    }
+    let lines = input.items.into_iter().map(LineBody::into_line).collect();
+    let (mut rider, key) = idempotent::birth_rider(keyed);
+    let json = (state.checkout)
+        .place_stock(&caller.user_id, lines, &mut rider)
+        .await?;
+    Ok(idempotent::created(&state, key, json))
 }
 
 fn order_id(path: &web::Path<String>) -> Result<uuid::Uuid, ApiError> {
@@ -333,28 +176,20 @@ async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     let id = order_id(&path)?;
     owned_order(&state, &caller, id).await?;
-    let keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
+    let mut keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
         Prepared::Replay(response) => return Ok(response),
         Prepared::Run(keyed) => keyed,
     };
-    let side = idempotent::record_side::<crate::actors::order::Order, _, _>(
-        keyed.as_ref(),
-        StatusCode::OK,
-        OrderView::clone,
-    );
-    let view = idempotent::ask_keyed(
-        &state,
-        &state.orders,
-        &id.to_string(),
-        OrderCommand::Cancel,
-        side,
-        keyed,
-    )
-    .await?;
-    if view.status == OrderStatus::Cancelled {
-        give_back(&state, &view).await;
+    let side =
+        idempotent::record_side::<Order, _, _>(keyed.as_ref(), StatusCode::OK, OrderView::clone);
+    let mut none = None;
+    let hold = idempotent::hold_of(&mut keyed, &mut none);
+    let cancelled = state.checkout.cancel(id, side, hold).await?;
+    // Before the units go back: the cancel and its record have committed.
+    if let Some(keyed) = keyed {
+        keyed.finish(&state);
     }
-    Ok(HttpResponse::Ok().json(view))
+    Ok(HttpResponse::Ok().json(cancelled.give_back().await))
 }
 
 /// The caller's orders, newest first; operators may name `?user_id=` or see everyone's.
@@ -410,8 +245,8 @@ pub enum OrderStatusSchema {
 #[allow(dead_code)] // Describes the domain's `Source`; never built.
 pub struct SourceSchema {
     #[serde(rename = "type")]
-    #[schema(value_type = String, example = "time_sale")]
-    pub kind: SourceKind,
+    #[schema(example = "time_sale")]
+    pub kind: String,
     pub id: String,
 }
 

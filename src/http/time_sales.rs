@@ -1,22 +1,21 @@
 //! Time sales (API.md "Time sales"): create, get, list by status, purchase.
 //!
-//! A purchase is one message to the sale's actor: the reservation is its event, and the
-//! order's birth (first event, expiry deadline, read row) and the idempotency record ride on
-//! it as side writes, so the 201 follows one journal append.
+//! A purchase is one message to the sale's actor, sent by [`crate::checkout`]: the reservation
+//! is its event, and the order's birth (first event, expiry deadline, read row) and the
+//! idempotency record ride on it as side writes, so the 201 follows one journal append.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer};
 
-use super::idempotent::{self, Answer, KeyedRequest, Prepared};
+use super::idempotent::{self, Prepared};
 use super::openapi::{IdempotencyKey, Page, Paging};
 use super::products::{uuid_path, PRICE_MAX};
 use super::{queue, ListQuery, RawBody, State};
-use crate::actors::order::{OrderItem, Placed, Source, SourceKind};
 use crate::actors::product::ProductCommand;
 use crate::actors::time_sale::{SaleCommand, SaleStatus, SaleTerms, SaleView, TimeSale};
-use crate::actors::SideWrites;
 use crate::auth::Caller;
+use crate::checkout::SalePurchase;
 use crate::clock::parse_rfc3339;
 use crate::error::{ApiError, ErrorCode, FieldErrors};
 
@@ -291,85 +290,16 @@ async fn purchase(
         Prepared::Run(keyed) => keyed,
     };
     let now_ms = state.rt.now_ms();
-    let pay_within_ms = i64::try_from(state.rt.settings.orders.pay_within_secs * 1000)
-        .map_err(ApiError::internal)?;
     let queue_pass = (state.passes).request_admits::<SaleQueue>(&req, &caller, &sale_id, now_ms);
-    let order = Purchase {
-        order_id: uuid::Uuid::now_v7(),
-        queue_pass,
+    let purchase = SalePurchase {
         sale_id,
         user_id: caller.user_id.clone(),
         quantity: input.quantity,
-        expires_at_ms: now_ms + pay_within_ms,
-        created_at_ms: now_ms,
+        queue_pass,
     };
-    order.run(&state, keyed).await
-}
-
-/// One purchase: the reservation on the sale, and the order it gives birth to.
-#[derive(Clone)]
-struct Purchase {
-    order_id: uuid::Uuid,
-    /// The request showed the caller's valid pass for this sale's waiting room.
-    queue_pass: bool,
-    sale_id: String,
-    user_id: String,
-    quantity: i64,
-    expires_at_ms: i64,
-    created_at_ms: i64,
-}
-
-impl Purchase {
-    fn placed(&self, sale_price: i64) -> Placed {
-        Placed {
-            user_id: self.user_id.clone(),
-            source: Source {
-                kind: SourceKind::TimeSale,
-                id: self.sale_id.clone(),
-            },
-            items: vec![OrderItem {
-                reference: self.sale_id.clone(),
-                quantity: self.quantity,
-                unit_price: sale_price,
-            }],
-            expires_at_ms: self.expires_at_ms,
-            created_at_ms: self.created_at_ms,
-        }
-    }
-
-    /// The order's birth, and the idempotency record of the 201, with the reservation.
-    fn birth_side(&self, keyed: Option<&KeyedRequest>, answer: &Answer) -> SideWrites<TimeSale> {
-        let purchase = self.clone();
-        answer.birth_side::<TimeSale, _>(self.order_id, keyed, move |sale: &SaleView| {
-            Some(purchase.placed(sale.sale_price))
-        })
-    }
-
-    async fn run(
-        &self,
-        state: &State,
-        keyed: Option<KeyedRequest>,
-    ) -> Result<HttpResponse, ApiError> {
-        let command = SaleCommand::Purchase {
-            order: self.order_id.as_u128(),
-            user_id: self.user_id.clone(),
-            quantity: self.quantity,
-            expires_at_ms: self.expires_at_ms,
-            queue_pass: self.queue_pass,
-        };
-        let answer = Answer::default();
-        let side = self.birth_side(keyed.as_ref(), &answer);
-        idempotent::ask_keyed(
-            state,
-            &state.sales,
-            &self.sale_id,
-            command,
-            Some(side),
-            keyed,
-        )
-        .await?;
-        answer.created()
-    }
+    let (mut rider, key) = idempotent::birth_rider(keyed);
+    let json = (state.checkout).buy_from_sale(purchase, &mut rider).await?;
+    Ok(idempotent::created(&state, key, json))
 }
 
 // The OpenAPI schemas of the domain types this module answers with: the domain crate knows

@@ -1,9 +1,9 @@
 //! What the runtime shows of an Order: its read rows, live topic and admin view.
 
+use crate::actors::entity_actor::{step_rows, StepInput, WrittenRows};
 use crate::actors::order::*;
-use crate::actors::pid;
-use crate::actors::{Entity, Inspect, Live, Projection};
-use crate::persistence::{codec, Batch, DeadlineWrite, EventRecord, ReadRow};
+use crate::actors::{pid, Ctx, Entity, Inspect, Live, Projection};
+use crate::persistence::{Batch, ReadRow};
 
 impl Projection for Order {
     fn read_row(&self) -> Option<ReadRow> {
@@ -40,27 +40,33 @@ pub struct Birth {
 }
 
 /// The birth of order `id`, written in the same transaction as the step that reserved its
-/// units.
+/// units: its `Place` decision at `created_at`, and the rows its own actor would write for
+/// that step ([`step_rows`]).
 pub fn birth(id: &str, placed: Placed) -> Birth {
-    let event = OrderEvent::Placed(placed);
-    let order = born(id, &event);
-    let pid = pid::<Order>(id);
-    let mut batch = Batch::default();
-    batch.events.push(EventRecord {
-        pid: pid.clone(),
-        seq: 1,
-        at_ms: order.placed().created_at_ms,
-        payload: codec::encode(Order::VERSION, &event),
-    });
-    batch.deadlines.push(DeadlineWrite::Set {
-        pid,
-        due_at_ms: order.placed().expires_at_ms,
-    });
-    let view = order.view().expect("a placed order has a view");
-    let row = read_row_of(&order, &view);
-    let json = row.body.clone();
-    batch.read_rows.push(row);
-    Birth { batch, view, json }
+    let ctx = Ctx {
+        now_ms: placed.created_at_ms,
+    };
+    let mut order = Order::blank(id);
+    let decision = order
+        .decide(&OrderCommand::Place(placed), &ctx)
+        .expect("orders are born from validated lines");
+    let step = StepInput {
+        events: decision.events,
+        at_ms: ctx.now_ms,
+        side: None,
+        live_items: None,
+    };
+    let mut written = WrittenRows::default();
+    let batch = step_rows(&mut order, &pid::<Order>(id), &mut 0, &mut written, step);
+    // The read row's body, which `written` keeps: the order is serialised once.
+    let json = written
+        .read_row_body
+        .expect("a placed order has a read row");
+    Birth {
+        batch,
+        view: decision.reply,
+        json,
+    }
 }
 
 /// The read row of a placed order whose view is `view`.
@@ -75,19 +81,10 @@ fn read_row_of(order: &Order, view: &OrderView) -> ReadRow {
     }
 }
 
-fn born(id: &str, placed: &OrderEvent) -> Order {
-    let mut order = Order::blank(id);
-    order.apply(placed);
-    order
-        .check_invariants()
-        .expect("orders are born from validated lines");
-    order
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::Ctx;
+    use crate::persistence::{codec, DeadlineWrite};
 
     const ID: &str = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
     /// 2023-11-14T22:13:20Z.

@@ -1,10 +1,11 @@
 //! Order: what a customer reserved and what became of it.
 //!
 //! Supervised by `Region<Order>`; persistence id `order:{id}`.
-//! An order is born `RESERVED` by the step that reserved its units: its first event is
-//! committed in the same transaction as the last reservation (see [`birth`]), so the purchase
-//! path is one journal append. Accepts: get, expire (its own deadline), cancel. The checkout
-//! saga (pay, refund) extends this entity with its steps.
+//! An order is born `RESERVED` by the step that reserved its units: its `Place` decision runs
+//! inside that step, and its first event is committed in the same transaction as the last
+//! reservation (see [`birth`]), so the purchase path is one journal append. Accepts: place
+//! (on a blank order only), get, expire (its own deadline), cancel. The checkout saga (pay,
+//! refund; `crate::checkout`) extends this entity with its steps.
 //! Journals: `Placed`, `Expired`, `Cancelled`.
 //!
 //! # Invariants
@@ -135,6 +136,8 @@ pub struct Order {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderCommand {
+    /// The birth of the order; refused once it exists (an order is placed once).
+    Place(Placed),
     Get,
     Expire,
     Cancel,
@@ -220,6 +223,12 @@ impl Order {
         })
     }
 
+    /// The birth of this blank order, if what it is born with keeps its invariants.
+    fn place(&self, placed: &Placed) -> Result<Decision<Self>, Rejection> {
+        placed_problem(placed).map_err(|why| Rejection::new(ErrorCode::ValidationFailed, why))?;
+        self.accept(OrderEvent::Placed(placed.clone()))
+    }
+
     fn accept(&self, event: OrderEvent) -> Result<Decision<Self>, Rejection> {
         let mut next = self.clone();
         next.apply(&event);
@@ -251,9 +260,17 @@ impl Entity for Order {
 
     fn decide(&self, command: &OrderCommand, ctx: &Ctx) -> Result<Decision<Self>, Rejection> {
         let Some(view) = self.view() else {
-            return Err(Rejection::not_found(format!("order {} not found", self.id)));
+            return match command {
+                OrderCommand::Place(placed) => self.place(placed),
+                _ => Err(Rejection::not_found(format!("order {} not found", self.id))),
+            };
         };
         match command {
+            // A second birth would replace what the first one reserved and was told.
+            OrderCommand::Place(_) => Err(Rejection::new(
+                ErrorCode::Conflict,
+                format!("order {} already exists", self.id),
+            )),
             OrderCommand::Get => Ok(Decision::reply(view)),
             OrderCommand::Expire => {
                 let due = self.placed().expires_at_ms <= ctx.now_ms;
@@ -314,16 +331,7 @@ impl Entity for Order {
                 Some(_) => Err("a status without a placed order".into()),
             };
         };
-        if placed.items.is_empty() || placed.user_id.is_empty() {
-            return Err("a placed order needs items and a user".into());
-        }
-        if placed
-            .items
-            .iter()
-            .any(|i| i.quantity < 1 || i.unit_price < 0)
-        {
-            return Err("item quantities are >= 1 and prices >= 0".into());
-        }
+        placed_problem(placed)?;
         let amount = amount_of(&placed.items);
         if amount != self.amount {
             return Err(format!("amount {} but items sum to {amount}", self.amount));
@@ -346,6 +354,21 @@ impl Entity for Order {
             .filter(|at| *at <= ctx.now_ms)
             .map(|_| OrderCommand::Expire)
     }
+}
+
+/// What is wrong with the lines and owner an order would be born with, if anything.
+fn placed_problem(placed: &Placed) -> Result<(), String> {
+    if placed.items.is_empty() || placed.user_id.is_empty() {
+        return Err("a placed order needs items and a user".into());
+    }
+    if placed
+        .items
+        .iter()
+        .any(|i| i.quantity < 1 || i.unit_price < 0)
+    {
+        return Err("item quantities are >= 1 and prices >= 0".into());
+    }
+    Ok(())
 }
 
 /// `sum(unit_price * quantity)`, saturating: reservations cap each line far below overflow,

@@ -105,6 +105,53 @@ fn the_amount_is_the_sum_of_the_lines() {
 }
 
 #[test]
+fn placing_a_blank_order_gives_it_birth() {
+    let mut order = Order::blank(ID);
+    let decision = ok(&mut order, OrderCommand::Place(placed()), T0);
+    assert_eq!(decision.events, vec![OrderEvent::Placed(placed())]);
+    assert_eq!(Some(decision.reply.clone()), order.view());
+    assert_eq!(order, born());
+}
+
+#[test]
+fn placing_an_existing_order_is_refused_as_a_conflict() {
+    let mut order = born();
+    rejected(
+        &mut order,
+        OrderCommand::Place(placed()),
+        T0,
+        ErrorCode::Conflict,
+    );
+    ok(&mut order, OrderCommand::Cancel, T0 + 1);
+    let other = placed_with(vec![item("sku-9", 1, 10)]);
+    rejected(
+        &mut order,
+        OrderCommand::Place(other),
+        T0 + 2,
+        ErrorCode::Conflict,
+    );
+}
+
+#[test]
+fn placing_lines_that_break_the_invariants_is_refused() {
+    let no_user = Placed {
+        user_id: String::new(),
+        ..placed()
+    };
+    let broken = [
+        placed_with(Vec::new()),
+        placed_with(vec![item("sku-1", 0, 100)]),
+        placed_with(vec![item("sku-1", 1, -1)]),
+        no_user,
+    ];
+    for placed in broken {
+        let mut order = Order::blank(ID);
+        let place = OrderCommand::Place(placed);
+        rejected(&mut order, place, T0, ErrorCode::ValidationFailed);
+    }
+}
+
+#[test]
 fn commands_on_an_order_never_placed_are_not_found() {
     for command in [
         OrderCommand::Get,
@@ -340,6 +387,7 @@ fn order_command() -> impl Strategy<Value = OrderCommand> {
         Just(OrderCommand::Get),
         Just(OrderCommand::Expire),
         Just(OrderCommand::Cancel),
+        random_placed().prop_map(OrderCommand::Place),
     ]
 }
 
@@ -383,10 +431,15 @@ proptest! {
             match run(&mut order, &command, now_ms) {
                 Err(e) => {
                     prop_assert_eq!(&order, &before, "rejected {:?} changed the order", command);
-                    prop_assert_eq!(
-                        (from, &command, e.code),
-                        (OrderStatus::Expired, &OrderCommand::Cancel, ErrorCode::OrderExpired)
-                    );
+                    if let OrderCommand::Place(_) = command {
+                        // An order is placed once.
+                        prop_assert_eq!(e.code, ErrorCode::Conflict);
+                    } else {
+                        prop_assert_eq!(
+                            (from, &command, e.code),
+                            (OrderStatus::Expired, &OrderCommand::Cancel, ErrorCode::OrderExpired)
+                        );
+                    }
                 }
                 Ok(decision) => {
                     prop_assert!(decision.events.len() <= 1);
