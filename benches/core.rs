@@ -84,7 +84,7 @@ fn runtime() -> Runtime {
 
 fn reserve_command(order: u128) -> StockCommand {
     StockCommand::Reserve {
-        order,
+        order: order.into(),
         quantity: 1,
         expires_at_ms: NOW_MS + TTL_MS + i64::try_from(order).expect("bench ids fit i64"),
     }
@@ -136,7 +136,7 @@ fn entity_benches(c: &mut Criterion) {
                 // Untimed: back to OPEN_RESERVATIONS open reservations.
                 for order in first..next_order {
                     item.apply(&StockEvent::Released {
-                        order,
+                        order: order.into(),
                         quantity: 1,
                         reason: ReleaseReason::Cancelled,
                     });
@@ -173,7 +173,7 @@ fn order_batch(keys: &mut Keys, now_ms: i64) -> Batch {
         keys.next_order += 1;
         let order_id = uuid::Uuid::now_v7();
         let reserved = StockEvent::Reserved {
-            order: order_id.as_u128(),
+            order: order_id.as_u128().into(),
             quantity: 1,
             expires_at_ms: now_ms + TTL_MS,
         };
@@ -366,7 +366,7 @@ fn actor_benches(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async {
             let order = u128::from(next_order.fetch_add(1, Ordering::Relaxed));
             let command = StockCommand::Reserve {
-                order,
+                order: order.into(),
                 quantity: 1,
                 expires_at_ms: SystemClock.now_ms() + TTL_MS,
             };

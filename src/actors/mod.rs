@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 pub use surge_domain::{
     coupon_policy, expiring_holds, order, pid, product, seat_map, stock_item, time_sale,
-    waiting_room, wallet, Ctx, Decision, Entity,
+    waiting_room, wallet, Ctx, Decision, Entity, EventId, OrderId, SaleId, Sku, UserId,
 };
 
 use crate::live::LiveChange;

@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::actors::hosted::order::{birth, Birth};
 use crate::actors::order::Placed;
+use crate::actors::OrderId;
 use crate::actors::{Hosted, SideWrites};
 use crate::error::ApiError;
 use crate::persistence::Batch;
@@ -38,7 +39,7 @@ impl Born {
     /// reads the order from (`None`: this reply places no order), with `rows`.
     pub(super) fn side<E, F>(
         &self,
-        order_id: uuid::Uuid,
+        order_id: OrderId,
         rows: Option<BirthRows>,
         placed: F,
     ) -> SideWrites<E>

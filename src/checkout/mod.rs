@@ -47,6 +47,7 @@ use crate::actors::order::{Order, OrderCommand, OrderStatus, OrderView, SourceKi
 use crate::actors::seat_map::{SeatCommand, SeatMap};
 use crate::actors::stock_item::{ReleaseReason, StockItem};
 use crate::actors::time_sale::{SaleCommand, TimeSale};
+use crate::actors::OrderId;
 use crate::actors::{Hosted, SideWrites};
 use crate::error::ApiError;
 use crate::runtime::SharedRuntime;
@@ -92,7 +93,7 @@ impl Checkout {
     /// timeout. Its units are still out until [`Cancelled::give_back`].
     pub async fn cancel(
         &self,
-        id: uuid::Uuid,
+        id: OrderId,
         side: Option<SideWrites<Order>>,
         hold: &mut Option<Hold>,
     ) -> Result<Cancelled<'_>, ApiError> {
@@ -108,21 +109,21 @@ impl Checkout {
     /// Returns a cancelled order's units to where they were reserved. Best effort: what is not
     /// released here expires at `expires_at`.
     async fn give_back(&self, view: &OrderView) {
-        let id = uuid::Uuid::parse_str(&view.id).expect("order ids are UUIDs");
-        let (order, reason) = (id.as_u128(), ReleaseReason::Cancelled);
+        let order: OrderId = view.id.parse().expect("order ids are UUIDs");
+        let reason = ReleaseReason::Cancelled;
         let source = view.source.id.as_str();
         match view.source.kind {
             SourceKind::Stock => {
                 let skus = view.items.iter().map(|i| i.reference.as_str());
-                self.release_lines(id, skus, reason).await;
+                self.release_lines(order, skus, reason).await;
             }
             SourceKind::TimeSale => {
                 let command = SaleCommand::Release { order, reason };
-                release(&self.sales, source, command, id).await;
+                release(&self.sales, source, command, order).await;
             }
             SourceKind::Event => {
                 let command = SeatCommand::Release { order, reason };
-                release(&self.seats, source, command, id).await;
+                release(&self.seats, source, command, order).await;
             }
         }
     }
@@ -130,12 +131,7 @@ impl Checkout {
 
 /// Sends `command`, a release of order `order_id`'s units, to entity `id`. Best effort: a
 /// release that fails is logged, and the units come back by themselves at `expires_at`.
-async fn release<E: Hosted>(
-    region: &Region<E>,
-    id: &str,
-    command: E::Command,
-    order_id: uuid::Uuid,
-) {
+async fn release<E: Hosted>(region: &Region<E>, id: &str, command: E::Command, order_id: OrderId) {
     if let Err(error) = region.ask(id, command, None).await {
         tracing::warn!(kind = E::KIND, %id, %order_id, error = %error.detail, "release failed; the units will come back at expires_at");
     }

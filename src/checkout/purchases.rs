@@ -6,6 +6,7 @@ use super::Checkout;
 use crate::actors::order::{OrderItem, Placed, Source, SourceKind};
 use crate::actors::seat_map::{HoldView, SeatCommand, SeatMap, SeatReply, SeatRequest};
 use crate::actors::time_sale::{SaleCommand, SaleView, TimeSale};
+use crate::actors::OrderId;
 use crate::error::ApiError;
 
 /// A purchase from a time sale, as the edge checked it.
@@ -37,9 +38,9 @@ impl Checkout {
         rider: &mut Rider,
     ) -> Result<String, ApiError> {
         let (created_at_ms, expires_at_ms) = self.order_times_ms()?;
-        let order_id = uuid::Uuid::now_v7();
+        let order_id = OrderId::new_v7();
         let command = SaleCommand::Purchase {
-            order: order_id.as_u128(),
+            order: order_id,
             user_id: purchase.user_id.clone(),
             quantity: purchase.quantity,
             expires_at_ms,
@@ -78,9 +79,9 @@ impl Checkout {
     /// order's JSON.
     pub async fn hold_seats(&self, hold: SeatHold, rider: &mut Rider) -> Result<String, ApiError> {
         let created_at_ms = self.rt.now_ms();
-        let order_id = uuid::Uuid::now_v7();
+        let order_id = OrderId::new_v7();
         let command = SeatCommand::Hold {
-            order: order_id.as_u128(),
+            order: order_id,
             user_id: hold.user_id.clone(),
             request: hold.request,
             queue_pass: hold.queue_pass,

@@ -4,6 +4,7 @@ use super::birth::{Born, Rider};
 use super::Checkout;
 use crate::actors::order::{OrderItem, Placed, Source, SourceKind};
 use crate::actors::stock_item::{ReleaseReason, StockCommand, StockItem, StockView};
+use crate::actors::OrderId;
 use crate::actors::SideWrites;
 use crate::error::ApiError;
 
@@ -18,7 +19,7 @@ pub struct Line {
 /// What the order will be born with, once the last line's price is known.
 #[derive(Clone)]
 struct Plan {
-    order_id: uuid::Uuid,
+    order_id: OrderId,
     user_id: String,
     /// In SKU order.
     lines: Vec<Line>,
@@ -51,7 +52,7 @@ impl Plan {
 
     fn reserve(&self, line: &Line) -> StockCommand {
         StockCommand::Reserve {
-            order: self.order_id.as_u128(),
+            order: self.order_id,
             quantity: line.quantity,
             expires_at_ms: self.expires_at_ms,
         }
@@ -84,7 +85,7 @@ impl Checkout {
         lines.sort_by(|a, b| a.sku.cmp(&b.sku));
         let (created_at_ms, expires_at_ms) = self.order_times_ms()?;
         let plan = Plan {
-            order_id: uuid::Uuid::now_v7(),
+            order_id: OrderId::new_v7(),
             user_id: user_id.to_string(),
             lines,
             expires_at_ms,
@@ -129,13 +130,13 @@ impl Checkout {
     /// here expires at `expires_at`.
     pub(super) async fn release_lines<'a>(
         &self,
-        order_id: uuid::Uuid,
+        order_id: OrderId,
         skus: impl Iterator<Item = &'a str>,
         reason: ReleaseReason,
     ) {
         for sku in skus {
             let command = StockCommand::Release {
-                order: order_id.as_u128(),
+                order: order_id,
                 reason,
             };
             super::release(&self.stock, sku, command, order_id).await;

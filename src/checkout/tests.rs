@@ -9,6 +9,7 @@ use crate::actors::hosted::order::{birth, Birth};
 use crate::actors::order::{OrderItem, Placed, Source};
 use crate::actors::stock_item::{StockCommand, StockEvent, StockView};
 use crate::actors::Entity;
+use crate::actors::OrderId;
 use crate::clock::ManualClock;
 use crate::config::Settings;
 use crate::error::ErrorCode;
@@ -98,7 +99,7 @@ impl World {
             StockEvent::Reserved { order, .. } => Some(*order),
             _ => None,
         });
-        uuid::Uuid::from_u128(order.expect("a reservation")).to_string()
+        order.expect("a reservation").to_string()
     }
 
     async fn order_rows(&self) -> Batch {
@@ -152,7 +153,7 @@ async fn a_refused_line_releases_the_lines_reserved_before_it_and_no_order_is_bo
     assert_eq!(
         released,
         Some(StockEvent::Released {
-            order: uuid::Uuid::parse_str(&order).expect("a UUID").as_u128(),
+            order: order.parse().expect("a UUID"),
             quantity: 2,
             reason: ReleaseReason::Compensated,
         })
@@ -210,7 +211,7 @@ async fn cancelling_a_stock_order_gives_its_units_back() {
     );
     assert_eq!(world.stock_of("a").await.reserved, 2);
 
-    let id = uuid::Uuid::parse_str(&placed.id).expect("a UUID");
+    let id: OrderId = placed.id.parse().expect("a UUID");
     let cancelled = world.checkout.cancel(id, None, &mut None).await;
     let view = cancelled
         .expect("a reserved order cancels")
@@ -276,7 +277,7 @@ fn placed() -> Placed {
 #[tokio::test]
 async fn a_birth_writes_what_the_orders_own_actor_writes_for_its_place() {
     let world = world().await;
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = OrderId::new_v7().to_string();
     let reply = world
         .orders
         .ask(&id, OrderCommand::Place(placed()), None)

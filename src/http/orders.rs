@@ -14,6 +14,7 @@ use super::idempotent::{self, Prepared};
 use super::openapi::{IdempotencyKey, Page, Paging};
 use super::{is_valid_ident, ListQuery, RawBody, State};
 use crate::actors::order::{Order, OrderCommand, OrderView};
+use crate::actors::OrderId;
 use crate::auth::Caller;
 use crate::checkout::Line;
 use crate::error::{ApiError, FieldErrors};
@@ -115,8 +116,9 @@ async fn place(
     Ok(idempotent::created(&state, key, json))
 }
 
-fn order_id(path: &web::Path<String>) -> Result<uuid::Uuid, ApiError> {
-    uuid::Uuid::parse_str(path.as_str())
+fn order_id(path: &web::Path<String>) -> Result<OrderId, ApiError> {
+    path.as_str()
+        .parse::<OrderId>()
         .map_err(|_| ApiError::not_found(format!("order {} not found", path.as_str())))
 }
 
@@ -124,7 +126,7 @@ fn order_id(path: &web::Path<String>) -> Result<uuid::Uuid, ApiError> {
 pub(crate) async fn owned_order(
     state: &State,
     caller: &Caller,
-    id: uuid::Uuid,
+    id: OrderId,
 ) -> Result<OrderView, ApiError> {
     let view = state
         .orders

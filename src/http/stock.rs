@@ -8,6 +8,7 @@ use super::idempotent::{self, Prepared};
 use super::openapi::{IdempotencyKey, Page, Paging};
 use super::{is_valid_ident, ListQuery, RawBody, State};
 use crate::actors::stock_item::{StockCommand, StockEvent, StockItem, StockView};
+use crate::actors::OrderId;
 use crate::actors::{pid, Entity};
 use crate::auth::Caller;
 use crate::clock::rfc3339;
@@ -253,8 +254,8 @@ fn movement(seq: u64, at_ms: i64, event: StockEvent) -> Movement {
     }
 }
 
-fn order_ref(order: u128) -> String {
-    uuid::Uuid::from_u128(order).to_string()
+fn order_ref(order: OrderId) -> String {
+    order.to_string()
 }
 
 /// The item's journal, newest first; `cursor` is the seq to continue below.

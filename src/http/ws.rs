@@ -34,6 +34,7 @@ use tokio::task::JoinHandle;
 
 use super::{is_valid_ident, orders, queue, State};
 use crate::actors::waiting_room::TicketStatus;
+use crate::actors::OrderId;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 use crate::live::{ChangeCursor, ChangeStep, Subscription, Update};
@@ -107,7 +108,7 @@ enum ClientOp {
 enum Target {
     Sale(String),
     Stock(String),
-    Order(uuid::Uuid),
+    Order(OrderId),
     /// The seats of an event's map.
     Seats(String),
     /// The caller's own ticket in the waiting room of a resource (`time-sales/{id}`).
@@ -133,7 +134,8 @@ fn parse_topic(topic: &str) -> Result<Target, ApiError> {
             .ok_or_else(not_found);
     }
     if let Some(id) = topic.strip_prefix("order:") {
-        return uuid::Uuid::parse_str(id)
+        return id
+            .parse::<OrderId>()
             .map(Target::Order)
             .map_err(|_| not_found());
     }
@@ -510,7 +512,7 @@ mod tests {
 
     #[test]
     fn topics_name_their_entity() {
-        let id = uuid::Uuid::now_v7();
+        let id = OrderId::new_v7();
         assert_eq!(
             parse_topic(&format!("time-sale:{id}")).expect("a sale"),
             Target::Sale(id.to_string())

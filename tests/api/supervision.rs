@@ -227,7 +227,7 @@ async fn past_the_in_flight_bound_callers_get_503(backend: Backend) {
             let stock = app.services.stock.clone();
             tokio::spawn(async move {
                 let command = surge::actors::stock_item::StockCommand::Reserve {
-                    order: i,
+                    order: i.into(),
                     quantity: 1,
                     expires_at_ms: i64::MAX,
                 };

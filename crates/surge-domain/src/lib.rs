@@ -12,6 +12,7 @@
 pub mod codec;
 pub mod coupon_policy;
 pub mod expiring_holds;
+pub mod ids;
 pub mod money;
 pub mod order;
 pub mod product;
@@ -32,6 +33,7 @@ use std::fmt::Debug;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use ids::{EventId, OrderId, SaleId, Sku, UserId};
 pub use rejection::{ErrorCode, FieldError, FieldErrors, Rejection};
 
 /// What an entity may know about the world while deciding: the time, passed in.

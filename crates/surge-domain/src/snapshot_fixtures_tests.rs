@@ -12,7 +12,7 @@ use super::seat_map::{
 };
 use super::stock_item::{ReleaseReason, StockCommand, StockEvent, StockItem};
 use super::time_sale::{SaleCommand, SaleEvent, SaleTerms, TimeSale};
-use super::{Ctx, Decision, Entity};
+use super::{Ctx, Decision, Entity, OrderId};
 use crate::codec;
 
 /// 2023-11-14T22:13:20Z, as in the entities' own tests.
@@ -57,13 +57,19 @@ fn stock_item_with_reservations() -> StockItem {
     run(&mut item, create, T0);
     for (order, quantity, due_ms) in [(11, 3, 700), (12, 5, 300), (13, 1, 900), (14, 2, 300)] {
         let reserve = StockCommand::Reserve {
-            order,
+            order: OrderId::from_u128(order),
             quantity,
             expires_at_ms: T0 + due_ms,
         };
         run(&mut item, reserve, T0);
     }
-    run(&mut item, StockCommand::Commit { order: 13 }, T0 + 1);
+    run(
+        &mut item,
+        StockCommand::Commit {
+            order: OrderId::from_u128(13),
+        },
+        T0 + 1,
+    );
     item
 }
 
@@ -73,9 +79,13 @@ fn a_stock_item_snapshot_from_before_keeps_its_reservations_and_their_deadlines(
     let mut loaded = load_fixture(&built);
     assert_eq!(loaded, built);
     assert_eq!((loaded.reserved, loaded.sold), (10, 1));
-    let open = [11, 12, 14].map(|order| loaded.reservation(order).map(|r| r.quantity));
+    let open = [11, 12, 14].map(|order| {
+        loaded
+            .reservation(OrderId::from_u128(order))
+            .map(|r| r.quantity)
+    });
     assert_eq!(open, [Some(3), Some(5), Some(2)]);
-    assert_eq!(loaded.reservation(13), None);
+    assert_eq!(loaded.reservation(OrderId::from_u128(13)), None);
     assert_eq!(loaded.next_deadline_ms(), Some(T0 + 300));
 
     let due = run(&mut loaded, StockCommand::ExpireDue, T0 + 300);
@@ -84,7 +94,13 @@ fn a_stock_item_snapshot_from_before_keeps_its_reservations_and_their_deadlines(
         quantity,
         reason: ReleaseReason::Expired,
     };
-    assert_eq!(due.events, vec![released(12, 5), released(14, 2)]);
+    assert_eq!(
+        due.events,
+        vec![
+            released(OrderId::from_u128(12), 5),
+            released(OrderId::from_u128(14), 2)
+        ]
+    );
     assert_eq!(loaded.next_deadline_ms(), Some(T0 + 700));
     loaded.check_deep_invariants().expect("after the due scan");
 }
@@ -110,7 +126,7 @@ fn time_sale_with_holds() -> TimeSale {
     for (order, user, quantity, at_ms) in [(21, "u1", 2, 0), (22, "u2", 1, 5), (23, "u3", 1, 7)] {
         let now_ms = SALE_START + at_ms;
         let purchase = SaleCommand::Purchase {
-            order,
+            order: OrderId::from_u128(order),
             user_id: user.into(),
             quantity,
             expires_at_ms: now_ms + SALE_PAY_MS,
@@ -118,7 +134,13 @@ fn time_sale_with_holds() -> TimeSale {
         };
         run(&mut sale, purchase, now_ms);
     }
-    run(&mut sale, SaleCommand::Commit { order: 23 }, SALE_START + 8);
+    run(
+        &mut sale,
+        SaleCommand::Commit {
+            order: OrderId::from_u128(23),
+        },
+        SALE_START + 8,
+    );
     sale
 }
 
@@ -128,15 +150,19 @@ fn a_time_sale_snapshot_from_before_keeps_its_holds_and_their_deadlines() {
     let mut loaded = load_fixture(&built);
     assert_eq!(loaded, built);
     assert_eq!((loaded.reserved, loaded.sold), (3, 1));
-    let held = [21, 22].map(|order| loaded.hold(order).map(|h| (h.user_id.clone(), h.quantity)));
+    let held = [21, 22].map(|order| {
+        loaded
+            .hold(OrderId::from_u128(order))
+            .map(|h| (h.user_id.clone(), h.quantity))
+    });
     assert_eq!(held, [Some(("u1".into(), 2)), Some(("u2".into(), 1))]);
-    assert!(loaded.hold(23).is_none());
+    assert!(loaded.hold(OrderId::from_u128(23)).is_none());
     assert_eq!(loaded.units_of("u1"), 2);
     assert_eq!(loaded.next_deadline_ms(), Some(SALE_START + SALE_PAY_MS));
 
     let due = run(&mut loaded, SaleCommand::Advance, SALE_START + SALE_PAY_MS);
     let released = SaleEvent::Released {
-        order: 21,
+        order: OrderId::from_u128(21),
         quantity: 2,
         reason: ReleaseReason::Expired,
     };
@@ -184,14 +210,20 @@ fn seat_map_with_holds() -> SeatMap {
         (33, &["A-2-1", "A-2-2"][..], 2),
     ] {
         let hold = SeatCommand::Hold {
-            order,
+            order: OrderId::from_u128(order),
             user_id: format!("u{order}"),
             request: seat_ids(ids),
             queue_pass: false,
         };
         run(&mut map, hold, SEATS_OPEN + at_ms);
     }
-    run(&mut map, SeatCommand::Commit { order: 32 }, SEATS_OPEN + 3);
+    run(
+        &mut map,
+        SeatCommand::Commit {
+            order: OrderId::from_u128(32),
+        },
+        SEATS_OPEN + 3,
+    );
     map
 }
 
@@ -201,15 +233,15 @@ fn a_seat_map_snapshot_from_before_keeps_its_holds_and_their_deadlines() {
     let mut loaded = load_fixture(&built);
     assert_eq!(loaded, built);
     let seats_of = |map: &SeatMap, order| map.hold(order).map(|h| h.seats.clone());
-    assert_eq!(seats_of(&loaded, 31), Some(vec![0, 1]));
-    assert_eq!(seats_of(&loaded, 33), Some(vec![4, 5]));
-    assert_eq!(seats_of(&loaded, 32), None);
+    assert_eq!(seats_of(&loaded, OrderId::from_u128(31)), Some(vec![0, 1]));
+    assert_eq!(seats_of(&loaded, OrderId::from_u128(33)), Some(vec![4, 5]));
+    assert_eq!(seats_of(&loaded, OrderId::from_u128(32)), None);
     assert_eq!((loaded.totals().held, loaded.totals().sold), (4, 1));
     assert_eq!(loaded.next_deadline_ms(), Some(SEATS_OPEN + SEAT_HOLD_MS));
 
     let due = run(&mut loaded, SeatCommand::Expire, SEATS_OPEN + SEAT_HOLD_MS);
     let released = SeatEvent::Released {
-        order: 31,
+        order: OrderId::from_u128(31),
         reason: ReleaseReason::Expired,
     };
     assert_eq!(due.events, vec![released]);

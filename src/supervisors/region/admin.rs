@@ -171,9 +171,8 @@ impl<E: Hosted> AdminRegion for Region<E> {
             events.push(serde_json::json!({
                 "seq": record.seq,
                 "at": crate::clock::rfc3339(record.at_ms),
-                // Debug form: events carry u128 order ids, which JSON numbers cannot hold;
-                // those are shown as the UUIDs the API gives them.
-                "event": with_uuids(&format!("{event:?}")),
+                // Debug form, where every id prints as the API writes it.
+                "event": format!("{event:?}"),
             }));
         }
         Ok(Some(serde_json::json!({
@@ -230,33 +229,12 @@ impl FirstIds {
     }
 }
 
-/// `text` with every number too large for a u64 (an order id, a u128) written as a UUID, the
-/// form the API shows order ids in.
-fn with_uuids(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find(|c: char| c.is_ascii_digit()) {
-        out.push_str(&rest[..start]);
-        let digits = &rest[start..];
-        let end = digits
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(digits.len());
-        let number = &digits[..end];
-        match number.parse::<u128>() {
-            Ok(n) if n > u128::from(u64::MAX) => {
-                out.push_str(&uuid::Uuid::from_u128(n).to_string());
-            }
-            _ => out.push_str(number),
-        }
-        rest = &digits[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{with_uuids, FirstIds};
+    use super::FirstIds;
+    use crate::actors::order::OrderEvent;
+    use crate::actors::stock_item::StockEvent;
+    use crate::actors::OrderId;
 
     #[test]
     fn first_ids_keeps_the_smallest_in_order() {
@@ -275,16 +253,17 @@ mod tests {
     }
 
     #[test]
-    fn order_ids_in_debug_text_read_as_uuids() {
-        let order = uuid::Uuid::parse_str("01a20c68-e545-7009-aebd-662463722f59").unwrap();
-        let text = format!("Reserved {{ order: {}, quantity: 2 }}", order.as_u128());
+    fn events_in_debug_text_show_order_ids_as_uuids() {
+        let order: OrderId = "01a20c68-e545-7009-aebd-662463722f59".parse().unwrap();
+        let event = StockEvent::Committed { order, quantity: 2 };
         assert_eq!(
-            with_uuids(&text),
-            "Reserved { order: 01a20c68-e545-7009-aebd-662463722f59, quantity: 2 }"
+            format!("{event:?}"),
+            "Committed { order: 01a20c68-e545-7009-aebd-662463722f59, quantity: 2 }"
         );
-        // Numbers a u64 holds stay numbers, text around them is kept.
-        let small = format!("at_ms: 1795505130757, n: {}, x9", u64::MAX);
-        assert_eq!(with_uuids(&small), small);
-        assert_eq!(with_uuids(""), "");
+        // Other numbers stay numbers.
+        let expired = OrderEvent::Expired {
+            at_ms: 1795505130757,
+        };
+        assert_eq!(format!("{expired:?}"), "Expired { at_ms: 1795505130757 }");
     }
 }

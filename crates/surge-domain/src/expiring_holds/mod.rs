@@ -13,6 +13,7 @@ use std::fmt::Debug;
 
 use imbl::{HashMap, OrdSet};
 
+use crate::OrderId;
 use crate::{ErrorCode, Rejection};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -29,8 +30,8 @@ pub trait Expiring: Clone {
 // is O(1) in the actor instead of a copy that stalls every buyer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpiringHolds<H: Expiring> {
-    holds: HashMap<u128, H>,
-    expiry: OrdSet<(i64, u128)>,
+    holds: HashMap<OrderId, H>,
+    expiry: OrdSet<(i64, OrderId)>,
 }
 
 impl<H: Expiring> Default for ExpiringHolds<H> {
@@ -44,27 +45,27 @@ impl<H: Expiring> Default for ExpiringHolds<H> {
 
 impl<H: Expiring> ExpiringHolds<H> {
     /// Holds `hold` for `order`, in place of the order's previous hold if it had one.
-    pub fn insert(&mut self, order: u128, hold: H) -> Option<H> {
+    pub fn insert(&mut self, order: OrderId, hold: H) -> Option<H> {
         let previous = self.remove(order);
         self.expiry.insert((hold.expires_at_ms(), order));
         self.holds.insert(order, hold);
         previous
     }
 
-    pub fn remove(&mut self, order: u128) -> Option<H> {
+    pub fn remove(&mut self, order: OrderId) -> Option<H> {
         let hold = self.holds.remove(&order)?;
         self.expiry.remove(&(hold.expires_at_ms(), order));
         Some(hold)
     }
 
-    pub fn get(&self, order: u128) -> Option<&H> {
+    pub fn get(&self, order: OrderId) -> Option<&H> {
         self.holds.get(&order)
     }
 
     /// The hold of `order` while it may still be committed: before its expiry. After it, or
     /// once released, committing is refused as `ORDER_EXPIRED` (the units may be someone
     /// else's by now).
-    pub fn committable(&self, order: u128, now_ms: i64) -> Result<&H, Rejection> {
+    pub fn committable(&self, order: OrderId, now_ms: i64) -> Result<&H, Rejection> {
         match self.holds.get(&order) {
             Some(hold) if hold.expires_at_ms() > now_ms => Ok(hold),
             _ => Err(Rejection::new(
@@ -74,7 +75,7 @@ impl<H: Expiring> ExpiringHolds<H> {
         }
     }
 
-    pub fn contains(&self, order: u128) -> bool {
+    pub fn contains(&self, order: OrderId) -> bool {
         self.holds.contains_key(&order)
     }
 
@@ -87,11 +88,11 @@ impl<H: Expiring> ExpiringHolds<H> {
     }
 
     /// Every hold with its order, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&u128, &H)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&OrderId, &H)> {
         self.holds.iter()
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &u128> {
+    pub fn keys(&self) -> impl Iterator<Item = &OrderId> {
         self.holds.keys()
     }
 
@@ -101,7 +102,7 @@ impl<H: Expiring> ExpiringHolds<H> {
 
     /// The holds due at `now_ms` (deadline at or before it), earliest first (then by order),
     /// at most [`EXPIRE_BATCH_MAX`] of them.
-    pub fn due(&self, now_ms: i64) -> impl Iterator<Item = (u128, &H)> {
+    pub fn due(&self, now_ms: i64) -> impl Iterator<Item = (OrderId, &H)> {
         self.expiry
             .iter()
             .take_while(move |(at, _)| *at <= now_ms)
@@ -128,7 +129,7 @@ impl<H: Expiring> ExpiringHolds<H> {
         }
     }
 
-    fn with_index(holds: HashMap<u128, H>) -> Self {
+    fn with_index(holds: HashMap<OrderId, H>) -> Self {
         let expiry = holds
             .iter()
             .map(|(order, h)| (h.expires_at_ms(), *order))
@@ -137,7 +138,8 @@ impl<H: Expiring> ExpiringHolds<H> {
     }
 }
 
-/// The map alone: the bytes of the `imbl::HashMap<u128, H>` the entities stored before.
+/// The map alone: the bytes of the `imbl::HashMap<u128, H>` the entities stored before (an
+/// `OrderId` encodes as its `u128`).
 impl<H: Expiring + Serialize> Serialize for ExpiringHolds<H> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.holds.serialize(serializer)
@@ -147,7 +149,7 @@ impl<H: Expiring + Serialize> Serialize for ExpiringHolds<H> {
 /// The map, then its index rebuilt.
 impl<'de, H: Expiring + Deserialize<'de>> Deserialize<'de> for ExpiringHolds<H> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        HashMap::<u128, H>::deserialize(deserializer).map(Self::with_index)
+        HashMap::<OrderId, H>::deserialize(deserializer).map(Self::with_index)
     }
 }
 

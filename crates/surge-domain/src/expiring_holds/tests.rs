@@ -5,6 +5,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::codec;
+use crate::OrderId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Held {
@@ -29,7 +30,7 @@ fn held(units: i64, expires_at_ms: i64) -> Held {
 fn four() -> ExpiringHolds<Held> {
     let mut holds = ExpiringHolds::default();
     for (order, due_ms) in [(1, 700), (2, 300), (3, 900), (4, 300)] {
-        holds.insert(order, held(1, due_ms));
+        holds.insert(OrderId::from_u128(order), held(1, due_ms));
     }
     holds
 }
@@ -37,25 +38,38 @@ fn four() -> ExpiringHolds<Held> {
 #[test]
 fn a_hold_is_committable_only_before_its_expiry_and_while_held() {
     let mut holds = four();
-    assert_eq!(holds.committable(1, 699), Ok(&held(1, 700)));
-    let late = holds.committable(1, 700).expect_err("expired at 700");
+    assert_eq!(
+        holds.committable(OrderId::from_u128(1), 699),
+        Ok(&held(1, 700))
+    );
+    let late = holds
+        .committable(OrderId::from_u128(1), 700)
+        .expect_err("expired at 700");
     assert_eq!(late.code, ErrorCode::OrderExpired);
-    holds.remove(3);
-    let released = holds.committable(3, 0).expect_err("released");
+    holds.remove(OrderId::from_u128(3));
+    let released = holds
+        .committable(OrderId::from_u128(3), 0)
+        .expect_err("released");
     assert_eq!(released.code, ErrorCode::OrderExpired);
-    assert!(holds.committable(99, 0).is_err(), "never held");
+    assert!(
+        holds.committable(OrderId::from_u128(99), 0).is_err(),
+        "never held"
+    );
 }
 
 fn due_orders(holds: &ExpiringHolds<Held>, now_ms: i64) -> Vec<u128> {
-    holds.due(now_ms).map(|(order, _)| order).collect()
+    holds
+        .due(now_ms)
+        .map(|(order, _)| order.as_u128())
+        .collect()
 }
 
 #[test]
 fn a_hold_is_found_by_its_order_and_its_deadline_is_indexed() {
     let mut holds = ExpiringHolds::default();
-    assert_eq!(holds.insert(7, held(3, 500)), None);
-    assert_eq!(holds.get(7), Some(&held(3, 500)));
-    assert!(holds.contains(7) && !holds.contains(8));
+    assert_eq!(holds.insert(OrderId::from_u128(7), held(3, 500)), None);
+    assert_eq!(holds.get(OrderId::from_u128(7)), Some(&held(3, 500)));
+    assert!(holds.contains(OrderId::from_u128(7)) && !holds.contains(OrderId::from_u128(8)));
     assert_eq!((holds.len(), holds.is_empty()), (1, false));
     assert_eq!(holds.next_deadline_ms(), Some(500));
     holds.check().expect("in step");
@@ -64,7 +78,10 @@ fn a_hold_is_found_by_its_order_and_its_deadline_is_indexed() {
 #[test]
 fn replacing_a_hold_moves_its_deadline() {
     let mut holds = four();
-    assert_eq!(holds.insert(2, held(5, 800)), Some(held(1, 300)));
+    assert_eq!(
+        holds.insert(OrderId::from_u128(2), held(5, 800)),
+        Some(held(1, 300))
+    );
     assert_eq!(holds.len(), 4);
     assert_eq!(due_orders(&holds, 300), vec![4]);
     assert_eq!(due_orders(&holds, 800), vec![4, 1, 2]);
@@ -74,13 +91,13 @@ fn replacing_a_hold_moves_its_deadline() {
 #[test]
 fn removing_a_hold_removes_its_deadline() {
     let mut holds = four();
-    assert_eq!(holds.remove(2), Some(held(1, 300)));
-    assert_eq!(holds.remove(2), None);
-    assert_eq!(holds.get(2), None);
+    assert_eq!(holds.remove(OrderId::from_u128(2)), Some(held(1, 300)));
+    assert_eq!(holds.remove(OrderId::from_u128(2)), None);
+    assert_eq!(holds.get(OrderId::from_u128(2)), None);
     assert_eq!(due_orders(&holds, 300), vec![4]);
     holds.check().expect("in step");
     for order in [1, 3, 4] {
-        holds.remove(order);
+        holds.remove(OrderId::from_u128(order));
     }
     assert!(holds.is_empty());
     assert_eq!(holds.next_deadline_ms(), None);
@@ -92,7 +109,10 @@ fn the_due_scan_takes_what_is_due_by_now_earliest_first_then_by_order() {
     assert_eq!(due_orders(&holds, 299), Vec::<u128>::new());
     assert_eq!(due_orders(&holds, 300), vec![2, 4]);
     assert_eq!(due_orders(&holds, 899), vec![2, 4, 1]);
-    let due: Vec<(u128, Held)> = holds.due(i64::MAX).map(|(o, h)| (o, *h)).collect();
+    let due: Vec<(u128, Held)> = holds
+        .due(i64::MAX)
+        .map(|(o, h)| (o.as_u128(), *h))
+        .collect();
     assert_eq!(due.len(), 4);
     assert_eq!(due[3], (3, held(1, 900)));
 }
@@ -102,12 +122,12 @@ fn the_due_scan_stops_at_the_batch_max() {
     let mut holds = ExpiringHolds::default();
     let total = u128::try_from(EXPIRE_BATCH_MAX).expect("fits") + 5;
     for order in 0..total {
-        holds.insert(order, held(1, 100 + (order % 7) as i64));
+        holds.insert(OrderId::from_u128(order), held(1, 100 + (order % 7) as i64));
     }
     assert_eq!(holds.due(1_000).count(), EXPIRE_BATCH_MAX);
     let batch: Vec<u128> = due_orders(&holds, 1_000);
     for order in batch {
-        holds.remove(order);
+        holds.remove(OrderId::from_u128(order));
     }
     assert_eq!(holds.due(1_000).count(), 5);
 }
@@ -116,23 +136,23 @@ fn the_due_scan_stops_at_the_batch_max() {
 fn the_next_deadline_is_the_earliest_hold() {
     let mut holds = four();
     assert_eq!(holds.next_deadline_ms(), Some(300));
-    holds.remove(2);
+    holds.remove(OrderId::from_u128(2));
     assert_eq!(holds.next_deadline_ms(), Some(300));
-    holds.remove(4);
+    holds.remove(OrderId::from_u128(4));
     assert_eq!(holds.next_deadline_ms(), Some(700));
 }
 
 #[test]
 fn an_index_out_of_step_with_the_holds_is_reported() {
     let mut missing = four();
-    missing.expiry.remove(&(300, 2));
+    missing.expiry.remove(&(300, OrderId::from_u128(2)));
     assert!(missing.check().is_err());
     let mut stale = four();
-    stale.expiry.insert((999, 3));
+    stale.expiry.insert((999, OrderId::from_u128(3)));
     assert!(stale.check().is_err());
     let mut moved = four();
-    moved.expiry.remove(&(900, 3));
-    moved.expiry.insert((901, 3));
+    moved.expiry.remove(&(900, OrderId::from_u128(3)));
+    moved.expiry.insert((901, OrderId::from_u128(3)));
     assert!(moved.check().is_err());
 }
 
@@ -141,14 +161,14 @@ fn holds_encode_as_the_bare_map_did() {
     let mut map: imbl::HashMap<u128, Held> = imbl::HashMap::new();
     map.insert(7, held(3, 500));
     let mut holds = ExpiringHolds::default();
-    holds.insert(7, held(3, 500));
+    holds.insert(OrderId::from_u128(7), held(3, 500));
     assert_eq!(codec::encode(1, &holds), codec::encode(1, &map));
 }
 
 #[test]
 fn decoding_the_bare_map_rebuilds_the_index() {
     let holds = four();
-    let map: imbl::HashMap<u128, Held> = holds.iter().map(|(o, h)| (*o, *h)).collect();
+    let map: imbl::HashMap<u128, Held> = holds.iter().map(|(o, h)| (o.as_u128(), *h)).collect();
     let decoded: ExpiringHolds<Held> = codec::decode(1, &codec::encode(1, &map)).expect("decodes");
     decoded.check().expect("index rebuilt");
     assert_eq!(decoded, holds);
@@ -182,10 +202,10 @@ proptest! {
             match op {
                 Op::Insert { order, due_ms } => {
                     let hold = held(1, due_ms);
-                    prop_assert_eq!(holds.insert(order.into(), hold), model.insert(order, hold));
+                    prop_assert_eq!(holds.insert(OrderId::from_u128(order.into()), hold), model.insert(order, hold));
                 }
                 Op::Remove { order } => {
-                    prop_assert_eq!(holds.remove(order.into()), model.remove(&order));
+                    prop_assert_eq!(holds.remove(OrderId::from_u128(order.into())), model.remove(&order));
                 }
             }
             prop_assert!(holds.check().is_ok());
@@ -200,7 +220,7 @@ proptest! {
             .collect();
         due.sort_unstable();
         let scanned: Vec<(i64, u128)> =
-            holds.due(now_ms).map(|(o, h)| (h.expires_at_ms, o)).collect();
+            holds.due(now_ms).map(|(o, h)| (h.expires_at_ms, o.as_u128())).collect();
         prop_assert_eq!(scanned, due);
     }
 }

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::stock_item::ReleaseReason;
 use crate::{Ctx, Decision, Entity};
-use crate::{ErrorCode, Rejection};
+use crate::{ErrorCode, OrderId, Rejection};
 
 impl SeatMap {
     pub(super) fn decide_create(&self, terms: &EventTerms) -> Result<Decision<Self>, Rejection> {
@@ -30,7 +30,7 @@ impl SeatMap {
 
     pub(super) fn decide_hold(
         &self,
-        order: u128,
+        order: OrderId,
         user_id: &str,
         request: &SeatRequest,
         queue_pass: bool,
@@ -164,7 +164,7 @@ impl SeatMap {
         ))
     }
 
-    pub(super) fn decide_release(&self, order: u128, reason: ReleaseReason) -> Decision<Self> {
+    pub(super) fn decide_release(&self, order: OrderId, reason: ReleaseReason) -> Decision<Self> {
         match self.holds.get(order) {
             Some(hold) => self.release([(order, hold)], reason),
             None => Decision::reply(SeatReply::Map(self.view())),
@@ -173,7 +173,7 @@ impl SeatMap {
 
     pub(super) fn decide_commit(
         &self,
-        order: u128,
+        order: OrderId,
         ctx: &Ctx,
     ) -> Result<Decision<Self>, Rejection> {
         let hold = self.holds.committable(order, ctx.now_ms)?;
@@ -191,7 +191,7 @@ impl SeatMap {
     /// Releases `holds`, replying with the map as it will be after.
     fn release<'a>(
         &self,
-        holds: impl IntoIterator<Item = (u128, &'a Hold)>,
+        holds: impl IntoIterator<Item = (OrderId, &'a Hold)>,
         reason: ReleaseReason,
     ) -> Decision<Self> {
         let mut counts = self.counts.clone();

@@ -25,6 +25,7 @@
 
 use std::collections::HashMap;
 
+use crate::OrderId;
 use serde::{Deserialize, Serialize};
 
 use super::expiring_holds::{Expiring, ExpiringHolds};
@@ -120,18 +121,18 @@ pub enum SeatCommand {
     /// Every seat with its status (GET /events/{id}/seats).
     Seats,
     Hold {
-        order: u128,
+        order: OrderId,
         user_id: String,
         request: SeatRequest,
         /// The caller showed a valid waiting-room pass for this event.
         queue_pass: bool,
     },
     Release {
-        order: u128,
+        order: OrderId,
         reason: ReleaseReason,
     },
     Commit {
-        order: u128,
+        order: OrderId,
     },
     Expire,
 }
@@ -140,17 +141,17 @@ pub enum SeatCommand {
 pub enum SeatEvent {
     Created(EventTerms),
     Held {
-        order: u128,
+        order: OrderId,
         user_id: String,
         seats: Vec<u32>,
         expires_at_ms: i64,
     },
     Released {
-        order: u128,
+        order: OrderId,
         reason: ReleaseReason,
     },
     Committed {
-        order: u128,
+        order: OrderId,
     },
 }
 
@@ -183,7 +184,7 @@ impl SeatMap {
         &self.layout
     }
 
-    pub fn hold(&self, order: u128) -> Option<&Hold> {
+    pub fn hold(&self, order: OrderId) -> Option<&Hold> {
         self.holds.get(order)
     }
 
@@ -241,7 +242,7 @@ impl SeatMap {
 
     /// Every HELD seat is in exactly one hold and every hold's seats are HELD.
     fn check_holds(&self) -> Result<(), String> {
-        let mut owner: HashMap<u32, u128> = HashMap::new();
+        let mut owner: HashMap<u32, OrderId> = HashMap::new();
         for (order, hold) in self.holds.iter() {
             if hold.seats.is_empty() {
                 return Err(format!("hold {order} has no seats"));
@@ -433,7 +434,7 @@ impl Entity for SeatMap {
 
 impl SeatMap {
     /// Ends a hold: its seats become `to` (available or sold). Gone already: nothing to do.
-    fn end_hold(&mut self, order: u128, to: SeatStatus) {
+    fn end_hold(&mut self, order: OrderId, to: SeatStatus) {
         if let Some(hold) = self.holds.remove(order) {
             self.move_seats(&hold.seats, SeatStatus::Held, to);
         }

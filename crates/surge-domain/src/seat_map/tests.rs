@@ -6,6 +6,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::ErrorCode;
+use crate::OrderId;
 
 const EVENT: &str = "event-1";
 /// 2023-11-14T22:13:20Z, so time stays far from 0 and from overflow.
@@ -83,7 +84,7 @@ fn map_of(terms: EventTerms) -> SeatMap {
 
 fn hold(order: u128, request: SeatRequest) -> SeatCommand {
     SeatCommand::Hold {
-        order,
+        order: OrderId::from_u128(order),
         user_id: "u1".into(),
         request,
         queue_pass: false,
@@ -432,7 +433,7 @@ fn a_hold_replies_each_seat_price_and_the_total() {
     let SeatReply::Hold(view) = decision.reply else {
         panic!("a hold view");
     };
-    assert_eq!(view.order, 7);
+    assert_eq!(view.order, OrderId::from_u128(7));
     assert_eq!(view.unit_prices, [10_000, 9_900]);
     assert_eq!(view.total_price, 19_900);
     assert_eq!(view.expires_at_ms, OPEN + HOLD_MS);
@@ -461,7 +462,7 @@ fn a_hold_expires_by_its_deadline_command() {
     assert_eq!(
         decision.events,
         [SeatEvent::Released {
-            order: 1,
+            order: OrderId::from_u128(1),
             reason: ReleaseReason::Expired
         }]
     );
@@ -470,7 +471,9 @@ fn a_hold_expires_by_its_deadline_command() {
     assert_eq!(map.next_deadline_ms(), None);
     rejected(
         &mut map,
-        SeatCommand::Commit { order: 1 },
+        SeatCommand::Commit {
+            order: OrderId::from_u128(1),
+        },
         due,
         ErrorCode::OrderExpired,
     );
@@ -483,7 +486,7 @@ fn expiry_releases_only_the_holds_that_are_due() {
     ok(&mut map, hold(2, best(None, 1)), OPEN + 5_000);
     let decision = ok(&mut map, SeatCommand::Expire, OPEN + HOLD_MS);
     assert_eq!(decision.events.len(), 1);
-    assert!(map.hold(2).is_some());
+    assert!(map.hold(OrderId::from_u128(2)).is_some());
     assert_eq!(map.next_deadline_ms(), Some(OPEN + HOLD_MS + 5_000));
 }
 
@@ -492,7 +495,7 @@ fn release_gives_the_seats_back_and_twice_is_once() {
     let mut map = map_of(terms(&[("A", &[4])]));
     ok(&mut map, hold(1, ids(&["A-1-2"])), OPEN);
     let release = SeatCommand::Release {
-        order: 1,
+        order: OrderId::from_u128(1),
         reason: ReleaseReason::Cancelled,
     };
     let released = ok(&mut map, release.clone(), OPEN);
@@ -513,12 +516,18 @@ fn release_gives_the_seats_back_and_twice_is_once() {
 fn commit_sells_the_held_seats_for_good() {
     let mut map = map_of(terms(&[("A", &[4])]));
     ok(&mut map, hold(1, ids(&["A-1-1", "A-1-2"])), OPEN);
-    let committed = ok(&mut map, SeatCommand::Commit { order: 1 }, OPEN + 1);
+    let committed = ok(
+        &mut map,
+        SeatCommand::Commit {
+            order: OrderId::from_u128(1),
+        },
+        OPEN + 1,
+    );
     assert_eq!(held(&committed), ["A-1-1", "A-1-2"]);
     assert_eq!(map.status_of(0), SeatStatus::Sold);
     assert_eq!(map.next_deadline_ms(), None, "a sold seat never expires");
     let release = SeatCommand::Release {
-        order: 1,
+        order: OrderId::from_u128(1),
         reason: ReleaseReason::Cancelled,
     };
     assert!(ok(&mut map, release, OPEN + 2).events.is_empty());
@@ -561,7 +570,13 @@ fn a_snapshot_round_trip_keeps_seats_holds_and_the_expiry_index() {
     let mut map = map_of(terms(&[("A", &[4, 4])]));
     ok(&mut map, hold(1, best(None, 2)), OPEN);
     ok(&mut map, hold(2, ids(&["A-2-4"])), OPEN);
-    ok(&mut map, SeatCommand::Commit { order: 2 }, OPEN);
+    ok(
+        &mut map,
+        SeatCommand::Commit {
+            order: OrderId::from_u128(2),
+        },
+        OPEN,
+    );
     ok(&mut map, hold(3, best(None, 3)), OPEN);
     let bytes = crate::codec::encode(SeatMap::VERSION, &map);
     let mut back: SeatMap = crate::codec::decode(SeatMap::VERSION, &bytes).expect("decodes");
@@ -635,21 +650,21 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn pick_order(map: &SeatMap, pick: usize) -> u128 {
-    let mut orders: Vec<u128> = map.holds.keys().copied().collect();
+fn pick_order(map: &SeatMap, pick: usize) -> OrderId {
+    let mut orders: Vec<OrderId> = map.holds.keys().copied().collect();
     orders.sort_unstable();
     orders
         .get(pick % orders.len().max(1))
         .copied()
-        .unwrap_or(u128::MAX)
+        .unwrap_or(OrderId::from_u128(u128::MAX))
 }
 
 /// Who has each seat, kept by the test from the replies and events alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
     Free,
-    Held(u128),
-    Sold(u128),
+    Held(OrderId),
+    Sold(OrderId),
 }
 
 fn command_of(map: &SeatMap, step: &Step, order: u128) -> Option<SeatCommand> {
@@ -686,7 +701,7 @@ fn command_of(map: &SeatMap, step: &Step, order: u128) -> Option<SeatCommand> {
         _ => 0,
     };
     Some(SeatCommand::Hold {
-        order,
+        order: OrderId::from_u128(order),
         user_id: format!("u{user}"),
         request,
         queue_pass: false,

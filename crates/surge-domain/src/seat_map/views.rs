@@ -1,6 +1,7 @@
 //! What a seat map answers: the event with its availability per section, a hold, and the
 //! list of every seat (GET /events/{id}/seats).
 
+use crate::OrderId;
 use serde::{Deserialize, Serialize};
 
 use super::{sum_counts, EventTerms, Hold, SeatCounts, SeatEvent, SeatMap, SeatStatus};
@@ -41,7 +42,7 @@ pub struct MapView {
 /// One hold: its seats by id, each seat's price (the order's unit prices) and their sum.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HoldView {
-    pub order: u128,
+    pub order: OrderId,
     pub user_id: String,
     pub seats: Vec<String>,
     /// The price of each seat, in the order of `seats`.
@@ -134,7 +135,7 @@ impl SeatMap {
         }
     }
 
-    pub fn hold_view(&self, order: u128, hold: &Hold) -> HoldView {
+    pub fn hold_view(&self, order: OrderId, hold: &Hold) -> HoldView {
         let unit_prices: Vec<i64> = hold.seats.iter().map(|s| self.price_of(*s)).collect();
         HoldView {
             order,

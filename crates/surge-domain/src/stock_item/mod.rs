@@ -14,6 +14,7 @@
 //! - the expiry index holds exactly the open reservations (deep check; [`ExpiringHolds`]);
 //! - `sold` only grows, and only when a reservation is committed.
 
+use crate::OrderId;
 use serde::{Deserialize, Serialize};
 
 use super::expiring_holds::{Expiring, ExpiringHolds};
@@ -82,16 +83,16 @@ pub enum StockCommand {
         reason: String,
     },
     Reserve {
-        order: u128,
+        order: OrderId,
         quantity: i64,
         expires_at_ms: i64,
     },
     Release {
-        order: u128,
+        order: OrderId,
         reason: ReleaseReason,
     },
     Commit {
-        order: u128,
+        order: OrderId,
     },
     ExpireDue,
 }
@@ -109,17 +110,17 @@ pub enum StockEvent {
         reason: String,
     },
     Reserved {
-        order: u128,
+        order: OrderId,
         quantity: i64,
         expires_at_ms: i64,
     },
     Released {
-        order: u128,
+        order: OrderId,
         quantity: i64,
         reason: ReleaseReason,
     },
     Committed {
-        order: u128,
+        order: OrderId,
         quantity: i64,
     },
 }
@@ -152,7 +153,7 @@ impl StockItem {
         self.reservations.len()
     }
 
-    pub fn reservation(&self, order: u128) -> Option<Reservation> {
+    pub fn reservation(&self, order: OrderId) -> Option<Reservation> {
         self.reservations.get(order).copied()
     }
 
@@ -258,7 +259,7 @@ impl StockItem {
 
     fn decide_reserve(
         &self,
-        order: u128,
+        order: OrderId,
         quantity: i64,
         expires_at_ms: i64,
     ) -> Result<Decision<Self>, Rejection> {
@@ -293,7 +294,7 @@ impl StockItem {
         }])
     }
 
-    fn decide_commit(&self, order: u128, ctx: &Ctx) -> Result<Decision<Self>, Rejection> {
+    fn decide_commit(&self, order: OrderId, ctx: &Ctx) -> Result<Decision<Self>, Rejection> {
         let reservation = self.reservations.committable(order, ctx.now_ms)?;
         self.accept(vec![StockEvent::Committed {
             order,

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::codec;
 use crate::expiring_holds::EXPIRE_BATCH_MAX;
+use crate::OrderId;
 
 const SKU: &str = "sku-1";
 /// 2023-11-14T22:13:20Z, so time stays far from 0 and from overflow.
@@ -62,8 +63,8 @@ fn item_with(on_hand: i64, safety_stock: i64) -> StockItem {
 }
 
 /// Order ids are u128 (UUIDs); keep the high bits set so encoding is exercised in full.
-fn order(n: u128) -> u128 {
-    (0x0190_0000_0000_7000_8000_0000_0000_0000_u128) | n
+fn order(n: u128) -> OrderId {
+    OrderId::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000_u128 | n)
 }
 
 fn reserve(n: u128, quantity: i64, expires_at_ms: i64) -> StockCommand {
@@ -401,7 +402,7 @@ fn expire_due_releases_exactly_the_reservations_due_now() {
     assert_eq!(item.reserved, 6);
 
     let decision = ok(&mut item, StockCommand::ExpireDue, T0 + 200);
-    let released: BTreeSet<(u128, i64)> = decision
+    let released: BTreeSet<(OrderId, i64)> = decision
         .events
         .iter()
         .map(|e| match e {
@@ -581,7 +582,7 @@ fn every_event_round_trips_through_the_codec() {
             reason: "broken in transit".into(),
         },
         StockEvent::Reserved {
-            order: u128::MAX,
+            order: OrderId::from_u128(u128::MAX),
             quantity: 2,
             expires_at_ms: T0 + 600_000,
         },
@@ -706,7 +707,7 @@ struct Model {
     reserved: i64,
     sold: i64,
     safety_stock: i64,
-    open: BTreeMap<u128, Reservation>,
+    open: BTreeMap<OrderId, Reservation>,
 }
 
 impl Model {
@@ -780,7 +781,7 @@ impl Model {
                 _ => Err(ErrorCode::OrderExpired),
             },
             StockCommand::ExpireDue => {
-                let due: Vec<u128> = self
+                let due: Vec<OrderId> = self
                     .open
                     .iter()
                     .filter(|(_, r)| r.expires_at_ms <= now_ms)

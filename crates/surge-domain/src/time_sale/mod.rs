@@ -20,6 +20,7 @@
 //! - the expiry index holds exactly the open reservations (deep check; [`ExpiringHolds`]);
 //! - the phase only moves forward: scheduled, open, closed.
 
+use crate::OrderId;
 use imbl::HashMap;
 use serde::{Deserialize, Serialize};
 
@@ -103,7 +104,7 @@ pub enum SaleCommand {
     Create(SaleTerms),
     Get,
     Purchase {
-        order: u128,
+        order: OrderId,
         user_id: String,
         quantity: i64,
         expires_at_ms: i64,
@@ -111,11 +112,11 @@ pub enum SaleCommand {
         queue_pass: bool,
     },
     Release {
-        order: u128,
+        order: OrderId,
         reason: ReleaseReason,
     },
     Commit {
-        order: u128,
+        order: OrderId,
     },
     Advance,
 }
@@ -126,18 +127,18 @@ pub enum SaleEvent {
     Opened,
     Closed,
     Reserved {
-        order: u128,
+        order: OrderId,
         user_id: String,
         quantity: i64,
         expires_at_ms: i64,
     },
     Released {
-        order: u128,
+        order: OrderId,
         quantity: i64,
         reason: ReleaseReason,
     },
     Committed {
-        order: u128,
+        order: OrderId,
         quantity: i64,
     },
 }
@@ -183,7 +184,7 @@ impl TimeSale {
             .map_or(0, |t| t.quantity - self.reserved - self.sold)
     }
 
-    pub fn hold(&self, order: u128) -> Option<&Hold> {
+    pub fn hold(&self, order: OrderId) -> Option<&Hold> {
         self.holds.get(order)
     }
 
@@ -283,7 +284,7 @@ impl TimeSale {
 
     fn decide_purchase(
         &self,
-        order: u128,
+        order: OrderId,
         user_id: &str,
         quantity: i64,
         expires_at_ms: i64,
@@ -337,7 +338,7 @@ impl TimeSale {
         self.accept(vec![event], ctx)
     }
 
-    fn decide_commit(&self, order: u128, ctx: &Ctx) -> Result<Decision<Self>, Rejection> {
+    fn decide_commit(&self, order: OrderId, ctx: &Ctx) -> Result<Decision<Self>, Rejection> {
         let hold = self.holds.committable(order, ctx.now_ms)?;
         let event = SaleEvent::Committed {
             order,

@@ -4,6 +4,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::OrderId;
 
 const SALE: &str = "sale-1";
 /// 2023-11-14T22:13:20Z, so time stays far from 0 and from overflow.
@@ -69,7 +70,7 @@ fn sale_with(quantity: i64, per_user_limit: Option<i64>) -> TimeSale {
 
 fn buy(order: u128, user: &str, quantity: i64, now_ms: i64) -> SaleCommand {
     SaleCommand::Purchase {
-        order,
+        order: OrderId::from_u128(order),
         user_id: user.into(),
         quantity,
         expires_at_ms: now_ms + PAY_MS,
@@ -151,7 +152,13 @@ fn asking_more_than_remains_is_insufficient_stock() {
 fn the_per_user_limit_counts_held_and_bought_units() {
     let mut sale = sale_with(10, Some(2));
     ok(&mut sale, buy(1, "u1", 1, START), START);
-    ok(&mut sale, SaleCommand::Commit { order: 1 }, START);
+    ok(
+        &mut sale,
+        SaleCommand::Commit {
+            order: OrderId::from_u128(1),
+        },
+        START,
+    );
     ok(&mut sale, buy(2, "u1", 1, START), START);
     rejected(
         &mut sale,
@@ -198,7 +205,7 @@ fn a_released_reservation_gives_units_and_the_users_allowance_back() {
     let mut sale = sale_with(1, Some(1));
     ok(&mut sale, buy(1, "u1", 1, START), START);
     let release = SaleCommand::Release {
-        order: 1,
+        order: OrderId::from_u128(1),
         reason: ReleaseReason::Cancelled,
     };
     let released = ok(&mut sale, release.clone(), START);
@@ -230,7 +237,9 @@ fn an_expired_reservation_returns_to_the_sale_by_its_deadline() {
     assert_eq!((sale.remaining(), sale.reserved), (5, 0));
     rejected(
         &mut sale,
-        SaleCommand::Commit { order: 1 },
+        SaleCommand::Commit {
+            order: OrderId::from_u128(1),
+        },
         due,
         ErrorCode::OrderExpired,
     );
@@ -317,11 +326,11 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn pick_order(sale: &TimeSale, pick: usize) -> u128 {
-    let mut orders: Vec<u128> = sale.holds.keys().copied().collect();
+fn pick_order(sale: &TimeSale, pick: usize) -> OrderId {
+    let mut orders: Vec<OrderId> = sale.holds.keys().copied().collect();
     orders.sort_unstable();
     if orders.is_empty() {
-        u128::MAX
+        OrderId::from_u128(u128::MAX)
     } else {
         orders[pick % orders.len()]
     }
