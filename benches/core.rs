@@ -186,7 +186,7 @@ fn order_batch(keys: &mut Keys, now_ms: i64) -> Batch {
         });
         let user_id = uuid::Uuid::from_u128(u128::from(n % 1_000)).to_string();
         let placed = Placed {
-            user_id: user_id.clone(),
+            user_id: user_id.clone().into(),
             source: Source {
                 kind: SourceKind::Stock,
                 id: "HOT".into(),
@@ -393,7 +393,7 @@ fn room_with(waiting: u64) -> WaitingRoom {
     room.apply(&RoomEvent::Opened { at_ms: NOW_MS - 1 });
     for n in 0..waiting {
         room.apply(&RoomEvent::Joined {
-            user_id: format!("u{n}"),
+            user_id: format!("u{n}").into(),
             at_ms: NOW_MS,
         });
     }
@@ -415,7 +415,7 @@ fn waiting_room_benches(c: &mut Criterion) {
             })
         });
         let last = RoomCommand::Me {
-            user_id: format!("u{}", waiting - 1),
+            user_id: format!("u{}", waiting - 1).into(),
         };
         group.bench_function(format!("ticket_status/{waiting}_waiting"), |b| {
             b.iter(|| {
@@ -431,7 +431,7 @@ fn waiting_room_benches(c: &mut Criterion) {
             b.iter(|| {
                 n += 1;
                 let command = RoomCommand::Join {
-                    user_id: format!("new{n}"),
+                    user_id: format!("new{n}").into(),
                     terms: RoomTerms {
                         opens_at_ms: NOW_MS - 1,
                         admit_per_sec: 100,

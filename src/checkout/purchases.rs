@@ -7,6 +7,7 @@ use crate::actors::order::{OrderItem, Placed, Source, SourceKind};
 use crate::actors::seat_map::{HoldView, SeatCommand, SeatMap, SeatReply, SeatRequest};
 use crate::actors::time_sale::{SaleCommand, SaleView, TimeSale};
 use crate::actors::OrderId;
+use crate::actors::UserId;
 use crate::error::ApiError;
 
 /// A purchase from a time sale, as the edge checked it.
@@ -41,14 +42,14 @@ impl Checkout {
         let order_id = OrderId::new_v7();
         let command = SaleCommand::Purchase {
             order: order_id,
-            user_id: purchase.user_id.clone(),
+            user_id: UserId::from(purchase.user_id.clone()),
             quantity: purchase.quantity,
             expires_at_ms,
             queue_pass: purchase.queue_pass,
         };
         // Priced by the sale's reply.
         let unpriced = Placed {
-            user_id: purchase.user_id,
+            user_id: UserId::from(purchase.user_id),
             source: Source {
                 kind: SourceKind::TimeSale,
                 id: purchase.sale_id.clone(),
@@ -82,7 +83,7 @@ impl Checkout {
         let order_id = OrderId::new_v7();
         let command = SeatCommand::Hold {
             order: order_id,
-            user_id: hold.user_id.clone(),
+            user_id: UserId::from(hold.user_id.clone()),
             request: hold.request,
             queue_pass: hold.queue_pass,
         };
@@ -118,7 +119,7 @@ fn seat_order(user_id: &str, event_id: &str, created_at_ms: i64, held: &HoldView
         })
         .collect();
     Placed {
-        user_id: user_id.to_string(),
+        user_id: UserId::from(user_id),
         source: Source {
             kind: SourceKind::Event,
             id: event_id.to_string(),

@@ -6,6 +6,7 @@ use crate::actors::order::{OrderItem, Placed, Source, SourceKind};
 use crate::actors::stock_item::{ReleaseReason, StockCommand, StockItem, StockView};
 use crate::actors::OrderId;
 use crate::actors::SideWrites;
+use crate::actors::UserId;
 use crate::error::ApiError;
 
 /// One line of a stock order. The edge has checked the lines: 1 to `orders.lines_max` of them,
@@ -30,7 +31,7 @@ struct Plan {
 impl Plan {
     fn placed(&self, prices: &[i64]) -> Placed {
         Placed {
-            user_id: self.user_id.clone(),
+            user_id: UserId::from(self.user_id.clone()),
             source: Source {
                 kind: SourceKind::Stock,
                 id: self.lines[0].sku.clone(),

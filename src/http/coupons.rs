@@ -5,6 +5,7 @@
 //! (`{policy_id}.{n:08}`). Reads of one policy or coupon go to the actor (read your writes);
 //! lists come from the read rows committed with each change.
 
+use crate::actors::UserId;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -251,7 +252,9 @@ async fn issue(
     if user_id != caller.user_id {
         caller.require_operator()?;
     }
-    let command = CouponCommand::Issue { user_id };
+    let command = CouponCommand::Issue {
+        user_id: UserId::from(user_id),
+    };
     keyed(
         &state,
         &req,
@@ -317,7 +320,7 @@ async fn get_coupon(
             )))
         }
     };
-    if !caller.can_see(owner) {
+    if !caller.can_see(owner.as_str()) {
         return Err(ApiError::forbidden("this coupon belongs to someone else"));
     }
     Ok(HttpResponse::Ok().json(reply))

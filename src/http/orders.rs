@@ -132,7 +132,7 @@ pub(crate) async fn owned_order(
         .orders
         .ask(&id.to_string(), OrderCommand::Get, None)
         .await?;
-    if !caller.can_see(&view.user_id) {
+    if !caller.can_see(view.user_id.as_str()) {
         return Err(ApiError::forbidden("this order belongs to someone else"));
     }
     Ok(view)

@@ -6,6 +6,7 @@
 //! reverse). It is handed out with every status answer while the ticket is admitted, valid for
 //! `queue.pass_ttl_secs` from then, and checked without touching any actor.
 
+use crate::actors::UserId;
 use std::future::Future;
 
 use actix_web::{web, HttpRequest, HttpResponse, Scope};
@@ -149,7 +150,7 @@ async fn join<R: Queued>(
 ) -> Result<HttpResponse, ApiError> {
     let (resource, terms) = room::<R>(&state, &path).await?;
     let command = RoomCommand::Join {
-        user_id: caller.user_id.clone(),
+        user_id: UserId::from(caller.user_id.clone()),
         terms,
     };
     ticket(&state, &caller, resource, command).await
@@ -162,7 +163,7 @@ async fn my_ticket<R: Queued>(
 ) -> Result<HttpResponse, ApiError> {
     let resource = resource_of::<R>(&R::id_of(&path)?);
     let command = RoomCommand::Me {
-        user_id: caller.user_id.clone(),
+        user_id: UserId::from(caller.user_id.clone()),
     };
     ticket(&state, &caller, resource, command).await
 }
@@ -263,7 +264,7 @@ pub(crate) async fn my_ticket_body(
     resource: &str,
 ) -> Result<TicketBody, ApiError> {
     let me = RoomCommand::Me {
-        user_id: caller.user_id.clone(),
+        user_id: UserId::from(caller.user_id.clone()),
     };
     Ok(ticket_body(state, caller, resource, me).await?.0)
 }

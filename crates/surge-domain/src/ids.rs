@@ -82,11 +82,27 @@ macro_rules! text_ids {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            pub fn is_empty(&self) -> bool {
+                self.0.is_empty()
+            }
         }
 
         impl From<&str> for $name {
             fn from(id: &str) -> $name {
                 $name(id.to_string())
+            }
+        }
+
+        impl From<&String> for $name {
+            fn from(id: &String) -> $name {
+                $name(id.clone())
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
             }
         }
 

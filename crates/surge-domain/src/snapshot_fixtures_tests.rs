@@ -211,7 +211,7 @@ fn seat_map_with_holds() -> SeatMap {
     ] {
         let hold = SeatCommand::Hold {
             order: OrderId::from_u128(order),
-            user_id: format!("u{order}"),
+            user_id: format!("u{order}").into(),
             request: seat_ids(ids),
             queue_pass: false,
         };

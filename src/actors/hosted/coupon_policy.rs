@@ -30,7 +30,7 @@ impl Projection for CouponPolicy {
         vec![ReadRow {
             kind: COUPON_ROW_KIND.to_string(),
             id: view.id.clone(),
-            owner: coupon.user_id.clone(),
+            owner: coupon.user_id.to_string(),
             created_at_ms: coupon.issued_at_ms,
             status: view.status.to_string(),
             body: serde_json::to_string(&view).expect("coupon view serialises"),

@@ -74,7 +74,7 @@ fn read_row_of(order: &Order, view: &OrderView) -> ReadRow {
     ReadRow {
         kind: Order::KIND.to_string(),
         id: order.id.clone(),
-        owner: view.user_id.clone(),
+        owner: view.user_id.to_string(),
         created_at_ms: order.placed().created_at_ms,
         status: view.status.as_str().to_string(),
         body: serde_json::to_string(view).expect("order view serialises"),

@@ -15,7 +15,7 @@ impl Projection for SeatMap {
         };
         Some(ReadRow {
             kind: Self::KIND.to_string(),
-            id: self.id.clone(),
+            id: self.id.to_string(),
             owner: String::new(),
             created_at_ms: terms.starts_at_ms,
             status: status.to_string(),

@@ -10,7 +10,7 @@ impl Projection for TimeSale {
         let view = self.view(self.status_by_phase());
         Some(ReadRow {
             kind: Self::KIND.to_string(),
-            id: self.id.clone(),
+            id: self.id.to_string(),
             owner: String::new(),
             created_at_ms: terms.starts_at_ms,
             status: view.status.as_str().to_string(),

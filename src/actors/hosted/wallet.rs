@@ -12,7 +12,7 @@ impl Projection for Wallet {
         vec![ReadRow {
             kind: TX_ROW_KIND.to_string(),
             id: view.id.clone(),
-            owner: self.user_id.clone(),
+            owner: self.user_id.to_string(),
             created_at_ms: record.at_ms,
             status: record.kind.as_str().to_string(),
             body: serde_json::to_string(&view).expect("transaction view serialises"),

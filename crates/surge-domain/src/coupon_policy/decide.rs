@@ -1,6 +1,7 @@
 //! The commands of a coupon policy that issue, use and give back coupons.
 
 use super::{Coupon, CouponEvent, CouponPolicy, CouponReply, Redemption, UseView, AMOUNT_MAX};
+use crate::UserId;
 use crate::{Ctx, Decision};
 use crate::{ErrorCode, Rejection};
 
@@ -31,14 +32,14 @@ impl CouponPolicy {
             ));
         }
         let coupon = Coupon {
-            user_id: user_id.to_string(),
+            user_id: UserId::from(user_id),
             issued_at_ms: ctx.now_ms,
             redemption: None,
         };
         let reply = CouponReply::Coupon(self.coupon_view(self.issued() + 1, &coupon));
         Ok(Decision {
             events: vec![CouponEvent::Issued {
-                user_id: user_id.to_string(),
+                user_id: UserId::from(user_id),
                 at_ms: ctx.now_ms,
             }],
             reply,

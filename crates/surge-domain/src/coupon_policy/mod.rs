@@ -18,6 +18,7 @@
 //! - no user holds more than `per_user_limit` coupons (`most_held`, cheap);
 //! - the per-user counts and `used` equal a recount of the coupons (deep check).
 
+use crate::UserId;
 use serde::{Deserialize, Serialize};
 
 use super::{Ctx, Decision, Entity};
@@ -43,7 +44,7 @@ pub struct Redemption {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Coupon {
-    pub user_id: String,
+    pub user_id: UserId,
     pub issued_at_ms: i64,
     pub redemption: Option<Redemption>,
 }
@@ -59,7 +60,7 @@ pub struct CouponPolicy {
     coupons: imbl::Vector<Coupon>,
     /// Coupons issued per user (used ones count too): rebuilt by `restore`.
     #[serde(skip)]
-    held: imbl::HashMap<String, u64>,
+    held: imbl::HashMap<UserId, u64>,
     #[serde(skip)]
     most_held: u64,
 }
@@ -72,7 +73,7 @@ pub enum CouponCommand {
     },
     Get,
     Issue {
-        user_id: String,
+        user_id: UserId,
     },
     GetCoupon {
         n: u64,
@@ -100,7 +101,7 @@ pub enum CouponEvent {
         at_ms: i64,
     },
     Issued {
-        user_id: String,
+        user_id: UserId,
         at_ms: i64,
     },
     Used {
@@ -148,7 +149,7 @@ impl CouponPolicy {
     }
 
     /// Rebuilds the per-user counts from the coupons.
-    fn recount(&self) -> imbl::HashMap<String, u64> {
+    fn recount(&self) -> imbl::HashMap<UserId, u64> {
         let mut held = imbl::HashMap::new();
         for coupon in &self.coupons {
             *held.entry(coupon.user_id.clone()).or_insert(0) += 1;
@@ -206,7 +207,7 @@ impl Entity for CouponPolicy {
         match command {
             CouponCommand::Create { .. } => unreachable!("handled above"),
             CouponCommand::Get => Ok(Decision::reply(CouponReply::Policy(self.policy_view()))),
-            CouponCommand::Issue { user_id } => self.decide_issue(user_id, ctx),
+            CouponCommand::Issue { user_id } => self.decide_issue(user_id.as_str(), ctx),
             CouponCommand::GetCoupon { n } => Ok(Decision::reply(CouponReply::Coupon(
                 self.coupon_view(*n, self.coupon(*n)?),
             ))),

@@ -1,5 +1,6 @@
 //! How a coupon policy and its coupons are shown (API.md "Coupons"), and coupon ids.
 
+use crate::UserId;
 use serde::{Deserialize, Serialize};
 
 use super::{Coupon, CouponEvent, CouponPolicy, DiscountType};
@@ -49,7 +50,7 @@ pub struct PolicyView {
 pub struct CouponView {
     pub id: String,
     pub policy_id: String,
-    pub user_id: String,
+    pub user_id: UserId,
     /// `ISSUED` or `USED`.
     pub status: String,
     pub expires_at: String,

@@ -14,6 +14,7 @@
 //! - a placed order has at least one item and a user;
 //! - a `RESERVED` order has a deadline at `expires_at`; other states have none.
 
+use crate::UserId;
 use serde::{Deserialize, Serialize};
 
 use super::{Ctx, Decision, Entity};
@@ -113,7 +114,7 @@ pub struct Step {
 /// Everything an order is born with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placed {
-    pub user_id: String,
+    pub user_id: UserId,
     pub source: Source,
     pub items: Vec<OrderItem>,
     pub expires_at_ms: i64,
@@ -161,7 +162,7 @@ pub struct StepView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderView {
     pub id: String,
-    pub user_id: String,
+    pub user_id: UserId,
     pub source: Source,
     pub items: Vec<OrderItem>,
     pub status: OrderStatus,

@@ -135,7 +135,7 @@ fn placing_an_existing_order_is_refused_as_a_conflict() {
 #[test]
 fn placing_lines_that_break_the_invariants_is_refused() {
     let no_user = Placed {
-        user_id: String::new(),
+        user_id: UserId::from(String::new()),
         ..placed()
     };
     let broken = [

@@ -6,6 +6,7 @@ use super::{
     SeatRequest, SeatStatus,
 };
 use crate::stock_item::ReleaseReason;
+use crate::UserId;
 use crate::{Ctx, Decision, Entity};
 use crate::{ErrorCode, OrderId, Rejection};
 
@@ -66,7 +67,7 @@ impl SeatMap {
         let hold = Hold {
             seats,
             expires_at_ms,
-            user_id: user_id.to_string(),
+            user_id: UserId::from(user_id),
         };
         let reply = SeatReply::Hold(self.hold_view(order, &hold));
         let event = SeatEvent::Held {

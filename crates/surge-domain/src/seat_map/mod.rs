@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 
-use crate::OrderId;
+use crate::{EventId, OrderId, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::expiring_holds::{Expiring, ExpiringHolds};
@@ -94,7 +94,7 @@ pub struct Hold {
     /// Flat seat indexes, in the order they were asked for (or front to back).
     pub seats: Vec<u32>,
     pub expires_at_ms: i64,
-    pub user_id: String,
+    pub user_id: UserId,
 }
 
 impl Expiring for Hold {
@@ -122,7 +122,7 @@ pub enum SeatCommand {
     Seats,
     Hold {
         order: OrderId,
-        user_id: String,
+        user_id: UserId,
         request: SeatRequest,
         /// The caller showed a valid waiting-room pass for this event.
         queue_pass: bool,
@@ -142,7 +142,7 @@ pub enum SeatEvent {
     Created(EventTerms),
     Held {
         order: OrderId,
-        user_id: String,
+        user_id: UserId,
         seats: Vec<u32>,
         expires_at_ms: i64,
     },
@@ -157,7 +157,7 @@ pub enum SeatEvent {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeatMap {
-    pub id: String,
+    pub id: EventId,
     pub terms: Option<EventTerms>,
     pub version: u64,
     /// One [`SeatStatus`] byte per seat, by flat index.
@@ -302,7 +302,7 @@ impl Entity for SeatMap {
 
     fn blank(id: &str) -> Self {
         SeatMap {
-            id: id.to_string(),
+            id: EventId::from(id),
             ..SeatMap::default()
         }
     }
@@ -332,7 +332,7 @@ impl Entity for SeatMap {
                 user_id,
                 request,
                 queue_pass,
-            } => self.decide_hold(*order, user_id, request, *queue_pass, ctx),
+            } => self.decide_hold(*order, user_id.as_str(), request, *queue_pass, ctx),
             SeatCommand::Release { order, reason } => Ok(self.decide_release(*order, *reason)),
             SeatCommand::Commit { order } => self.decide_commit(*order, ctx),
             SeatCommand::Expire => Ok(self.decide_expire(ctx)),

@@ -702,7 +702,7 @@ fn command_of(map: &SeatMap, step: &Step, order: u128) -> Option<SeatCommand> {
     };
     Some(SeatCommand::Hold {
         order: OrderId::from_u128(order),
-        user_id: format!("u{user}"),
+        user_id: format!("u{user}").into(),
         request,
         queue_pass: false,
     })

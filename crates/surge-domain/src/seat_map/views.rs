@@ -1,7 +1,7 @@
 //! What a seat map answers: the event with its availability per section, a hold, and the
 //! list of every seat (GET /events/{id}/seats).
 
-use crate::OrderId;
+use crate::{EventId, OrderId, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::{sum_counts, EventTerms, Hold, SeatCounts, SeatEvent, SeatMap, SeatStatus};
@@ -25,7 +25,7 @@ pub struct SectionView {
 /// The event as API.md shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MapView {
-    pub id: String,
+    pub id: EventId,
     pub name: String,
     pub venue: String,
     pub starts_at: String,
@@ -43,7 +43,7 @@ pub struct MapView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HoldView {
     pub order: OrderId,
-    pub user_id: String,
+    pub user_id: UserId,
     pub seats: Vec<String>,
     /// The price of each seat, in the order of `seats`.
     pub unit_prices: Vec<i64>,

@@ -14,7 +14,7 @@
 //! - the expiry index holds exactly the open reservations (deep check; [`ExpiringHolds`]);
 //! - `sold` only grows, and only when a reservation is committed.
 
-use crate::OrderId;
+use crate::{OrderId, Sku};
 use serde::{Deserialize, Serialize};
 
 use super::expiring_holds::{Expiring, ExpiringHolds};
@@ -40,7 +40,7 @@ impl Expiring for Reservation {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockItem {
-    pub sku: String,
+    pub sku: Sku,
     pub created: bool,
     pub name: String,
     pub on_hand: i64,
@@ -127,7 +127,7 @@ pub enum StockEvent {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StockView {
-    pub sku: String,
+    pub sku: Sku,
     pub name: String,
     pub on_hand: i64,
     pub reserved: i64,
@@ -326,7 +326,7 @@ impl Entity for StockItem {
 
     fn blank(id: &str) -> Self {
         StockItem {
-            sku: id.to_string(),
+            sku: Sku::from(id),
             ..StockItem::default()
         }
     }

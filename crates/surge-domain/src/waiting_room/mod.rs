@@ -27,6 +27,7 @@
 
 use std::collections::HashMap;
 
+use crate::UserId;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -61,9 +62,9 @@ pub struct WaitingRoom {
     pub paused: bool,
     opened: bool,
     /// Users in ticket order.
-    queue: Vec<String>,
+    queue: Vec<UserId>,
     #[serde(skip)]
-    tickets: HashMap<String, u64>,
+    tickets: HashMap<UserId, u64>,
     /// Joins before opening: `queue[..preopen_len]` is shuffled at opening.
     preopen_len: u64,
     /// Admission reached `base_head` tickets at `base_at_ms`, and grows from there at the rate.
@@ -75,11 +76,11 @@ pub struct WaitingRoom {
 pub enum RoomCommand {
     /// `terms` configure a room that does not exist yet (ignored afterwards).
     Join {
-        user_id: String,
+        user_id: UserId,
         terms: RoomTerms,
     },
     Me {
-        user_id: String,
+        user_id: UserId,
     },
     Stats,
     /// `terms` configure a room nobody has joined yet, so a rate can be set before opening.
@@ -98,7 +99,7 @@ pub enum RoomEvent {
         terms: RoomTerms,
     },
     Joined {
-        user_id: String,
+        user_id: UserId,
         at_ms: i64,
     },
     Opened {
@@ -246,7 +247,7 @@ impl WaitingRoom {
             ));
         }
         let joined = RoomEvent::Joined {
-            user_id: user_id.to_string(),
+            user_id: UserId::from(user_id),
             at_ms: now_ms,
         };
         if self.terms.is_some() && self.opening_due(now_ms).is_none() {
@@ -354,7 +355,7 @@ impl WaitingRoom {
     }
 
     /// The pre-open joins in ticket order (tests check the shuffle is a permutation).
-    pub fn preopen_users(&self) -> &[String] {
+    pub fn preopen_users(&self) -> &[UserId] {
         &self.queue[..usize::try_from(self.preopen_len).expect("fits usize")]
     }
 }
@@ -381,13 +382,15 @@ impl Entity for WaitingRoom {
     fn decide(&self, command: &RoomCommand, ctx: &Ctx) -> Result<Decision<Self>, Rejection> {
         let now_ms = ctx.now_ms;
         match command {
-            RoomCommand::Join { user_id, terms } => self.decide_join(user_id, terms, now_ms),
+            RoomCommand::Join { user_id, terms } => {
+                self.decide_join(user_id.as_str(), terms, now_ms)
+            }
             RoomCommand::Me { user_id } => {
                 // A read at or after the opening time opens the room first, so no answer ever
                 // shows a pre-shuffle ticket once the room should be open.
                 let (events, room) = self.opened_by(now_ms);
                 let room = room.as_ref().unwrap_or(self);
-                match room.ticket_of(user_id) {
+                match room.ticket_of(user_id.as_str()) {
                     Some(ticket) => Ok(Decision {
                         events,
                         reply: RoomReply::Ticket(room.view(ticket, now_ms, false)),

@@ -2,6 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::codec;
+use crate::UserId;
 
 const OPENS_MS: i64 = 1_000_000;
 
@@ -26,7 +27,7 @@ fn run(room: &mut WaitingRoom, command: RoomCommand, now_ms: i64) -> Result<Room
 
 fn join(room: &mut WaitingRoom, user: &str, now_ms: i64, rate: u32, seed: u64) -> TicketView {
     let command = RoomCommand::Join {
-        user_id: user.to_string(),
+        user_id: UserId::from(user),
         terms: terms(rate, seed),
     };
     match run(room, command, now_ms).expect("join") {
@@ -37,7 +38,7 @@ fn join(room: &mut WaitingRoom, user: &str, now_ms: i64, rate: u32, seed: u64) -
 
 fn me(room: &mut WaitingRoom, user: &str, now_ms: i64) -> TicketView {
     let command = RoomCommand::Me {
-        user_id: user.to_string(),
+        user_id: UserId::from(user),
     };
     match run(room, command, now_ms).expect("me") {
         RoomReply::Ticket(view) => view,
@@ -189,10 +190,15 @@ fn joins_before_opening_are_shuffled_at_opening_by_the_seed() {
     let a = shuffled(42);
     let mut sorted = a.clone();
     sorted.sort();
-    let mut expected: Vec<String> = (0..50).map(|i| format!("u{i}")).collect();
+    let mut expected: Vec<UserId> = (0..50).map(|i| format!("u{i}").into()).collect();
     expected.sort();
     assert_eq!(sorted, expected, "a permutation: everyone once");
-    assert_ne!(a, (0..50).map(|i| format!("u{i}")).collect::<Vec<_>>());
+    assert_ne!(
+        a,
+        (0..50)
+            .map(|i| format!("u{i}").into())
+            .collect::<Vec<UserId>>()
+    );
     assert_eq!(a, shuffled(42), "the seed fixes the order");
     assert_ne!(a, shuffled(43));
 }
@@ -315,10 +321,10 @@ proptest! {
         let mut journal = Vec::new();
         let mut now = OPENS_MS - 2_000;
         let mut head = 0;
-        let mut seen: HashMap<String, u64> = HashMap::new();
+        let mut seen: HashMap<UserId, u64> = HashMap::new();
         for s in steps {
             let command = match s {
-                Step::Join(u) => RoomCommand::Join { user_id: format!("u{u}"), terms: terms(3, 5) },
+                Step::Join(u) => RoomCommand::Join { user_id: format!("u{u}").into(), terms: terms(3, 5) },
                 Step::Wait(ms) => { now += i64::from(ms); continue; }
                 Step::Rate(rate) => RoomCommand::Configure { admit_per_sec: Some(rate), paused: None, terms: terms(3, 5) },
                 Step::Pause(p) => RoomCommand::Configure { admit_per_sec: None, paused: Some(p), terms: terms(3, 5) },
@@ -332,7 +338,7 @@ proptest! {
             }
             r.check_deep_invariants().map_err(TestCaseError::fail)?;
             if let RoomCommand::Join { user_id, .. } = &command {
-                let ticket = r.ticket_of(user_id).expect("joined");
+                let ticket = r.ticket_of(user_id.as_str()).expect("joined");
                 // Tickets change only once, when the pre-open joins are shuffled at opening.
                 if let Some(old) = seen.insert(user_id.clone(), ticket) {
                     prop_assert!(old == ticket || (!opened_before && r.opened));

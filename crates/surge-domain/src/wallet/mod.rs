@@ -17,6 +17,7 @@
 //! - every `CANCEL` reverses exactly one earlier, non-`CANCEL` transaction, which is marked
 //!   cancelled: the cancelled flags and the `CANCEL` transactions are equal in number (deep).
 
+use crate::UserId;
 use serde::{Deserialize, Serialize};
 
 use super::{Ctx, Decision, Entity};
@@ -74,7 +75,7 @@ pub struct TxRecord {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Wallet {
-    pub user_id: String,
+    pub user_id: UserId,
     pub balance: i64,
     pub version: u64,
     txs: imbl::Vector<TxEntry>,
@@ -106,7 +107,7 @@ pub enum WalletEvent {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WalletView {
-    pub user_id: String,
+    pub user_id: UserId,
     pub balance: i64,
     pub version: u64,
 }
@@ -173,13 +174,13 @@ impl Wallet {
 
     fn tx_view(&self, n: u64, record: &TxRecord, balance_after: i64) -> TxView {
         TxView {
-            id: tx_id(&self.user_id, n),
+            id: tx_id(self.user_id.as_str(), n),
             kind: record.kind,
             amount: record.amount,
             balance_after,
             description: record.description.clone(),
             reference: record.reference.clone(),
-            cancels: record.cancels.map(|c| tx_id(&self.user_id, c)),
+            cancels: record.cancels.map(|c| tx_id(self.user_id.as_str(), c)),
             created_at: rfc3339(record.at_ms),
         }
     }
@@ -210,7 +211,7 @@ impl Wallet {
         let Some(target) = self.entry(n) else {
             return Err(Rejection::not_found(format!(
                 "transaction {} not found",
-                tx_id(&self.user_id, n)
+                tx_id(self.user_id.as_str(), n)
             )));
         };
         if target.kind == TxKind::Cancel {
@@ -222,7 +223,7 @@ impl Wallet {
         if target.cancelled {
             return Err(Rejection::new(
                 ErrorCode::AlreadyCancelled,
-                format!("{} is already cancelled", tx_id(&self.user_id, n)),
+                format!("{} is already cancelled", tx_id(self.user_id.as_str(), n)),
             ));
         }
         self.record(TxRecord {
@@ -266,7 +267,7 @@ impl Entity for Wallet {
 
     fn blank(id: &str) -> Self {
         Wallet {
-            user_id: id.to_string(),
+            user_id: UserId::from(id),
             ..Wallet::default()
         }
     }
