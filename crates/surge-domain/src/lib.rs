@@ -15,6 +15,7 @@ pub mod expiring_holds;
 pub mod ids;
 pub mod money;
 pub mod order;
+pub mod pay_saga;
 pub mod product;
 pub mod rejection;
 pub mod seat_map;
