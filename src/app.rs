@@ -21,6 +21,7 @@ use crate::auth::AuthService;
 use crate::checkout::Checkout;
 use crate::clock::SharedClock;
 use crate::config::Settings;
+use crate::gateway::Gateway;
 use crate::http;
 use crate::http::connections::{self, ConnectionCounts};
 use crate::http::queue::QueuePasses;
@@ -37,11 +38,14 @@ const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// How often expired refresh tokens and stale revocations are purged.
 const REFRESH_PURGE_EVERY: Duration = Duration::from_secs(3600);
 
-/// What handlers reach: the runtime, one region per entity kind, and the coordinator of
-/// orders across them.
+/// What handlers reach: the runtime, one region per entity kind, the coordinator of orders
+/// across them, and the payment gateway client.
 pub struct Services {
     pub rt: SharedRuntime,
     pub checkout: Checkout,
+    /// The one client of the payment gateway, with its circuit breaker: whoever charges or
+    /// refunds (the checkout saga) holds a clone of this `Arc`, so they share the breaker.
+    pub gateway: Arc<Gateway>,
     pub stock: Region<StockItem>,
     pub orders: Region<Order>,
     pub products: Region<Product>,
@@ -138,8 +142,10 @@ impl Surge {
             sales.clone(),
             events.clone(),
         );
+        let gateway = Arc::new(Gateway::new(&settings.gateway, clock.clone())?);
         let services = web::Data::new(Services {
             checkout,
+            gateway,
             started_at_ms: clock.now_ms(),
             metrics: http::metrics::HttpMetrics::new(),
             connections: ConnectionCounts::new(settings.server.connections_per_address_max),

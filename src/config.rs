@@ -25,6 +25,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub log: LogSettings,
     pub metrics: MetricsSettings,
+    pub gateway: GatewaySettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,6 +144,26 @@ pub struct MetricsSettings {
     pub require_token: bool,
 }
 
+/// The payment gateway client (API.md "Payment gateway"; `crate::gateway`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GatewaySettings {
+    /// Base URL; `/payments` and `/payments/{id}/refund` are under it.
+    pub url: String,
+    /// ISO 4217 code of the amounts surge charges.
+    pub currency: String,
+    /// One attempt, connection and answer included.
+    pub timeout_ms: u64,
+    /// Retries after a first attempt that failed in a way another try may not.
+    pub retries_max: u32,
+    /// The first retry waits about this long (doubling, with jitter).
+    pub retry_base_ms: u64,
+    /// This many failed attempts within `breaker_window_secs` open the breaker.
+    pub breaker_failures: u32,
+    pub breaker_window_secs: u64,
+    /// How long an open breaker refuses calls before it lets one probe through.
+    pub breaker_cooldown_secs: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogSettings {
     pub format: String,
@@ -219,6 +240,34 @@ impl Settings {
             self.lists.limit_default <= self.lists.limit_max,
             "lists.limit_default must not exceed lists.limit_max"
         );
+        self.gateway.validate()
+    }
+}
+
+impl GatewaySettings {
+    fn validate(&self) -> anyhow::Result<()> {
+        crate::gateway::client::base_url(&self.url)?;
+        anyhow::ensure!(
+            self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase()),
+            "gateway.currency must be an ISO 4217 code of three capital letters"
+        );
+        anyhow::ensure!(
+            (1..=60_000).contains(&self.timeout_ms),
+            "gateway.timeout_ms must be 1 to 60000"
+        );
+        anyhow::ensure!(
+            self.retries_max <= 10 && (1..=10_000).contains(&self.retry_base_ms),
+            "gateway.retries_max must be at most 10 and gateway.retry_base_ms 1 to 10000"
+        );
+        anyhow::ensure!(
+            (1..=1_000).contains(&self.breaker_failures),
+            "gateway.breaker_failures must be 1 to 1000"
+        );
+        anyhow::ensure!(
+            (1..=86_400).contains(&self.breaker_window_secs)
+                && (1..=86_400).contains(&self.breaker_cooldown_secs),
+            "gateway.breaker_window_secs and gateway.breaker_cooldown_secs must be 1 to 86400"
+        );
         Ok(())
     }
 }
@@ -247,5 +296,22 @@ mod tests {
         let settings = Settings::load(None, &cli).expect("loads");
         assert_eq!(settings.server.listen, "127.0.0.1:9999");
         assert_eq!(settings.server.data_dir, PathBuf::from("/tmp/surge-x"));
+    }
+
+    #[test]
+    fn gateway_settings_out_of_bounds_are_refused() {
+        let breaks: [fn(&mut GatewaySettings); 6] = [
+            |g| g.url = "ftp://127.0.0.1:8090".into(),
+            |g| g.url = "not a url".into(),
+            |g| g.currency = "krw".into(),
+            |g| g.timeout_ms = 0,
+            |g| g.retries_max = 11,
+            |g| g.breaker_failures = 0,
+        ];
+        for broken in breaks {
+            let mut settings = Settings::defaults();
+            broken(&mut settings.gateway);
+            assert!(settings.validate().is_err(), "{:?}", settings.gateway);
+        }
     }
 }

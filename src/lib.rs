@@ -14,6 +14,8 @@
 //!   writer, the postcard codec and idempotency records.
 //! - [`http`]: actix-web handlers; they only parse, authorise and send messages to regions or
 //!   to [`checkout`].
+//! - [`gateway`]: the payment gateway client (timeouts, retries, circuit breaker) and the
+//!   simulator that `surge gateway-sim` serves.
 //! - [`auth`]: users, Argon2id passwords, JWT access and rotating refresh tokens.
 //! - [`live`]: per-topic latest-value channels from actors to WebSocket sessions.
 //! - [`secrets`]: the signing secret and first admin password a fresh install generates.
@@ -27,6 +29,7 @@ pub mod checkout;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod http;
 pub mod live;
 pub mod logging;

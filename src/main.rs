@@ -1,4 +1,5 @@
-//! The `surge` command: `serve` runs the server, `token` mints an access token.
+//! The `surge` command: `serve` runs the server, `token` mints an access token, `gateway-sim`
+//! runs the payment gateway simulator.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -64,6 +65,12 @@ enum Command {
         #[arg(long)]
         count: Option<u32>,
     },
+    /// Run the payment gateway simulator (docs/API.md "Payment gateway"), state in memory.
+    GatewaySim {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -127,7 +134,29 @@ fn main() -> anyhow::Result<()> {
             out.flush()?;
             Ok(())
         }
+        Command::GatewaySim { listen } => {
+            surge::logging::init(&Settings::defaults().log);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(gateway_sim(&listen))
+        }
     }
+}
+
+/// Serves the simulator until SIGTERM or SIGINT.
+async fn gateway_sim(listen: &str) -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind(listen)?;
+    let (address, server) = surge::gateway::sim::spawn(listener)?;
+    // Tests and scripts that listen on port 0 read the address from this line.
+    println!("surge gateway-sim listening on http://{address}");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    server.stop(true).await;
+    Ok(())
 }
 
 async fn serve(settings: Settings, clock_offset_ms: i64) -> anyhow::Result<()> {

@@ -317,14 +317,15 @@ async fn act(
 }
 
 /// Operators may read it; admins too.
-#[utoipa::path(get, path = "/admin/overview", summary = "Overview: actors and journal",
+#[utoipa::path(get, path = "/admin/overview", summary = "Overview: actors, journal, gateway",
     tag = "admin", operation_id = "overview",
     security(("bearer" = ["operator", "admin"])),
     responses(
         (status = 200, description = "`{node, uptime_secs, store, kinds: [{kind, running, \
             parked, failed}], live: {sessions, topics}, journal: {batches, events, rows, \
-            failures, avg_batch_rows, avg_commit_micros, ...}}`, the kinds in the console's \
-            order", body = Object),
+            failures, avg_batch_rows, avg_commit_micros, ...}, gateway: {url, breaker: \
+            closed|half_open|open, failures, opened_at?}}`, the kinds in the console's order",
+            body = Object),
         (status = 403, description = "FORBIDDEN: not an operator"),
     ))]
 async fn overview(state: State, caller: Caller) -> Result<HttpResponse, ApiError> {
@@ -366,5 +367,6 @@ async fn overview(state: State, caller: Caller) -> Result<HttpResponse, ApiError
             "commit_micros_max": stats.commit_micros_max.load(Ordering::Relaxed),
             "sync_micros_max": stats.sync_micros_max.load(Ordering::Relaxed),
         },
+        "gateway": state.gateway.status(),
     })))
 }

@@ -2,8 +2,8 @@
 //!
 //! HTTP requests are counted and timed by [`record`], a middleware, labelled by route pattern
 //! (`/api/v1/orders/{id}`, not the path, so ids cannot grow the label set without bound). The
-//! journal, actor and live-update figures are read from the runtime when a scrape asks for them,
-//! so they cost nothing between scrapes.
+//! journal, actor, live-update and payment gateway figures are read from the runtime when a
+//! scrape asks for them, so they cost nothing between scrapes.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -21,6 +21,8 @@ use super::State;
 use crate::app::Services;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::gateway::client::GATEWAY_NAME;
+use crate::gateway::Gateway;
 
 /// Request latency buckets, in seconds: from a cached read to a request timeout.
 const LATENCY_BUCKETS_SECS: [f64; 14] = [
@@ -133,8 +135,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     tag = "system", security((), ("bearer" = ["operator", "admin"])),
     description = "Prometheus text: requests by method, route pattern and status, request \
         durations, the journal's counters and times, actors by kind and status, WebSocket \
-        sessions and uptime. Also served at the root. With `metrics.require_token` it asks for \
-        an operator token.",
+        sessions, the payment gateway's breaker and calls, and uptime. Also served at the root. \
+        With `metrics.require_token` it asks for an operator token.",
     responses(
         (status = 200, description = "Prometheus text exposition format 0.0.4",
             content_type = "text/plain; version=0.0.4", body = String),
@@ -289,11 +291,55 @@ fn runtime_figures(state: &Services) -> Registry {
         gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
         register(&registry, gauge);
     }
+    gateway_figures(&state.gateway, &registry);
     let uptime = Gauge::new("surge_uptime_seconds", "Time since the server started")
         .expect("a valid metric definition");
     uptime.set((state.rt.now_ms() - state.started_at_ms) as f64 / 1e3);
     register(&registry, uptime);
     registry
+}
+
+/// The payment gateway client: its breaker's state and its calls by outcome.
+fn gateway_figures(gateway: &Gateway, registry: &Registry) {
+    let label = [GATEWAY_NAME];
+    let state = IntGaugeVec::new(
+        Opts::new(
+            "surge_gateway_breaker_state",
+            "The payment gateway's circuit breaker: 0 closed, 1 half-open, 2 open",
+        ),
+        &["gateway"],
+    )
+    .expect("a valid metric definition");
+    state
+        .with_label_values(&label)
+        .set(gateway.status().breaker.gauge());
+    register(registry, state);
+    let calls = IntCounterVec::new(
+        Opts::new(
+            "surge_gateway_calls_total",
+            "Payment gateway calls by operation and outcome (ok, declined, rejected, unavailable: retries ran out, breaker_open: refused without a request)",
+        ),
+        &["gateway", "operation", "outcome"],
+    )
+    .expect("a valid metric definition");
+    for (operation, outcome, n) in gateway.stats().calls() {
+        calls
+            .with_label_values(&[GATEWAY_NAME, operation, outcome])
+            .inc_by(n);
+    }
+    register(registry, calls);
+    let retries = IntCounterVec::new(
+        Opts::new(
+            "surge_gateway_retries_total",
+            "Payment gateway attempts made again after a timeout, connection error, 5xx or 429",
+        ),
+        &["gateway"],
+    )
+    .expect("a valid metric definition");
+    retries
+        .with_label_values(&label)
+        .inc_by(gateway.stats().retries());
+    register(registry, retries);
 }
 
 fn register<C: prometheus::core::Collector + 'static>(registry: &Registry, collector: C) {

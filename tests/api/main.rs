@@ -6,6 +6,7 @@ mod coupons;
 mod crash;
 mod crash_promotions;
 mod events;
+mod gateway;
 mod helpers;
 mod live;
 mod metrics;

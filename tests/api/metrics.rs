@@ -8,13 +8,13 @@ use crate::helpers::{assert_problem, spawn_app, spawn_app_with, Backend, Options
 use crate::on_both_stores;
 
 /// The value of the sample whose name and labels are exactly `series`, if it is there.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-async fn scrape(app: &TestApp) -> String {
+pub(crate) async fn scrape(app: &TestApp) -> String {
     let response = app
         .client
         .get(format!("{}/metrics", app.base))
