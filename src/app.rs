@@ -11,6 +11,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::actors::coupon_policy::CouponPolicy;
 use crate::actors::order::Order;
+use crate::actors::pay_saga::Saga;
 use crate::actors::product::Product;
 use crate::actors::seat_map::SeatMap;
 use crate::actors::stock_item::StockItem;
@@ -18,7 +19,7 @@ use crate::actors::time_sale::TimeSale;
 use crate::actors::waiting_room::WaitingRoom;
 use crate::actors::wallet::Wallet;
 use crate::auth::AuthService;
-use crate::checkout::Checkout;
+use crate::checkout::{Checkout, PayParts, Payments};
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::gateway::Gateway;
@@ -43,6 +44,8 @@ const REFRESH_PURGE_EVERY: Duration = Duration::from_secs(3600);
 pub struct Services {
     pub rt: SharedRuntime,
     pub checkout: Checkout,
+    /// Payment sagas: starts, drives and resumes them.
+    pub payments: Payments,
     /// The one client of the payment gateway, with its circuit breaker: whoever charges or
     /// refunds (the checkout saga) holds a clone of this `Arc`, so they share the breaker.
     pub gateway: Arc<Gateway>,
@@ -54,6 +57,7 @@ pub struct Services {
     pub coupons: Region<CouponPolicy>,
     pub rooms: Region<WaitingRoom>,
     pub events: Region<SeatMap>,
+    pub sagas: Region<Saga>,
     pub passes: QueuePasses,
     pub idempotency: Idempotency,
     pub auth_throttle: AuthThrottle,
@@ -64,7 +68,7 @@ pub struct Services {
 
 impl Services {
     /// Every region, in the order the overview, the console and the admin API list them.
-    pub fn admin_regions(&self) -> [&dyn AdminRegion; 8] {
+    pub fn admin_regions(&self) -> [&dyn AdminRegion; 9] {
         [
             &self.stock,
             &self.orders,
@@ -74,6 +78,7 @@ impl Services {
             &self.coupons,
             &self.rooms,
             &self.events,
+            &self.sagas,
         ]
     }
 
@@ -126,6 +131,7 @@ impl Surge {
         let coupons = Region::<CouponPolicy>::start(rt.clone()).await?;
         let rooms = Region::<WaitingRoom>::start(rt.clone()).await?;
         let events = Region::<SeatMap>::start(rt.clone()).await?;
+        let sagas = Region::<Saga>::start(rt.clone()).await?;
         let passes = QueuePasses::new(&settings.auth.jwt_secret, settings.queue.pass_ttl_secs);
         let retention_ms = i64::try_from(settings.idempotency.retention_hours * 3_600_000)?;
         let idempotency = Idempotency::new(store.clone(), settings.idempotency.memory_keys_max);
@@ -143,8 +149,22 @@ impl Surge {
             events.clone(),
         );
         let gateway = Arc::new(Gateway::new(&settings.gateway, clock.clone())?);
+        let payments = Payments::new(PayParts {
+            rt: rt.clone(),
+            sagas: sagas.clone(),
+            orders: orders.clone(),
+            wallets: wallets.clone(),
+            coupons: coupons.clone(),
+            stock: stock.clone(),
+            sales: sales.clone(),
+            seats: events.clone(),
+            gateway: gateway.clone(),
+            idempotency: idempotency.clone(),
+        });
         let services = web::Data::new(Services {
             checkout,
+            payments,
+            sagas,
             gateway,
             started_at_ms: clock.now_ms(),
             metrics: http::metrics::HttpMetrics::new(),
@@ -166,6 +186,7 @@ impl Surge {
             ),
         });
         let scheduler = spawn_deadlines(&services);
+        let resume = spawn_resume_payments(services.payments.clone());
         let purge = spawn_idempotency_purge(services.clone().into_inner(), retention_ms);
         let forget = spawn_throttle_forget(services.clone().into_inner());
         let auth = web::Data::new(auth);
@@ -173,7 +194,15 @@ impl Surge {
         Ok(Surge {
             services,
             auth,
-            background: vec![scheduler, purge, warm_up, indexer, forget, refresh_purge],
+            background: vec![
+                scheduler,
+                purge,
+                warm_up,
+                indexer,
+                forget,
+                refresh_purge,
+                resume,
+            ],
         })
     }
 
@@ -337,6 +366,27 @@ where
         loop {
             ticks.tick().await;
             tick().await;
+        }
+    })
+}
+
+/// Drives the payment sagas a previous run left unfinished, at start-up and then every few
+/// seconds (a saga whose step's outcome stayed unknown stops for now): each ends confirmed or
+/// fully given back, whatever step it was at when the process stopped.
+fn spawn_resume_payments(payments: Payments) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = std::time::Duration::from_secs(crate::checkout::RESUME_EVERY_SECS);
+        let mut first = true;
+        loop {
+            match payments.resume_all().await {
+                Ok(resumed) if first && resumed > 0 => {
+                    tracing::info!(resumed, "payment sagas resumed")
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "payment sagas could not be listed"),
+            }
+            first = false;
+            tokio::time::sleep(every).await;
         }
     })
 }

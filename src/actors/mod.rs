@@ -12,7 +12,7 @@ pub mod hosted;
 use std::sync::Arc;
 
 pub use surge_domain::{
-    coupon_policy, expiring_holds, order, pid, product, seat_map, stock_item, time_sale,
+    coupon_policy, expiring_holds, order, pay_saga, pid, product, seat_map, stock_item, time_sale,
     waiting_room, wallet, Ctx, Decision, Entity, EventId, OrderId, SaleId, Sku, UserId,
 };
 

@@ -33,6 +33,7 @@
 //! remember its key between the two as soon as the cancel has committed.
 
 mod birth;
+mod pay;
 mod purchases;
 mod stock;
 
@@ -40,6 +41,7 @@ mod stock;
 mod tests;
 
 pub use birth::{BirthRows, Rider};
+pub use pay::{PayParts, Payments, RESUME_EVERY_SECS, SAGA_SCOPE};
 pub use purchases::{SalePurchase, SeatHold};
 pub use stock::Line;
 

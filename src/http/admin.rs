@@ -9,6 +9,7 @@ use actix_web::{web, HttpResponse};
 use super::State;
 use crate::actors::coupon_policy::CouponPolicy;
 use crate::actors::order::Order;
+use crate::actors::pay_saga::Saga;
 use crate::actors::product::Product;
 use crate::actors::seat_map::SeatMap;
 use crate::actors::stock_item::StockItem;
@@ -111,7 +112,7 @@ const STATUSES: [&str; 3] = ["running", "parked", "failed"];
 
 /// Every actor kind, in the console's order (`Services::admin_regions`; a test holds the two
 /// together through `GET /admin/overview`).
-const KINDS: [&str; 8] = [
+const KINDS: [&str; 9] = [
     StockItem::KIND,
     Order::KIND,
     Product::KIND,
@@ -120,6 +121,7 @@ const KINDS: [&str; 8] = [
     CouponPolicy::KIND,
     WaitingRoom::KIND,
     SeatMap::KIND,
+    Saga::KIND,
 ];
 
 /// A string parameter that takes one of `values`, for the API document.

@@ -50,7 +50,7 @@ pub const BEARER: &str = "bearer";
         system::healthz, system::readyz, metrics::metrics,
         auth::register, auth::login, auth::refresh, auth::logout, auth::me, auth::set_roles,
         stock::create, stock::get, stock::adjust, stock::movements,
-        orders::place, orders::list, orders::get, orders::cancel,
+        orders::place, orders::list, orders::get, orders::cancel, orders::pay,
         products::create, products::get,
         time_sales::create, time_sales::list, time_sales::get, time_sales::purchase,
         queue::sale_join, queue::sale_me, queue::sale_stats, queue::sale_configure,

@@ -5,6 +5,7 @@
 //! order born with the last reservation), compensates, and gives units back on a cancel.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -13,11 +14,15 @@ use serde::Deserialize;
 use super::idempotent::{self, Prepared};
 use super::openapi::{IdempotencyKey, Page, Paging};
 use super::{is_valid_ident, ListQuery, RawBody, State};
-use crate::actors::order::{Order, OrderCommand, OrderView};
+use crate::actors::order::{Order, OrderCommand, OrderStatus, OrderView};
+use crate::actors::pay_saga::{
+    amounts_problem, Action, PayRequest, Saga, SagaCommand, SagaView, Step,
+};
 use crate::actors::OrderId;
 use crate::auth::Caller;
 use crate::checkout::Line;
-use crate::error::{ApiError, FieldErrors};
+use crate::error::{ApiError, ErrorCode, FieldErrors};
+use crate::gateway::breaker::BreakerState;
 
 /// Most units one order line may ask for.
 const LINE_QUANTITY_MAX: i64 = 1_000_000;
@@ -28,7 +33,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("", web::post().to(place))
             .route("", web::get().to(list))
             .route("/{id}", web::get().to(get))
-            .route("/{id}/cancel", web::post().to(cancel)),
+            .route("/{id}/cancel", web::post().to(cancel))
+            .route("/{id}/pay", web::post().to(pay)),
     );
 }
 
@@ -192,6 +198,160 @@ async fn cancel(
         keyed.finish(&state);
     }
     Ok(HttpResponse::Ok().json(cancelled.give_back().await))
+}
+
+/// What a customer pays an order with; every field may be left out.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PayOrder)]
+struct PayBody {
+    /// One of the caller's coupons (`{policy_id}.{n}`).
+    coupon_id: Option<String>,
+    /// Points from the caller's wallet, at most what is due after the discount.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    points: Option<i64>,
+    /// Charged for what the coupon and points leave; required unless that is 0.
+    #[schema(example = "tok_visa")]
+    card_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct PayQuery {
+    /// Seconds to wait for the payment to end (0 to 30, default 10): 200 if it ends in time,
+    /// else 202 with the order `PAYING`.
+    wait_secs: Option<u64>,
+}
+
+/// Longest a pay request waits for its saga.
+const PAY_WAIT_SECS_MAX: u64 = 30;
+const PAY_WAIT_SECS_DEFAULT: u64 = 10;
+
+#[utoipa::path(post, path = "/orders/{id}/pay", summary = "Pay an order", tag = "orders",
+    operation_id = "pay_order",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The order id (a UUID)"), PayQuery, IdempotencyKey),
+    request_body = PayBody,
+    description = "Runs the checkout saga: redeem the coupon, debit the points, charge the card \
+        for the rest, commit the reserved units, then `CONFIRMED`. A step that fails undoes the \
+        ones before it and the order ends `PAYMENT_FAILED` (its reservation kept until \
+        `expires_at`; pay may be tried again, with another Idempotency-Key). The same key \
+        never pays twice.",
+    responses(
+        (status = 200, description = "The order once its payment ended: `CONFIRMED` or \
+            `PAYMENT_FAILED` (with `failure`)", body = OrderViewSchema),
+        (status = 202, description = "The order, still `PAYING`", body = OrderViewSchema),
+        (status = 403, description = "FORBIDDEN: someone else's order"),
+        (status = 404, description = "NOT_FOUND"),
+        (status = 409, description = "ORDER_EXPIRED; ORDER_NOT_PAYABLE: paid, paying with \
+            other terms, or cancelled"),
+        (status = 422, description = "VALIDATION_FAILED"),
+        (status = 503, description = "GATEWAY_UNAVAILABLE: the gateway's breaker is open \
+            (the order stays as it was)"),
+    ))]
+async fn pay(
+    state: State,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<PayQuery>,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    let id = order_id(&path)?;
+    let input: PayBody = body.json_or_default()?;
+    let wait_secs = query.wait_secs.unwrap_or(PAY_WAIT_SECS_DEFAULT);
+    if wait_secs > PAY_WAIT_SECS_MAX {
+        return Err(ApiError::validation(
+            "wait_secs",
+            format!("must be 0 to {PAY_WAIT_SECS_MAX}"),
+        ));
+    }
+    let order = owned_order(&state, &caller, id).await?;
+    if order.user_id.as_str() != caller.user_id {
+        return Err(ApiError::forbidden("only the order's owner pays it"));
+    }
+    let request = PayRequest {
+        coupon_id: input.coupon_id,
+        points: input.points.unwrap_or(0),
+        card_token: input.card_token,
+    };
+    // Without a coupon the amounts are known now: refuse what cannot add up before anything
+    // starts. A coupon's discount is known once it is redeemed, inside the saga.
+    if request.coupon_id.is_none() {
+        if let Some(problem) = amounts_problem(order.amount, 0, &request) {
+            return Err(ApiError::validation("points", problem));
+        }
+    }
+    gateway_open_check(&state, &request)?;
+    match idempotent::prepare(&state, &req, &caller, &body.0).await? {
+        // The same key again: the payment it started, as it is now.
+        Prepared::Replay(_) => {}
+        Prepared::Run(keyed) => {
+            let side =
+                idempotent::record_side::<Saga, _, _>(keyed.as_ref(), StatusCode::ACCEPTED, |v| {
+                    v.order_id.clone()
+                });
+            let mut none = None;
+            let mut keyed = keyed;
+            let hold = idempotent::hold_of(&mut keyed, &mut none);
+            let command = SagaCommand::Pay(request);
+            state
+                .sagas
+                .ask_holding(&id.to_string(), command, side, hold)
+                .await?;
+            if let Some(keyed) = keyed {
+                keyed.finish(&state);
+            }
+        }
+    }
+    state.payments.drive(id);
+    let saga = state
+        .payments
+        .wait_for_end(id, Duration::from_secs(wait_secs))
+        .await?;
+    answer_payment(&state, id, &saga).await
+}
+
+/// A card payment while the gateway's breaker is open fails at once, changing nothing.
+fn gateway_open_check(state: &State, request: &PayRequest) -> Result<(), ApiError> {
+    if request.card_token.is_none() || state.gateway.status().breaker != BreakerState::Open {
+        return Ok(());
+    }
+    let retry_after_secs = state.rt.settings.gateway.breaker_cooldown_secs;
+    Err(ApiError {
+        retry_after_secs: Some(retry_after_secs),
+        ..ApiError::new(
+            ErrorCode::GatewayUnavailable,
+            "the payment gateway is unavailable",
+        )
+    })
+}
+
+/// 200 with the order once its payment has ended (with `failure` if it failed), 202 while it
+/// runs; an attempt that could not even begin answers its refusal.
+async fn answer_payment(
+    state: &State,
+    id: OrderId,
+    saga: &SagaView,
+) -> Result<HttpResponse, ApiError> {
+    let failure = saga.attempt.as_ref().and_then(|a| a.failure.clone());
+    if let Some(failure) = failure.as_ref().filter(|f| f.step == Step::BeginPay) {
+        return Err(ApiError::new(failure.code, failure.detail.clone()));
+    }
+    let mut order = state
+        .orders
+        .ask(&id.to_string(), OrderCommand::Get, None)
+        .await?;
+    if order.status == OrderStatus::PaymentFailed {
+        order.failure = failure.map(|f| serde_json::json!({ "code": f.code, "detail": f.detail }));
+    }
+    let ended = matches!(saga.next, Action::Finished(_));
+    let status = if ended {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok(HttpResponse::build(status).json(order))
 }
 
 /// The caller's orders, newest first; operators may name `?user_id=` or see everyone's.

@@ -36,6 +36,7 @@ pub enum Begin {
     Replay(IdempotencyRecord),
 }
 
+#[derive(Clone)]
 pub struct Idempotency {
     store: SharedStore,
     in_flight: Arc<DashSet<u64>>,

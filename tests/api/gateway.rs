@@ -21,14 +21,14 @@ use crate::helpers::{spawn_app_with, Backend, Options, TestApp};
 use crate::metrics::{sample, scrape};
 
 /// The simulator, served on a port of its own.
-struct Sim {
-    base: String,
+pub(crate) struct Sim {
+    pub(crate) base: String,
     server: ServerHandle,
     client: reqwest::Client,
 }
 
 impl Sim {
-    fn start() -> Sim {
+    pub(crate) fn start() -> Sim {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
         let (address, server) = surge::gateway::sim::spawn(listener).expect("the sim serves");
         Sim {
@@ -38,7 +38,7 @@ impl Sim {
         }
     }
 
-    async fn set_mode(&self, mode: Value) {
+    pub(crate) async fn set_mode(&self, mode: Value) {
         let response = self
             .client
             .post(format!("{}/_sim/mode", self.base))
@@ -61,19 +61,19 @@ impl Sim {
     }
 
     /// Every payment and refund the sim accepted.
-    async fn records(&self) -> Vec<Value> {
+    pub(crate) async fn records(&self) -> Vec<Value> {
         let records = self.get("/_sim/payments").await;
         records.as_array().expect("a list").clone()
     }
 
     /// Payment and refund requests that reached the sim.
-    async fn calls(&self) -> u64 {
+    pub(crate) async fn calls(&self) -> u64 {
         self.get("/_sim/mode").await["calls"]
             .as_u64()
             .expect("calls")
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.server.stop(true).await;
     }
 }
@@ -355,6 +355,7 @@ async fn the_overview_and_metrics_show_the_breaker() {
     let options = Options {
         manual_clock: true,
         tweak: unreachable_gateway,
+        ..Options::default()
     };
     let app = spawn_app_with(Backend::Sqlite, options)
         .await

@@ -78,6 +78,8 @@ pub fn test_secret() -> &'static str {
 pub struct Options {
     pub manual_clock: bool,
     pub tweak: fn(&mut Settings),
+    /// The payment gateway to use (a simulator the test started), if not the default.
+    pub gateway_url: Option<String>,
 }
 
 impl Default for Options {
@@ -85,6 +87,7 @@ impl Default for Options {
         Options {
             manual_clock: false,
             tweak: |_| {},
+            gateway_url: None,
         }
     }
 }
@@ -116,6 +119,9 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestAp
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(data_dir.path());
     (options.tweak)(&mut settings);
+    if let Some(url) = &options.gateway_url {
+        settings.gateway.url = url.clone();
+    }
     let manual = options
         .manual_clock
         .then(|| ManualClock::new(SystemClock.now_ms()));

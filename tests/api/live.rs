@@ -449,6 +449,7 @@ async fn a_queue_subscriber_sees_its_ticket_move_and_the_pass_arrive(backend: Ba
     let options = Options {
         manual_clock: true,
         tweak: |settings| settings.ws.queue_poll_ms = 20,
+        ..Options::default()
     };
     let Some(app) = spawn_app_with(backend, options).await else {
         return;

@@ -12,6 +12,7 @@ mod live;
 mod metrics;
 mod openapi;
 mod orders;
+mod pay;
 mod queue;
 mod security;
 mod slow_bodies;

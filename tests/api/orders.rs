@@ -450,6 +450,7 @@ async fn due_rows_of_running_entities_never_hide_later_deadlines(backend: Backen
     let options = Options {
         manual_clock: true,
         tweak: |s| s.deadlines.scan_batch_max = 2,
+        ..Options::default()
     };
     let Some(app) = spawn_app_with(backend, options).await else {
         return;

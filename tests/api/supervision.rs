@@ -172,6 +172,7 @@ async fn an_idle_entity_parks_then_passivates_and_keeps_its_state(backend: Backe
     let options = Options {
         manual_clock: true,
         tweak: |s| s.orders.pay_within_secs = 86_400,
+        ..Options::default()
     };
     let Some(app) = spawn_app_with(backend, options).await else {
         return;

@@ -4,6 +4,7 @@
 
 mod coupon_policy;
 pub mod order;
+pub mod pay_saga;
 mod product;
 mod seat_map;
 mod stock_item;

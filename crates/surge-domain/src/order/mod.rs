@@ -6,13 +6,15 @@
 //! reservation (see [`birth`]), so the purchase path is one journal append. Accepts: place
 //! (on a blank order only), get, expire (its own deadline), cancel. The checkout saga (pay,
 //! refund; `crate::checkout`) extends this entity with its steps.
-//! Journals: `Placed`, `Expired`, `Cancelled`.
+//! Journals: `Placed`, `Expired`, `Cancelled`, and for its payment (driven by its
+//! [`crate::pay_saga`]) `PayBegun`, `Confirmed`, `PaymentFailed`.
 //!
 //! # Invariants
 //! - `amount = sum(unit_price * quantity)` over the items, and every quantity is >= 1;
 //! - `card_amount = amount - discount - points_used >= 0`;
 //! - a placed order has at least one item and a user;
-//! - a `RESERVED` order has a deadline at `expires_at`; other states have none.
+//! - a `RESERVED` or `PAYMENT_FAILED` order has a deadline at `expires_at`; other states
+//!   (`PAYING` among them: its saga decides) have none.
 
 use crate::UserId;
 use serde::{Deserialize, Serialize};
@@ -142,13 +144,33 @@ pub enum OrderCommand {
     Get,
     Expire,
     Cancel,
+    /// Its payment saga starts: `RESERVED` or `PAYMENT_FAILED`, and not expired, becomes
+    /// `PAYING`; the order no longer expires by itself, the saga decides.
+    BeginPay,
+    /// The saga took the money: `PAYING` becomes `CONFIRMED` with what paid for it.
+    Confirm(Paid),
+    /// The saga gave everything back: `PAYING` becomes `PAYMENT_FAILED`.
+    MarkFailed,
 }
 
+/// What paid for an order: the coupon's discount, the points and the card payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Paid {
+    pub discount: i64,
+    pub points_used: i64,
+    pub coupon_id: Option<String>,
+    pub payment_id: Option<String>,
+}
+
+/// Appended variants only: journals written before them decode unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderEvent {
     Placed(Placed),
     Expired { at_ms: i64 },
     Cancelled { at_ms: i64 },
+    PayBegun { at_ms: i64 },
+    Confirmed { paid: Paid, at_ms: i64 },
+    PaymentFailed { at_ms: i64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,6 +252,16 @@ impl Order {
         self.accept(OrderEvent::Placed(placed.clone()))
     }
 
+    fn step(&mut self, status: OrderStatus, name: &str, step_status: &str, at_ms: i64) {
+        self.status = Some(status);
+        self.updated_at_ms = at_ms;
+        self.steps.push(Step {
+            name: name.into(),
+            status: step_status.into(),
+            at_ms,
+        });
+    }
+
     fn accept(&self, event: OrderEvent) -> Result<Decision<Self>, Rejection> {
         let mut next = self.clone();
         next.apply(&event);
@@ -237,6 +269,60 @@ impl Order {
             events: vec![event],
             reply: next.view().expect("a placed order has a view"),
         })
+    }
+}
+
+fn not_paying(view: &OrderView) -> Rejection {
+    Rejection::new(
+        ErrorCode::Conflict,
+        format!("the order is {}, not PAYING", view.status.as_str()),
+    )
+}
+
+impl Order {
+    fn decide_begin_pay(&self, view: &OrderView, ctx: &Ctx) -> Result<Decision<Self>, Rejection> {
+        let expired = self.placed().expires_at_ms <= ctx.now_ms;
+        match self.status {
+            Some(OrderStatus::Reserved | OrderStatus::PaymentFailed) if !expired => {
+                self.accept(OrderEvent::PayBegun { at_ms: ctx.now_ms })
+            }
+            Some(OrderStatus::Paying) => Ok(Decision::reply(view.clone())),
+            Some(OrderStatus::Reserved | OrderStatus::PaymentFailed | OrderStatus::Expired) => {
+                Err(Rejection::new(
+                    ErrorCode::OrderExpired,
+                    "the order's reservation has expired",
+                ))
+            }
+            _ => Err(Rejection::new(
+                ErrorCode::OrderNotPayable,
+                format!("an order in status {} cannot be paid", view.status.as_str()),
+            )),
+        }
+    }
+
+    fn decide_confirm(
+        &self,
+        paid: &Paid,
+        view: &OrderView,
+        ctx: &Ctx,
+    ) -> Result<Decision<Self>, Rejection> {
+        match self.status {
+            Some(OrderStatus::Paying) => {
+                let card_amount = self.amount - paid.discount - paid.points_used;
+                if paid.discount < 0 || paid.points_used < 0 || card_amount < 0 {
+                    return Err(Rejection::validation(
+                        "paid",
+                        "the amounts exceed the order's",
+                    ));
+                }
+                self.accept(OrderEvent::Confirmed {
+                    paid: paid.clone(),
+                    at_ms: ctx.now_ms,
+                })
+            }
+            Some(OrderStatus::Confirmed) => Ok(Decision::reply(view.clone())),
+            _ => Err(not_paying(view)),
+        }
     }
 }
 
@@ -275,12 +361,25 @@ impl Entity for Order {
             OrderCommand::Get => Ok(Decision::reply(view)),
             OrderCommand::Expire => {
                 let due = self.placed().expires_at_ms <= ctx.now_ms;
-                if self.status == Some(OrderStatus::Reserved) && due {
+                let unpaid = matches!(
+                    self.status,
+                    Some(OrderStatus::Reserved | OrderStatus::PaymentFailed)
+                );
+                if unpaid && due {
                     self.accept(OrderEvent::Expired { at_ms: ctx.now_ms })
                 } else {
                     Ok(Decision::reply(view))
                 }
             }
+            OrderCommand::BeginPay => self.decide_begin_pay(&view, ctx),
+            OrderCommand::Confirm(paid) => self.decide_confirm(paid, &view, ctx),
+            OrderCommand::MarkFailed => match self.status {
+                Some(OrderStatus::Paying) => {
+                    self.accept(OrderEvent::PaymentFailed { at_ms: ctx.now_ms })
+                }
+                Some(OrderStatus::PaymentFailed) => Ok(Decision::reply(view)),
+                _ => Err(not_paying(&view)),
+            },
             OrderCommand::Cancel => match self.status {
                 Some(OrderStatus::Reserved | OrderStatus::PaymentFailed) => {
                     self.accept(OrderEvent::Cancelled { at_ms: ctx.now_ms })
@@ -322,6 +421,19 @@ impl Entity for Order {
                 self.status = Some(OrderStatus::Cancelled);
                 self.updated_at_ms = *at_ms;
             }
+            OrderEvent::PayBegun { at_ms } => {
+                self.step(OrderStatus::Paying, "pay", "STARTED", *at_ms)
+            }
+            OrderEvent::Confirmed { paid, at_ms } => {
+                self.discount = paid.discount;
+                self.points_used = paid.points_used;
+                self.coupon_id = paid.coupon_id.clone();
+                self.payment_id = paid.payment_id.clone();
+                self.step(OrderStatus::Confirmed, "pay", "DONE", *at_ms);
+            }
+            OrderEvent::PaymentFailed { at_ms } => {
+                self.step(OrderStatus::PaymentFailed, "pay", "FAILED", *at_ms)
+            }
         }
     }
 
@@ -345,7 +457,9 @@ impl Entity for Order {
 
     fn next_deadline_ms(&self) -> Option<i64> {
         match self.status {
-            Some(OrderStatus::Reserved) => Some(self.placed().expires_at_ms),
+            Some(OrderStatus::Reserved | OrderStatus::PaymentFailed) => {
+                Some(self.placed().expires_at_ms)
+            }
             _ => None,
         }
     }

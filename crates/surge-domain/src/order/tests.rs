@@ -527,3 +527,109 @@ fn a_source_encodes_as_its_name_as_it_did_when_it_was_a_string() {
     let bytes = postcard::to_allocvec(&unknown).expect("encodes");
     assert!(postcard::from_bytes::<Source>(&bytes).is_err());
 }
+
+#[test]
+fn paying_moves_a_reserved_order_through_paying_to_confirmed() {
+    let mut order = born();
+    let paying = ok(&mut order, OrderCommand::BeginPay, T0 + 1).reply;
+    assert_eq!(paying.status, OrderStatus::Paying);
+    assert_eq!(
+        order.next_deadline_ms(),
+        None,
+        "the saga decides, not the clock"
+    );
+    assert_eq!(
+        ok(&mut order, OrderCommand::BeginPay, T0 + 2).events,
+        vec![]
+    );
+    rejected(
+        &mut order,
+        OrderCommand::Cancel,
+        T0 + 2,
+        ErrorCode::Conflict,
+    );
+    let paid = Paid {
+        discount: 490,
+        points_used: 1_000,
+        coupon_id: Some("p.00000001".into()),
+        payment_id: Some("pay_1".into()),
+    };
+    let confirmed = ok(&mut order, OrderCommand::Confirm(paid.clone()), T0 + 3).reply;
+    assert_eq!(confirmed.status, OrderStatus::Confirmed);
+    assert_eq!(
+        (
+            confirmed.discount,
+            confirmed.points_used,
+            confirmed.card_amount
+        ),
+        (490, 1_000, 3_990 - 490 - 1_000)
+    );
+    assert_eq!(confirmed.payment_id.as_deref(), Some("pay_1"));
+    assert_eq!(
+        ok(&mut order, OrderCommand::Confirm(paid), T0 + 4).events,
+        vec![]
+    );
+    rejected(
+        &mut order,
+        OrderCommand::BeginPay,
+        T0 + 5,
+        ErrorCode::OrderNotPayable,
+    );
+}
+
+#[test]
+fn a_failed_payment_keeps_the_reservation_until_it_expires_and_may_be_retried() {
+    let mut order = born();
+    ok(&mut order, OrderCommand::BeginPay, T0 + 1);
+    let failed = ok(&mut order, OrderCommand::MarkFailed, T0 + 2).reply;
+    assert_eq!(failed.status, OrderStatus::PaymentFailed);
+    assert_eq!((failed.discount, failed.points_used), (0, 0));
+    assert_eq!(order.next_deadline_ms(), Some(T0 + TTL_MS));
+    ok(&mut order, OrderCommand::BeginPay, T0 + 3);
+    ok(&mut order, OrderCommand::MarkFailed, T0 + 4);
+    rejected(
+        &mut order,
+        OrderCommand::BeginPay,
+        T0 + TTL_MS,
+        ErrorCode::OrderExpired,
+    );
+    ok(&mut order, OrderCommand::Expire, T0 + TTL_MS);
+    assert_eq!(order.status, Some(OrderStatus::Expired));
+    rejected(
+        &mut order,
+        OrderCommand::BeginPay,
+        T0 + TTL_MS,
+        ErrorCode::OrderExpired,
+    );
+}
+
+#[test]
+fn confirming_takes_no_more_than_the_order_is_worth() {
+    let mut order = born();
+    let paid = Paid {
+        discount: 0,
+        points_used: 0,
+        coupon_id: None,
+        payment_id: None,
+    };
+    rejected(
+        &mut order,
+        OrderCommand::Confirm(paid),
+        T0,
+        ErrorCode::Conflict,
+    );
+    ok(&mut order, OrderCommand::BeginPay, T0);
+    let too_much = Paid {
+        discount: 3_000,
+        points_used: 1_000,
+        coupon_id: None,
+        payment_id: None,
+    };
+    rejected(
+        &mut order,
+        OrderCommand::Confirm(too_much),
+        T0,
+        ErrorCode::ValidationFailed,
+    );
+    assert_eq!(order.status, Some(OrderStatus::Paying));
+}

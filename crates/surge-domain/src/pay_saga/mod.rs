@@ -114,6 +114,8 @@ pub struct OrderFacts {
     pub amount: i64,
     pub source_kind: SourceKind,
     pub source_id: String,
+    /// The items' references: the SKUs of a stock order, whose lines commit one by one.
+    pub refs: Vec<String>,
     /// A refund's: what the payment took.
     pub discount: i64,
     pub points: i64,
@@ -132,6 +134,9 @@ pub enum Outcome {
     Discount(i64),
     /// `ChargeCard`: the gateway's payment id.
     Payment(String),
+    /// `DebitPoints`: the number of the wallet transaction that took them, which undoing
+    /// cancels.
+    Transaction(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +187,7 @@ pub struct Attempt {
     pub facts: Option<OrderFacts>,
     pub discount: Option<i64>,
     pub payment_id: Option<String>,
+    pub points_tx: Option<u64>,
     pub steps: Vec<StepRecord>,
     pub failure: Option<Failure>,
     pub started_at_ms: i64,
@@ -462,7 +468,15 @@ fn check_outcome(step: Step, outcome: &Outcome) -> Result<(), Rejection> {
         (Step::BeginRefund, Outcome::Done) => true,
         (Step::RedeemCoupon, Outcome::Discount(d)) => *d >= 0,
         (Step::ChargeCard, Outcome::Payment(_)) => true,
-        (Step::BeginPay | Step::BeginRefund | Step::RedeemCoupon | Step::ChargeCard, _) => false,
+        (Step::DebitPoints, Outcome::Transaction(_)) => true,
+        (
+            Step::BeginPay
+            | Step::BeginRefund
+            | Step::RedeemCoupon
+            | Step::ChargeCard
+            | Step::DebitPoints,
+            _,
+        ) => false,
         (_, Outcome::Done) => true,
         _ => false,
     };
@@ -672,6 +686,7 @@ impl Saga {
             facts,
             discount: None,
             payment_id: None,
+            points_tx: self.attempt.as_ref().and_then(|a| a.points_tx),
             steps: Vec::new(),
             failure: None,
             started_at_ms: at_ms,
@@ -695,6 +710,7 @@ impl Saga {
             }
             Outcome::Discount(discount) => attempt.discount = Some(*discount),
             Outcome::Payment(id) => attempt.payment_id = Some(id.clone()),
+            Outcome::Transaction(n) => attempt.points_tx = Some(*n),
             _ => {}
         }
         // Once the discount is known the amounts asked for must add up, else the attempt fails

@@ -29,6 +29,7 @@ fn facts() -> OrderFacts {
         amount: AMOUNT,
         source_kind: SourceKind::TimeSale,
         source_id: "sale-1".into(),
+        refs: vec!["sale-1".into()],
         discount: 0,
         points: 0,
         coupon_id: None,
@@ -96,7 +97,7 @@ impl World {
             }
             Step::DebitPoints => {
                 self.points_debited += once(points);
-                Outcome::Done
+                Outcome::Transaction(7)
             }
             Step::ChargeCard => {
                 self.card_charged += once(saga.card_amount().expect("known"));
