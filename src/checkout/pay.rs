@@ -27,7 +27,7 @@ use crate::actors::coupon_policy::{parse_coupon_id, CouponCommand, CouponPolicy,
 use crate::actors::hosted::pay_saga::ROW_KIND;
 use crate::actors::order::{Order, OrderCommand, OrderView, Paid, SourceKind};
 use crate::actors::pay_saga::{
-    Action, Attempt, OrderFacts, Outcome, PayRequest, Saga, SagaCommand, SagaView, Step,
+    Action, Attempt, OrderFacts, Outcome, PayRequest, Saga, SagaCommand, SagaKind, SagaView, Step,
 };
 use crate::actors::seat_map::{SeatCommand, SeatMap};
 use crate::actors::stock_item::{StockCommand, StockItem};
@@ -126,6 +126,26 @@ impl Payments {
             .ask(&id, SagaCommand::Pay(request), None)
             .await?;
         self.drive(order);
+        Ok(view)
+    }
+
+    /// Starts refunding the confirmed payment of `order` (repeating it changes nothing), and
+    /// drives it in the background. Seats cannot be given back yet: an event order's refund
+    /// is refused before it starts.
+    pub async fn refund(&self, order: &OrderView) -> Result<SagaView, ApiError> {
+        if order.source.kind == SourceKind::Event {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "refunds of seats are not available yet",
+            ));
+        }
+        let id: OrderId = order.id.parse().map_err(ApiError::internal)?;
+        let view = self
+            .parts
+            .sagas
+            .ask(&order.id, SagaCommand::Refund, None)
+            .await?;
+        self.drive(id);
         Ok(view)
     }
 
@@ -325,9 +345,18 @@ impl Payments {
                 p.orders.ask(id, OrderCommand::MarkFailed, None).await?;
                 Ok(Outcome::Done)
             }
-            Step::BeginRefund | Step::ReleaseUnits | Step::MarkRefunded => Err(StepError::Retry(
-                "refunds are not carried out by this version".into(),
-            )),
+            Step::BeginRefund => {
+                p.orders.ask(id, OrderCommand::BeginRefund, None).await?;
+                Ok(Outcome::Done)
+            }
+            Step::ReleaseUnits => {
+                self.return_units(facts()?, order, key).await?;
+                Ok(Outcome::Done)
+            }
+            Step::MarkRefunded => {
+                p.orders.ask(id, OrderCommand::MarkRefunded, None).await?;
+                Ok(Outcome::Done)
+            }
         }
     }
 
@@ -376,11 +405,16 @@ impl Payments {
         facts: &OrderFacts,
         key: &str,
     ) -> Result<Outcome, StepError> {
+        // Undoing this attempt's charge, or refunding the payment a confirmed order took.
         let payment = attempt
             .payment_id
             .as_deref()
+            .or(facts.payment_id.as_deref())
             .ok_or_else(|| StepError::Retry("no payment to refund".into()))?;
-        let amount = facts.amount - attempt.discount.unwrap_or(0) - attempt.request.points;
+        let amount = match attempt.kind {
+            SagaKind::Refund => facts.amount - facts.discount - facts.points,
+            SagaKind::Pay => facts.amount - attempt.discount.unwrap_or(0) - attempt.request.points,
+        };
         match self.parts.gateway.refund(payment, amount, key).await {
             Ok(_) => Ok(Outcome::Done),
             // A refund cannot fail for good: it is tried again until the gateway takes it.
@@ -398,7 +432,7 @@ impl Payments {
         let p = &self.parts;
         match facts.source_kind {
             SourceKind::Stock => {
-                for sku in &facts.refs {
+                for (sku, _) in &facts.lines {
                     let command = StockCommand::Commit { order };
                     let line_key = format!("{key}:{sku}");
                     keyed(p, &p.stock, sku, command, &line_key, |_| ()).await?;
@@ -413,6 +447,39 @@ impl Payments {
                 let command = SeatCommand::Commit { order };
                 keyed(p, &p.seats, &facts.source_id, command, key, |_| ()).await
             }
+        }
+    }
+
+    /// Gives a refunded order's units back to where they were bought.
+    async fn return_units(
+        &self,
+        facts: &OrderFacts,
+        order: OrderId,
+        key: &str,
+    ) -> Result<(), StepError> {
+        let p = &self.parts;
+        match facts.source_kind {
+            SourceKind::Stock => {
+                for (sku, quantity) in &facts.lines {
+                    let command = StockCommand::Return {
+                        order,
+                        quantity: *quantity,
+                    };
+                    let line_key = format!("{key}:{sku}");
+                    keyed(p, &p.stock, sku, command, &line_key, |_| ()).await?;
+                }
+                Ok(())
+            }
+            SourceKind::TimeSale => {
+                let command = SaleCommand::Return {
+                    order,
+                    user_id: facts.user_id.clone(),
+                    quantity: facts.lines.iter().map(|(_, q)| q).sum(),
+                };
+                keyed(p, &p.sales, &facts.source_id, command, key, |_| ()).await
+            }
+            // Refunds of seats are refused before they start (see `Payments::refund`).
+            SourceKind::Event => Err(StepError::Retry("seats cannot be returned yet".into())),
         }
     }
 }
@@ -503,7 +570,11 @@ fn facts_of(order: &OrderView) -> OrderFacts {
         amount: order.amount,
         source_kind: order.source.kind,
         source_id: order.source.id.clone(),
-        refs: order.items.iter().map(|i| i.reference.clone()).collect(),
+        lines: order
+            .items
+            .iter()
+            .map(|i| (i.reference.clone(), i.quantity))
+            .collect(),
         discount: order.discount,
         points: order.points_used,
         coupon_id: order.coupon_id.clone(),

@@ -167,9 +167,12 @@ async fn get(
     security(("bearer" = [])), params(("id" = String, Path, description = "The order id (a UUID)"),
         IdempotencyKey),
     description = "A `RESERVED` (or `PAYMENT_FAILED`) order becomes `CANCELLED` and its units \
-        or seats go back; cancelling a `CANCELLED` order again answers it as it is.",
+        or seats go back; cancelling a `CANCELLED` order again answers it as it is. A \
+        `CONFIRMED` order is refunded: card refund, points back, coupon back, units back, \
+        then `REFUNDED` (not yet for seats: 409).",
     responses(
-        (status = 200, description = "The order after the cancel", body = OrderViewSchema),
+        (status = 200, description = "The order after the cancel (or the refund)", body = OrderViewSchema),
+        (status = 202, description = "The order, still `REFUNDING`", body = OrderViewSchema),
         (status = 403, description = "FORBIDDEN: someone else's order"),
         (status = 404, description = "NOT_FOUND"),
         (status = 409, description = "ORDER_EXPIRED: its units are already back; CONFLICT: \
@@ -183,7 +186,13 @@ async fn cancel(
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     let id = order_id(&path)?;
-    owned_order(&state, &caller, id).await?;
+    let order = owned_order(&state, &caller, id).await?;
+    if matches!(
+        order.status,
+        OrderStatus::Confirmed | OrderStatus::Refunding | OrderStatus::Refunded
+    ) {
+        return refund(&state, &order, id).await;
+    }
     let mut keyed = match idempotent::prepare(&state, &req, &caller, &body.0).await? {
         Prepared::Replay(response) => return Ok(response),
         Prepared::Run(keyed) => keyed,
@@ -198,6 +207,16 @@ async fn cancel(
         keyed.finish(&state);
     }
     Ok(HttpResponse::Ok().json(cancelled.give_back().await))
+}
+
+/// Cancelling a paid order refunds it: card, points, coupon and units go back through its
+/// saga (each step keyed, so repeating the cancel refunds once); 200 with the order once
+/// `REFUNDED`, 202 while `REFUNDING`.
+async fn refund(state: &State, order: &OrderView, id: OrderId) -> Result<HttpResponse, ApiError> {
+    state.payments.refund(order).await?;
+    let wait = Duration::from_secs(PAY_WAIT_SECS_DEFAULT);
+    let saga = state.payments.wait_for_end(id, wait).await?;
+    answer_payment(state, id, &saga).await
 }
 
 /// What a customer pays an order with; every field may be left out.

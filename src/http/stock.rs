@@ -244,6 +244,7 @@ fn movement(seq: u64, at_ms: i64, event: StockEvent) -> Movement {
             format!("{} ({})", order_ref(order), reason.as_str()),
         ),
         StockEvent::Committed { order, quantity } => ("committed", quantity, order_ref(order)),
+        StockEvent::Returned { order, quantity } => ("returned", quantity, order_ref(order)),
     };
     Movement {
         seq,

@@ -374,3 +374,47 @@ async fn an_open_breaker_fails_card_payments_at_once_and_keeps_the_order(backend
     sim.stop().await;
 }
 on_both_stores!(an_open_breaker_fails_card_payments_at_once_and_keeps_the_order);
+
+async fn cancelling_a_paid_order_refunds_card_points_coupon_and_units(backend: Backend) {
+    let sim = Sim::start();
+    let Some(app) = app_with(backend, &sim, false).await else {
+        return;
+    };
+    let order = placed(&app, "gus", "JACKET", 10).await;
+    let coupon = coupon_for(&app, "gus").await;
+    earn(&app, "gus", 400).await;
+    let body = json!({"coupon_id": coupon, "points": 400, "card_token": "tok_visa"});
+    let paid = json_of(pay(&app, "gus", &order, body, None).await, StatusCode::OK).await;
+    assert_eq!(paid["status"], "CONFIRMED");
+    let token = app.token("gus", Role::Customer);
+    let path = format!("/orders/{order}/cancel");
+    let cancel = |key| app.post(&path, &token, json!({}), key);
+    let refunded = json_of(cancel(Some("c1")).await, StatusCode::OK).await;
+    assert_eq!(refunded["status"], "REFUNDED");
+
+    let records = sim.records().await;
+    let refunds: Vec<&Value> = records.iter().filter(|r| r["kind"] == "refund").collect();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0]["payment_id"], paid["payment_id"]);
+    assert_eq!(refunds[0]["amount"], paid["card_amount"]);
+    assert_eq!(get(&app, "/wallets/gus").await["balance"], 400);
+    assert_eq!(
+        get(&app, &format!("/coupons/{coupon}")).await["status"],
+        "ISSUED"
+    );
+    let stock = app.stock("JACKET").await;
+    assert_eq!(
+        (&stock["sold"], &stock["on_hand"]),
+        (&json!(0), &json!(100))
+    );
+
+    // Again, with another key: it is refunded already, nothing moves twice.
+    let again = json_of(cancel(Some("c2")).await, StatusCode::OK).await;
+    assert_eq!(again["status"], "REFUNDED");
+    let records = sim.records().await;
+    assert_eq!(records.iter().filter(|r| r["kind"] == "refund").count(), 1);
+    assert_eq!(get(&app, "/wallets/gus").await["balance"], 400);
+    app.stop().await;
+    sim.stop().await;
+}
+on_both_stores!(cancelling_a_paid_order_refunds_card_points_coupon_and_units);

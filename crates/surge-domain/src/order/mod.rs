@@ -7,7 +7,7 @@
 //! (on a blank order only), get, expire (its own deadline), cancel. The checkout saga (pay,
 //! refund; `crate::checkout`) extends this entity with its steps.
 //! Journals: `Placed`, `Expired`, `Cancelled`, and for its payment (driven by its
-//! [`crate::pay_saga`]) `PayBegun`, `Confirmed`, `PaymentFailed`.
+//! [`crate::pay_saga`]) `PayBegun`, `Confirmed`, `PaymentFailed`, `RefundBegun`, `Refunded`.
 //!
 //! # Invariants
 //! - `amount = sum(unit_price * quantity)` over the items, and every quantity is >= 1;
@@ -151,6 +151,10 @@ pub enum OrderCommand {
     Confirm(Paid),
     /// The saga gave everything back: `PAYING` becomes `PAYMENT_FAILED`.
     MarkFailed,
+    /// Its refund starts: `CONFIRMED` becomes `REFUNDING`.
+    BeginRefund,
+    /// Everything it took went back: `REFUNDING` becomes `REFUNDED`.
+    MarkRefunded,
 }
 
 /// What paid for an order: the coupon's discount, the points and the card payment.
@@ -171,6 +175,8 @@ pub enum OrderEvent {
     PayBegun { at_ms: i64 },
     Confirmed { paid: Paid, at_ms: i64 },
     PaymentFailed { at_ms: i64 },
+    RefundBegun { at_ms: i64 },
+    Refunded { at_ms: i64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -380,6 +386,29 @@ impl Entity for Order {
                 Some(OrderStatus::PaymentFailed) => Ok(Decision::reply(view)),
                 _ => Err(not_paying(&view)),
             },
+            OrderCommand::BeginRefund => match self.status {
+                Some(OrderStatus::Confirmed) => {
+                    self.accept(OrderEvent::RefundBegun { at_ms: ctx.now_ms })
+                }
+                Some(OrderStatus::Refunding | OrderStatus::Refunded) => Ok(Decision::reply(view)),
+                _ => Err(Rejection::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "an order in status {} cannot be refunded",
+                        view.status.as_str()
+                    ),
+                )),
+            },
+            OrderCommand::MarkRefunded => match self.status {
+                Some(OrderStatus::Refunding) => {
+                    self.accept(OrderEvent::Refunded { at_ms: ctx.now_ms })
+                }
+                Some(OrderStatus::Refunded) => Ok(Decision::reply(view)),
+                _ => Err(Rejection::new(
+                    ErrorCode::Conflict,
+                    format!("the order is {}, not REFUNDING", view.status.as_str()),
+                )),
+            },
             OrderCommand::Cancel => match self.status {
                 Some(OrderStatus::Reserved | OrderStatus::PaymentFailed) => {
                     self.accept(OrderEvent::Cancelled { at_ms: ctx.now_ms })
@@ -433,6 +462,12 @@ impl Entity for Order {
             }
             OrderEvent::PaymentFailed { at_ms } => {
                 self.step(OrderStatus::PaymentFailed, "pay", "FAILED", *at_ms)
+            }
+            OrderEvent::RefundBegun { at_ms } => {
+                self.step(OrderStatus::Refunding, "refund", "STARTED", *at_ms)
+            }
+            OrderEvent::Refunded { at_ms } => {
+                self.step(OrderStatus::Refunded, "refund", "DONE", *at_ms)
             }
         }
     }

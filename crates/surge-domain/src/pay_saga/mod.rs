@@ -114,8 +114,9 @@ pub struct OrderFacts {
     pub amount: i64,
     pub source_kind: SourceKind,
     pub source_id: String,
-    /// The items' references: the SKUs of a stock order, whose lines commit one by one.
-    pub refs: Vec<String>,
+    /// The items' references and quantities: the lines of a stock order commit (and return)
+    /// one by one.
+    pub lines: Vec<(String, i64)>,
     /// A refund's: what the payment took.
     pub discount: i64,
     pub points: i64,

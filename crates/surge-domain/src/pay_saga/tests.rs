@@ -29,7 +29,7 @@ fn facts() -> OrderFacts {
         amount: AMOUNT,
         source_kind: SourceKind::TimeSale,
         source_id: "sale-1".into(),
-        refs: vec!["sale-1".into()],
+        lines: vec![("sale-1".into(), 1)],
         discount: 0,
         points: 0,
         coupon_id: None,

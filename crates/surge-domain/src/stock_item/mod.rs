@@ -2,8 +2,9 @@
 //!
 //! Supervised by `Region<StockItem>`; persistence id `stock_item:{sku}`.
 //! Accepts: create, get, adjust (receipts and write-offs), reserve (for an order, with an
-//! expiry), release (cancel, expiry, compensation), commit (a paid order takes its units).
-//! Journals: `Created`, `Adjusted`, `Reserved`, `Released`, `Committed`.
+//! expiry), release (cancel, expiry, compensation), commit (a paid order takes its units),
+//! return (a refunded order gives them back).
+//! Journals: `Created`, `Adjusted`, `Reserved`, `Released`, `Committed`, `Returned`.
 //! Each reservation carries its own expiry, so units held for an order that never got paid,
 //! or never got created because of a crash, come back by themselves at `expires_at`.
 //!
@@ -12,7 +13,8 @@
 //! - `on_hand <= ON_HAND_MAX`;
 //! - `reserved` is the sum of the open reservations (deep check);
 //! - the expiry index holds exactly the open reservations (deep check; [`ExpiringHolds`]);
-//! - `sold` only grows, and only when a reservation is committed.
+//! - `sold` grows only when a reservation is committed, and shrinks only when a refunded
+//!   order's units are returned.
 
 use crate::{OrderId, Sku};
 use serde::{Deserialize, Serialize};
@@ -94,6 +96,11 @@ pub enum StockCommand {
     Commit {
         order: OrderId,
     },
+    /// A refunded order's units come back to the shelf: `sold` gives them back to `on_hand`.
+    Return {
+        order: OrderId,
+        quantity: i64,
+    },
     ExpireDue,
 }
 
@@ -120,6 +127,10 @@ pub enum StockEvent {
         reason: ReleaseReason,
     },
     Committed {
+        order: OrderId,
+        quantity: i64,
+    },
+    Returned {
         order: OrderId,
         quantity: i64,
     },
@@ -220,6 +231,10 @@ impl StockItem {
                 self.reserved -= quantity;
                 self.on_hand -= quantity;
                 self.sold += quantity;
+            }
+            StockEvent::Returned { quantity, .. } => {
+                self.on_hand += quantity;
+                self.sold -= quantity;
             }
         }
     }
@@ -387,6 +402,18 @@ impl Entity for StockItem {
                 None => Ok(Decision::reply(self.view())),
             },
             StockCommand::Commit { order } => self.decide_commit(*order, ctx),
+            StockCommand::Return { order, quantity } => {
+                if !(1..=self.sold).contains(quantity) {
+                    return Err(Rejection::validation(
+                        "quantity",
+                        format!("must be 1 to the {} units sold", self.sold),
+                    ));
+                }
+                self.accept(vec![StockEvent::Returned {
+                    order: *order,
+                    quantity: *quantity,
+                }])
+            }
             StockCommand::ExpireDue => self.decide_expire(ctx),
         }
     }
@@ -410,7 +437,9 @@ impl Entity for StockItem {
             StockEvent::Released { order, .. } | StockEvent::Committed { order, .. } => {
                 self.reservations.remove(*order);
             }
-            StockEvent::Created { .. } | StockEvent::Adjusted { .. } => {}
+            StockEvent::Created { .. }
+            | StockEvent::Adjusted { .. }
+            | StockEvent::Returned { .. } => {}
         }
     }
 

@@ -642,6 +642,10 @@ enum Op {
     Adjust {
         delta: i64,
     },
+    Return {
+        order: u128,
+        quantity: i64,
+    },
     ExpireDue,
     Get,
     Create,
@@ -659,6 +663,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u128..20, reason).prop_map(|(order, reason)| Op::Release { order, reason }),
         3 => (0u128..20).prop_map(|order| Op::Commit { order }),
         3 => (-20i64..20).prop_map(|delta| Op::Adjust { delta }),
+        1 => (0u128..20, -1i64..6).prop_map(|(order, quantity)| Op::Return { order, quantity }),
         2 => Just(Op::ExpireDue),
         1 => Just(Op::Get),
         1 => Just(Op::Create),
@@ -682,6 +687,10 @@ fn command(op: &Op, now_ms: i64) -> StockCommand {
         },
         Op::Commit { order: n } => commit(*n),
         Op::Adjust { delta } => adjust(*delta),
+        Op::Return { order: n, quantity } => StockCommand::Return {
+            order: order(*n),
+            quantity: *quantity,
+        },
         Op::ExpireDue => StockCommand::ExpireDue,
         Op::Get => StockCommand::Get,
         Op::Create => create(5, 0),
@@ -780,6 +789,14 @@ impl Model {
                 }
                 _ => Err(ErrorCode::OrderExpired),
             },
+            StockCommand::Return { quantity, .. } => {
+                if !(1..=self.sold).contains(quantity) {
+                    return Err(ErrorCode::ValidationFailed);
+                }
+                self.sold -= quantity;
+                self.on_hand += quantity;
+                Ok(())
+            }
             StockCommand::ExpireDue => {
                 let due: Vec<OrderId> = self
                     .open
@@ -824,7 +841,8 @@ proptest! {
                 prop_assert!(item.next_deadline_ms().is_none_or(|at| at > now_ms));
             }
             prop_assert!(item.available() >= 0);
-            prop_assert!(item.sold >= sold_before, "sold went down");
+            let returned = matches!(command, StockCommand::Return { .. }) && outcome.is_ok();
+            prop_assert!(item.sold >= sold_before || returned, "sold went down");
             prop_assert_eq!(item.on_hand + item.sold, on_hand + adjusted, "units not conserved");
             let sum: i64 = item.reservations.values().map(|r| r.quantity).sum();
             prop_assert_eq!(item.reserved, sum);
@@ -939,4 +957,23 @@ proptest! {
         prop_assert!(replayed.check_deep_invariants().is_ok());
         prop_assert_eq!(replayed, item);
     }
+}
+
+#[test]
+fn a_refunded_orders_units_return_to_the_shelf() {
+    let mut item = item_with(10, 0);
+    ok(&mut item, reserve(1, 4, T0 + 100), T0);
+    ok(&mut item, commit(1), T0 + 1);
+    assert_eq!((item.on_hand, item.sold), (6, 4));
+    let back = StockCommand::Return {
+        order: order(1),
+        quantity: 4,
+    };
+    ok(&mut item, back, T0 + 2);
+    assert_eq!((item.on_hand, item.sold, item.available()), (10, 0, 10));
+    let too_many = StockCommand::Return {
+        order: order(1),
+        quantity: 1,
+    };
+    rejected(&mut item, too_many, T0 + 3, ErrorCode::ValidationFailed);
 }

@@ -118,6 +118,12 @@ pub enum SaleCommand {
     Commit {
         order: OrderId,
     },
+    /// A refunded order's units come back to the sale, and off its buyer's count.
+    Return {
+        order: OrderId,
+        user_id: UserId,
+        quantity: i64,
+    },
     Advance,
 }
 
@@ -139,6 +145,11 @@ pub enum SaleEvent {
     },
     Committed {
         order: OrderId,
+        quantity: i64,
+    },
+    Returned {
+        order: OrderId,
+        user_id: UserId,
         quantity: i64,
     },
 }
@@ -164,6 +175,15 @@ pub struct SaleView {
 }
 
 impl TimeSale {
+    /// Takes `units` off what `user` holds or bought.
+    fn uncount(&mut self, user: &UserId, units: i64) {
+        let counted = self.per_user.get_mut(user).expect("holder counted");
+        *counted -= units;
+        if *counted == 0 {
+            self.per_user.remove(user);
+        }
+    }
+
     /// Reservations not yet committed, released or expired.
     pub fn open_reservations(&self) -> usize {
         self.holds.len()
@@ -266,6 +286,7 @@ impl TimeSale {
                 self.reserved -= quantity;
                 self.sold += quantity;
             }
+            SaleEvent::Returned { quantity, .. } => self.sold -= quantity,
         }
     }
 
@@ -457,6 +478,25 @@ impl Entity for TimeSale {
                 None => Ok(Decision::reply(self.view(self.status_at(ctx.now_ms)))),
             },
             SaleCommand::Commit { order } => self.decide_commit(*order, ctx),
+            SaleCommand::Return {
+                order,
+                user_id,
+                quantity,
+            } => {
+                let bought = self.per_user.get(user_id).copied().unwrap_or(0);
+                if !(1..=bought.min(self.sold)).contains(quantity) {
+                    return Err(Rejection::validation(
+                        "quantity",
+                        format!("{user_id} holds or bought {bought} units of this sale"),
+                    ));
+                }
+                let event = SaleEvent::Returned {
+                    order: *order,
+                    user_id: user_id.clone(),
+                    quantity: *quantity,
+                };
+                self.accept(vec![event], ctx)
+            }
             SaleCommand::Advance => self.decide_advance(ctx),
         }
     }
@@ -482,16 +522,12 @@ impl Entity for TimeSale {
             }
             SaleEvent::Released { order, .. } => {
                 if let Some(hold) = self.holds.remove(*order) {
-                    let units = self
-                        .per_user
-                        .get_mut(&hold.user_id)
-                        .expect("holder counted");
-                    *units -= hold.quantity;
-                    if *units == 0 {
-                        self.per_user.remove(&hold.user_id);
-                    }
+                    self.uncount(&hold.user_id, hold.quantity);
                 }
             }
+            SaleEvent::Returned {
+                user_id, quantity, ..
+            } => self.uncount(user_id, *quantity),
             SaleEvent::Committed { order, .. } => {
                 self.holds.remove(*order);
             }

@@ -382,3 +382,28 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_refunded_purchase_gives_its_units_back_to_the_sale_and_the_buyer() {
+    let mut sale = sale_with(2, Some(2));
+    ok(&mut sale, SaleCommand::Advance, START);
+    ok(&mut sale, buy(1, "u1", 2, START), START);
+    ok(
+        &mut sale,
+        SaleCommand::Commit {
+            order: OrderId::from_u128(1),
+        },
+        START + 1,
+    );
+    assert_eq!((sale.sold, sale.remaining()), (2, 0));
+    let back = |quantity| SaleCommand::Return {
+        order: OrderId::from_u128(1),
+        user_id: "u1".into(),
+        quantity,
+    };
+    rejected(&mut sale, back(3), START + 2, ErrorCode::ValidationFailed);
+    ok(&mut sale, back(2), START + 2);
+    assert_eq!((sale.sold, sale.remaining(), sale.buyers()), (0, 2, 0));
+    // The buyer may buy again, up to the limit.
+    ok(&mut sale, buy(2, "u1", 2, START + 3), START + 3);
+}
