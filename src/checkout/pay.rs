@@ -429,59 +429,68 @@ impl Payments {
         order: OrderId,
         key: &str,
     ) -> Result<(), StepError> {
-        let p = &self.parts;
-        match facts.source_kind {
-            SourceKind::Stock => {
-                for (sku, _) in &facts.lines {
-                    let command = StockCommand::Commit { order };
-                    let line_key = format!("{key}:{sku}");
-                    keyed(p, &p.stock, sku, command, &line_key, |_| ()).await?;
-                }
-                Ok(())
-            }
-            SourceKind::TimeSale => {
-                let command = SaleCommand::Commit { order };
-                keyed(p, &p.sales, &facts.source_id, command, key, |_| ()).await
-            }
-            SourceKind::Event => {
-                let command = SeatCommand::Commit { order };
-                keyed(p, &p.seats, &facts.source_id, command, key, |_| ()).await
-            }
-        }
+        let commands = HolderCommands {
+            stock: &|_| StockCommand::Commit { order },
+            sale: SaleCommand::Commit { order },
+            seats: Some(SeatCommand::Commit { order }),
+        };
+        self.on_holders(facts, key, commands).await
     }
 
-    /// Gives a refunded order's units back to where they were bought.
+    /// Gives a refunded order's units back to where they were bought. Seats cannot be given
+    /// back yet; their refunds are refused before they start (see [`Payments::refund`]).
     async fn return_units(
         &self,
         facts: &OrderFacts,
         order: OrderId,
         key: &str,
     ) -> Result<(), StepError> {
+        let commands = HolderCommands {
+            stock: &|quantity| StockCommand::Return { order, quantity },
+            sale: SaleCommand::Return {
+                order,
+                user_id: facts.user_id.clone(),
+                quantity: facts.lines.iter().map(|(_, q)| q).sum(),
+            },
+            seats: None,
+        };
+        self.on_holders(facts, key, commands).await
+    }
+
+    /// Runs, keyed, the command of the entity that holds the order's units: one per line of a
+    /// stock order (each line's key is the step's key and its SKU), else one.
+    async fn on_holders(
+        &self,
+        facts: &OrderFacts,
+        key: &str,
+        commands: HolderCommands<'_>,
+    ) -> Result<(), StepError> {
         let p = &self.parts;
+        let source = &facts.source_id;
         match facts.source_kind {
             SourceKind::Stock => {
                 for (sku, quantity) in &facts.lines {
-                    let command = StockCommand::Return {
-                        order,
-                        quantity: *quantity,
-                    };
                     let line_key = format!("{key}:{sku}");
+                    let command = (commands.stock)(*quantity);
                     keyed(p, &p.stock, sku, command, &line_key, |_| ()).await?;
                 }
                 Ok(())
             }
-            SourceKind::TimeSale => {
-                let command = SaleCommand::Return {
-                    order,
-                    user_id: facts.user_id.clone(),
-                    quantity: facts.lines.iter().map(|(_, q)| q).sum(),
-                };
-                keyed(p, &p.sales, &facts.source_id, command, key, |_| ()).await
-            }
-            // Refunds of seats are refused before they start (see `Payments::refund`).
-            SourceKind::Event => Err(StepError::Retry("seats cannot be returned yet".into())),
+            SourceKind::TimeSale => keyed(p, &p.sales, source, commands.sale, key, |_| ()).await,
+            SourceKind::Event => match commands.seats {
+                Some(command) => keyed(p, &p.seats, source, command, key, |_| ()).await,
+                None => Err(StepError::Retry("seats cannot be given back yet".into())),
+            },
         }
     }
+}
+
+/// One step's command for each kind of entity that may hold an order's units; a stock line's
+/// is made from its quantity.
+struct HolderCommands<'a> {
+    stock: &'a (dyn Fn(i64) -> StockCommand + Sync),
+    sale: SaleCommand,
+    seats: Option<SeatCommand>,
 }
 
 /// Runs `command` on entity `id` of `region` once per `key`: the first time with an
