@@ -43,8 +43,9 @@ const TREE_CHILDREN_MAX: usize = 50;
 
 #[utoipa::path(get, path = "/admin", summary = "The console page", tag = "admin",
     operation_id = "console",
-    description = "The console page: kinds, journal figures, the supervision tree, the actors \
-        and one actor's state, refreshed every 2 s. The page itself holds no data: it signs in \
+    description = "The console page: kinds, journal figures, the supervision tree, the payments \
+        (sagas in flight and the latest failed, the gateway's breaker), the actors and one \
+        actor's state, refreshed every 2 s. The page itself holds no data: it signs in \
         with an operator's or admin's email and password. Also served at the root (`/admin`).",
     responses(
         (status = 200, description = "An HTML page", content_type = "text/html", body = String),
@@ -125,7 +126,7 @@ const KINDS: [&str; 9] = [
 ];
 
 /// A string parameter that takes one of `values`, for the API document.
-fn one_of(values: &[&str]) -> utoipa::openapi::Object {
+pub(super) fn one_of(values: &[&str]) -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
         .enum_values(Some(values.iter().copied()))

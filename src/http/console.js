@@ -155,6 +155,60 @@ function showActors(list) {
   }));
 }
 
+// The payments panel: the gateway's circuit breaker (from the overview) and the payment
+// sagas in flight, then the latest failed ones, each with the steps its attempt ran.
+const breakerNames = { closed: "closed", half_open: "half-open", open: "open" };
+const breakerClasses = { closed: "done", half_open: "parked", open: "failed" };
+const sagaClasses = { RUNNING: "active", COMPENSATING: "parked", CONFIRMED: "done", FAILED: "failed", REFUNDED: "done" };
+const stepMarks = { DONE: " ✓", RUNNING: " …", FAILED: " ✗" };
+const stepClasses = { DONE: "done", RUNNING: "active", FAILED: "failed" };
+
+function showGateway(g) {
+  const box = document.getElementById("gateway");
+  if (!g) { box.textContent = "gateway: not reported"; return; }
+  const state = document.createElement("span");
+  state.textContent = breakerNames[g.breaker] || String(g.breaker);
+  state.className = breakerClasses[g.breaker] || "";
+  const after = " · " + g.failures + " recent failures" + (g.opened_at ? " · opened at " + g.opened_at : "");
+  box.replaceChildren(document.createTextNode("gateway " + g.url + " · breaker "), state, document.createTextNode(after));
+}
+
+function stepsCell(steps) {
+  const td = document.createElement("td");
+  td.className = "steps";
+  steps.forEach((s, i) => {
+    if (i) { const sep = document.createElement("span"); sep.className = "sep"; sep.textContent = " → "; td.appendChild(sep); }
+    const span = document.createElement("span");
+    span.textContent = s.name + (stepMarks[s.status] || "");
+    span.className = stepClasses[s.status] || "";
+    span.title = String(s.status).toLowerCase() + " · started " + s.started_at + (s.ended_at ? " · ended " + s.ended_at : "");
+    td.appendChild(span);
+  });
+  return td;
+}
+
+function sagaRow(s) {
+  const failure = s.failure ? s.failure.step + ": " + s.failure.code + " (" + s.failure.detail + ")" : null;
+  const tr = row([cell(s.order_id), cell(s.status, sagaClasses[s.status]), cell(s.kind), cell(s.attempt, "num"),
+    cell(s.started_at), stepsCell(s.steps), cell(failure, failure ? "failed" : null)], "pick");
+  tr.onclick = () => { picked = ["pay_saga", s.order_id]; refreshDetail(); };
+  return tr;
+}
+
+function groupRow(label) {
+  const td = cell(label);
+  td.colSpan = 7;
+  return row([td], "group");
+}
+
+function showSagas(inFlight, failed) {
+  const rows = [groupRow("In flight (" + inFlight.items.length + (inFlight.next_cursor ? "+" : "") + ")")];
+  rows.push(...(inFlight.items.length ? inFlight.items.map(sagaRow) : [groupRow("none")]));
+  rows.push(groupRow("Latest failed"));
+  rows.push(...(failed.items.length ? failed.items.map(sagaRow) : [groupRow("none")]));
+  document.querySelector("#sagas tbody").replaceChildren(...rows);
+}
+
 async function act(action) {
   try { await call("/admin/actors/" + encodeURIComponent(picked[0]) + "/" + encodeURIComponent(picked[1]) + "/" + action, "POST"); }
   catch (e) { document.getElementById("error").textContent = e.message; }
@@ -167,8 +221,9 @@ async function refreshDetail() {
   try {
     const d = await call("/admin/actors/" + encodeURIComponent(picked[0]) + "/" + encodeURIComponent(picked[1]));
     const title = document.createElement("div");
-    title.innerHTML = "<b></b> ";
-    title.firstChild.textContent = picked[0] + " " + picked[1];
+    const name = document.createElement("b");
+    name.textContent = picked[0] + " " + picked[1];
+    title.appendChild(name);
     const buttons = document.createElement("div");
     ["snapshot", "passivate", "restart"].forEach(a => { const b = document.createElement("button"); b.textContent = a; b.onclick = () => act(a); buttons.appendChild(b); });
     const state = document.createElement("pre");
@@ -182,8 +237,9 @@ async function refreshDetail() {
 async function refresh() {
   if (!session.access) return;
   try {
-    const [overview, tree, actors] = await Promise.all([call("/admin/overview"), call("/admin/supervision"), call("/admin/actors?limit=100")]);
-    showOverview(overview); showTree(tree); showActors(actors); refreshDetail();
+    const [overview, tree, actors, inFlight, failed] = await Promise.all([call("/admin/overview"), call("/admin/supervision"),
+      call("/admin/actors?limit=100"), call("/admin/sagas?status=in_flight&limit=100"), call("/admin/sagas?status=FAILED&limit=10")]);
+    showOverview(overview); showTree(tree); showActors(actors); showGateway(overview.gateway); showSagas(inFlight, failed); refreshDetail();
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
     document.getElementById("error").textContent = "";
   } catch (e) { document.getElementById("error").textContent = e.message; }

@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod orders;
 pub mod products;
 pub mod queue;
+pub mod sagas;
 pub mod security;
 pub mod stock;
 pub mod system;
@@ -60,6 +61,7 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
                 .configure(products::routes)
                 .configure(auth::routes)
                 .configure(admin::routes)
+                .configure(sagas::routes)
                 .configure(ws::routes)
                 .configure(openapi::routes),
         )
@@ -216,15 +218,7 @@ pub async fn read_page(
     query: &ListQuery,
     limit: u32,
 ) -> Result<serde_json::Value, ApiError> {
-    let page = state
-        .rt
-        .store
-        .read_rows(kind, owner, status, query.cursor.as_deref(), limit)
-        .await
-        .map_err(|e| match e {
-            crate::persistence::StoreError::Corrupt(_) => ApiError::validation("cursor", "invalid"),
-            other => ApiError::internal(other),
-        })?;
+    let page = read_rows(state, kind, owner, status, query.cursor.as_deref(), limit).await?;
     let items: Vec<serde_json::Value> = page
         .rows
         .iter()
@@ -232,6 +226,26 @@ pub async fn read_page(
         .collect::<Result<_, _>>()
         .map_err(ApiError::internal)?;
     Ok(serde_json::json!({ "items": items, "next_cursor": page.next_cursor }))
+}
+
+/// One page of a read table's rows, newest first; a cursor the store cannot read is 422.
+pub async fn read_rows(
+    state: &Services,
+    kind: &str,
+    owner: Option<&str>,
+    status: Option<&str>,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<crate::persistence::ReadPage, ApiError> {
+    state
+        .rt
+        .store
+        .read_rows(kind, owner, status, cursor, limit)
+        .await
+        .map_err(|e| match e {
+            crate::persistence::StoreError::Corrupt(_) => ApiError::validation("cursor", "invalid"),
+            other => ApiError::internal(other),
+        })
 }
 
 /// `[A-Za-z0-9._-]{1,64}`: SKUs and user ids.

@@ -18,8 +18,8 @@ use utoipa::openapi::{Content, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{admin, auth, coupons, events, metrics, orders, products, queue, stock, system};
-use super::{time_sales, wallets, ws};
+use super::{admin, auth, coupons, events, metrics, orders, products, queue, sagas, stock};
+use super::{system, time_sales, wallets, ws};
 
 /// The media type of every error answer.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -61,7 +61,7 @@ pub const BEARER: &str = "bearer";
         events::create, events::list, events::get, events::seats, events::hold,
         queue::event_join, queue::event_me, queue::event_stats, queue::event_configure,
         admin::console, admin::overview, admin::supervision, admin::actors, admin::actor,
-        admin::act,
+        admin::act, sagas::list,
         ws::connect,
     ),
     components(schemas(Problem)),

@@ -222,6 +222,14 @@ async fn the_console_page_and_the_supervision_tree(backend: Backend) {
     assert_eq!(script.status(), StatusCode::OK);
     let script = script.text().await.unwrap();
     assert!(script.contains("/admin/supervision") && script.contains("/auth/login"));
+    assert!(
+        script.contains("/admin/sagas") && script.contains(".gateway"),
+        "the payments panel: sagas and the gateway's breaker"
+    );
+    assert!(
+        !script.contains("innerHTML"),
+        "text reaches the page through textContent only"
+    );
     assert!(!script.contains("access_token="), "no token in any address");
 
     let tree = get_json(&app, "/admin/supervision", &operator).await;

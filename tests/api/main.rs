@@ -14,6 +14,7 @@ mod openapi;
 mod orders;
 mod pay;
 mod queue;
+mod sagas;
 mod security;
 mod slow_bodies;
 mod store;

@@ -13,7 +13,7 @@ use crate::on_both_stores;
 /// Stock items cost 100 a unit (`TestApp::create_stock`).
 const UNIT_PRICE: i64 = 100;
 
-async fn app_with(backend: Backend, sim: &Sim, manual_clock: bool) -> Option<TestApp> {
+pub(crate) async fn app_with(backend: Backend, sim: &Sim, manual_clock: bool) -> Option<TestApp> {
     let options = Options {
         manual_clock,
         gateway_url: Some(sim.base.clone()),
@@ -23,7 +23,7 @@ async fn app_with(backend: Backend, sim: &Sim, manual_clock: bool) -> Option<Tes
 }
 
 /// A placed order of `quantity` units of a new stock item; returns its id.
-async fn placed(app: &TestApp, user: &str, sku: &str, quantity: i64) -> String {
+pub(crate) async fn placed(app: &TestApp, user: &str, sku: &str, quantity: i64) -> String {
     app.create_stock(sku, 100).await;
     let response = app.order(user, sku, quantity, None).await;
     assert_eq!(response.status(), StatusCode::CREATED);
@@ -74,7 +74,7 @@ async fn earn(app: &TestApp, user: &str, points: i64) {
     assert_eq!(response.status(), StatusCode::CREATED);
 }
 
-async fn pay(
+pub(crate) async fn pay(
     app: &TestApp,
     user: &str,
     order: &str,
@@ -91,7 +91,7 @@ async fn pay(
     .await
 }
 
-async fn json_of(response: reqwest::Response, status: StatusCode) -> Value {
+pub(crate) async fn json_of(response: reqwest::Response, status: StatusCode) -> Value {
     assert_eq!(response.status(), status);
     response.json().await.expect("json")
 }
