@@ -31,6 +31,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::order::SourceKind;
+use crate::steps::{judge_report, StepResult};
 use crate::{Ctx, Decision, Entity, ErrorCode, Rejection, UserId};
 
 #[cfg(test)]
@@ -158,12 +159,8 @@ pub enum SagaStatus {
     Refunded,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure {
-    pub step: Step,
-    pub code: ErrorCode,
-    pub detail: String,
-}
+/// The step that failed an attempt, and why.
+pub type Failure = crate::steps::Failure<Step>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepRecord {
@@ -205,7 +202,7 @@ pub enum SagaCommand {
     /// The outcome of the running step.
     Report {
         step: Step,
-        result: Result<Outcome, (ErrorCode, String)>,
+        result: StepResult<Outcome>,
     },
     Get,
 }
@@ -234,14 +231,8 @@ pub enum SagaEvent {
     },
 }
 
-/// What the driver must do next.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Action {
-    /// Run `step` with `key`, which the other side dedupes on.
-    Run { step: Step, key: String },
-    /// Nothing: the saga has ended (or never started).
-    Finished(Option<SagaStatus>),
-}
+/// What the driver must do next: run a step, or nothing once the saga has ended.
+pub type Action = crate::steps::Action<Step, SagaStatus>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SagaView {
@@ -392,40 +383,32 @@ impl Saga {
     fn decide_report(
         &self,
         step: Step,
-        result: &Result<Outcome, (ErrorCode, String)>,
+        result: &StepResult<Outcome>,
         ctx: &Ctx,
     ) -> Result<Decision<Self>, Rejection> {
-        if self.running() != Some(step) {
-            // A report of a step already journaled (a retried report): nothing changes.
-            return Ok(Decision::reply(self.view()));
-        }
+        let judged = judge_report(
+            self.running(),
+            step,
+            step.as_str(),
+            step.may_fail(),
+            result,
+            |outcome| check_outcome(step, outcome),
+        )?;
         let at_ms = ctx.now_ms;
-        let event = match result {
-            Ok(outcome) => {
-                check_outcome(step, outcome)?;
-                SagaEvent::StepDone {
-                    step,
-                    outcome: outcome.clone(),
-                    at_ms,
-                }
-            }
-            Err((code, detail)) if step.may_fail() => SagaEvent::StepFailed {
+        match judged {
+            None => Ok(Decision::reply(self.view())),
+            Some(Ok(outcome)) => self.accept(vec![SagaEvent::StepDone {
                 step,
-                code: *code,
-                detail: detail.clone(),
+                outcome,
                 at_ms,
-            },
-            Err((code, detail)) => {
-                return Err(Rejection::new(
-                    ErrorCode::Conflict,
-                    format!(
-                        "{} cannot fail; retry it ({code:?}: {detail})",
-                        step.as_str()
-                    ),
-                ))
-            }
-        };
-        self.accept(vec![event])
+            }]),
+            Some(Err((code, detail))) => self.accept(vec![SagaEvent::StepFailed {
+                step,
+                code,
+                detail,
+                at_ms,
+            }]),
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! Supervised by `Region<Wallet>`; persistence id `wallet:{user_id}`. Nobody creates a wallet:
 //! a blank one has balance 0 and exists once it holds a transaction.
-//! Accepts: get, earn, use, cancel (a transaction is reversed by a new `CANCEL` one).
+//! Accepts: get, earn, use, charge (points bought by card, recorded once the payment gateway
+//! has taken the money: see `points_charge`), cancel (a transaction is reversed by a new
+//! `CANCEL` one).
 //! Journals: `Recorded`, one event per transaction; its id is `{user_id}.{n:010}` with
 //! `n = 1, 2, ...`, so ids sort by age within a wallet. Each transaction is also projected
 //! (see [`Entity::event_rows`]) as a `wallet_tx` read row committed with its event, which
@@ -34,7 +36,7 @@ pub enum TxKind {
     Earn,
     Use,
     Cancel,
-    /// Points bought through the payment gateway (comes with the gateway).
+    /// Points bought by card through the payment gateway (`points_charge`).
     Charge,
     /// Points given back by a refunded order (comes with the checkout saga).
     Refund,
@@ -97,6 +99,12 @@ pub enum WalletCommand {
     /// Reverses transaction number `n`.
     Cancel {
         n: u64,
+    },
+    /// Records points the card has paid for (the payment gateway has taken the money).
+    Charge {
+        amount: i64,
+        description: Option<String>,
+        reference: Option<String>,
     },
 }
 
@@ -207,6 +215,26 @@ impl Wallet {
         })
     }
 
+    /// An earn, use or charge of `amount` (1 to [`AMOUNT_MAX`]): a use takes it away.
+    fn decide_add(
+        &self,
+        kind: TxKind,
+        amount: i64,
+        description: &Option<String>,
+        reference: &Option<String>,
+        ctx: &Ctx,
+    ) -> Result<Decision<Self>, Rejection> {
+        check_amount(amount)?;
+        self.record(TxRecord {
+            kind,
+            amount: if kind == TxKind::Use { -amount } else { amount },
+            description: description.clone(),
+            reference: reference.clone(),
+            cancels: None,
+            at_ms: ctx.now_ms,
+        })
+    }
+
     fn decide_cancel(&self, n: u64, ctx: &Ctx) -> Result<Decision<Self>, Rejection> {
         let Some(target) = self.entry(n) else {
             return Err(Rejection::not_found(format!(
@@ -283,32 +311,17 @@ impl Entity for Wallet {
                 amount,
                 description,
                 reference,
-            } => {
-                check_amount(*amount)?;
-                self.record(TxRecord {
-                    kind: TxKind::Earn,
-                    amount: *amount,
-                    description: description.clone(),
-                    reference: reference.clone(),
-                    cancels: None,
-                    at_ms: ctx.now_ms,
-                })
-            }
+            } => self.decide_add(TxKind::Earn, *amount, description, reference, ctx),
             WalletCommand::Use {
                 amount,
                 description,
                 reference,
-            } => {
-                check_amount(*amount)?;
-                self.record(TxRecord {
-                    kind: TxKind::Use,
-                    amount: -*amount,
-                    description: description.clone(),
-                    reference: reference.clone(),
-                    cancels: None,
-                    at_ms: ctx.now_ms,
-                })
-            }
+            } => self.decide_add(TxKind::Use, *amount, description, reference, ctx),
+            WalletCommand::Charge {
+                amount,
+                description,
+                reference,
+            } => self.decide_add(TxKind::Charge, *amount, description, reference, ctx),
             WalletCommand::Cancel { n } => self.decide_cancel(*n, ctx),
         }
     }

@@ -68,6 +68,14 @@ fn spend(amount: i64) -> WalletCommand {
     }
 }
 
+fn charge(amount: i64) -> WalletCommand {
+    WalletCommand::Charge {
+        amount,
+        description: Some("points bought by card".into()),
+        reference: Some("pay_1".into()),
+    }
+}
+
 fn cancel(n: u64) -> WalletCommand {
     WalletCommand::Cancel { n }
 }
@@ -111,6 +119,22 @@ fn earning_then_using_moves_the_balance_and_numbers_the_transactions() {
 }
 
 #[test]
+fn a_charge_adds_the_points_paid_for_as_a_charge_transaction() {
+    let mut wallet = Wallet::blank(USER);
+    let charged = ok(&mut wallet, charge(700));
+    assert_eq!((charged.kind, charged.amount), (TxKind::Charge, 700));
+    assert_eq!(charged.balance_after, 700);
+    assert_eq!(charged.reference.as_deref(), Some("pay_1"));
+    ok(&mut wallet, spend(200));
+    assert_eq!(wallet.balance, 500);
+    for amount in [0, -1, AMOUNT_MAX + 1] {
+        rejected(&mut wallet, charge(amount), ErrorCode::ValidationFailed);
+    }
+    // Like an earn, a charge whose points are partly spent cannot be cancelled.
+    rejected(&mut wallet, cancel(1), ErrorCode::InsufficientPoints);
+}
+
+#[test]
 fn using_more_than_the_balance_is_insufficient_points() {
     let mut wallet = Wallet::blank(USER);
     rejected(&mut wallet, spend(1), ErrorCode::InsufficientPoints);
@@ -139,6 +163,7 @@ fn the_balance_is_capped_so_nothing_overflows() {
     }
     assert_eq!(wallet.balance, BALANCE_MAX);
     rejected(&mut wallet, earn(1), ErrorCode::ValidationFailed);
+    rejected(&mut wallet, charge(1), ErrorCode::ValidationFailed);
 }
 
 #[test]
