@@ -12,6 +12,7 @@ use tracing_actix_web::TracingLogger;
 use crate::actors::coupon_policy::CouponPolicy;
 use crate::actors::order::Order;
 use crate::actors::pay_saga::Saga;
+use crate::actors::points_charge::PointsCharge;
 use crate::actors::product::Product;
 use crate::actors::seat_map::SeatMap;
 use crate::actors::stock_item::StockItem;
@@ -19,7 +20,7 @@ use crate::actors::time_sale::TimeSale;
 use crate::actors::waiting_room::WaitingRoom;
 use crate::actors::wallet::Wallet;
 use crate::auth::AuthService;
-use crate::checkout::{Checkout, PayParts, Payments};
+use crate::checkout::{ChargeParts, Charges, Checkout, PayParts, Payments};
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::gateway::Gateway;
@@ -46,8 +47,11 @@ pub struct Services {
     pub checkout: Checkout,
     /// Payment sagas: starts, drives and resumes them.
     pub payments: Payments,
+    /// Points charges (points bought by card): drives and resumes them.
+    pub charges: Charges,
     /// The one client of the payment gateway, with its circuit breaker: whoever charges or
-    /// refunds (the checkout saga) holds a clone of this `Arc`, so they share the breaker.
+    /// refunds (the checkout saga, points charges) holds a clone of this `Arc`, so they share
+    /// the breaker.
     pub gateway: Arc<Gateway>,
     pub stock: Region<StockItem>,
     pub orders: Region<Order>,
@@ -58,6 +62,7 @@ pub struct Services {
     pub rooms: Region<WaitingRoom>,
     pub events: Region<SeatMap>,
     pub sagas: Region<Saga>,
+    pub points_charges: Region<PointsCharge>,
     pub passes: QueuePasses,
     pub idempotency: Idempotency,
     pub auth_throttle: AuthThrottle,
@@ -68,7 +73,7 @@ pub struct Services {
 
 impl Services {
     /// Every region, in the order the overview, the console and the admin API list them.
-    pub fn admin_regions(&self) -> [&dyn AdminRegion; 9] {
+    pub fn admin_regions(&self) -> [&dyn AdminRegion; 10] {
         [
             &self.stock,
             &self.orders,
@@ -79,6 +84,7 @@ impl Services {
             &self.rooms,
             &self.events,
             &self.sagas,
+            &self.points_charges,
         ]
     }
 
@@ -132,6 +138,7 @@ impl Surge {
         let rooms = Region::<WaitingRoom>::start(rt.clone()).await?;
         let events = Region::<SeatMap>::start(rt.clone()).await?;
         let sagas = Region::<Saga>::start(rt.clone()).await?;
+        let points_charges = Region::<PointsCharge>::start(rt.clone()).await?;
         let passes = QueuePasses::new(&settings.auth.jwt_secret, settings.queue.pass_ttl_secs);
         let retention_ms = i64::try_from(settings.idempotency.retention_hours * 3_600_000)?;
         let idempotency = Idempotency::new(store.clone(), settings.idempotency.memory_keys_max);
@@ -161,10 +168,19 @@ impl Surge {
             gateway: gateway.clone(),
             idempotency: idempotency.clone(),
         });
+        let charges = Charges::for_points(ChargeParts {
+            rt: rt.clone(),
+            charges: points_charges.clone(),
+            wallets: wallets.clone(),
+            gateway: gateway.clone(),
+            idempotency: idempotency.clone(),
+        });
         let services = web::Data::new(Services {
             checkout,
             payments,
+            charges,
             sagas,
+            points_charges,
             gateway,
             started_at_ms: clock.now_ms(),
             metrics: http::metrics::HttpMetrics::new(),
@@ -186,7 +202,7 @@ impl Surge {
             ),
         });
         let scheduler = spawn_deadlines(&services);
-        let resume = spawn_resume_payments(services.payments.clone());
+        let resume = spawn_resume_payments(services.payments.clone(), services.charges.clone());
         let purge = spawn_idempotency_purge(services.clone().into_inner(), retention_ms);
         let forget = spawn_throttle_forget(services.clone().into_inner());
         let auth = web::Data::new(auth);
@@ -370,20 +386,25 @@ where
     })
 }
 
-/// Drives the payment sagas a previous run left unfinished, at start-up and then every few
-/// seconds (a saga whose step's outcome stayed unknown stops for now): each ends confirmed or
-/// fully given back, whatever step it was at when the process stopped.
-fn spawn_resume_payments(payments: Payments) -> tokio::task::JoinHandle<()> {
+/// Drives the payment sagas and points charges a previous run left unfinished, at start-up
+/// and then every few seconds (one whose step's outcome stayed unknown stops for now): each
+/// ends done or fully given back, whatever step it was at when the process stopped.
+fn spawn_resume_payments(payments: Payments, charges: Charges) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = std::time::Duration::from_secs(crate::checkout::RESUME_EVERY_SECS);
         let mut first = true;
         loop {
-            match payments.resume_all().await {
-                Ok(resumed) if first && resumed > 0 => {
-                    tracing::info!(resumed, "payment sagas resumed")
+            for (what, resumed) in [
+                ("payment sagas", payments.resume_all().await),
+                ("points charges", charges.resume_all().await),
+            ] {
+                match resumed {
+                    Ok(resumed) if first && resumed > 0 => {
+                        tracing::info!(resumed, "{what} resumed")
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::error!(%error, "{what} could not be listed"),
                 }
-                Ok(_) => {}
-                Err(error) => tracing::error!(%error, "payment sagas could not be listed"),
             }
             first = false;
             tokio::time::sleep(every).await;

@@ -12,8 +12,9 @@ pub mod hosted;
 use std::sync::Arc;
 
 pub use surge_domain::{
-    coupon_policy, expiring_holds, order, pay_saga, pid, product, seat_map, stock_item, time_sale,
-    waiting_room, wallet, Ctx, Decision, Entity, EventId, OrderId, SaleId, Sku, UserId,
+    coupon_policy, expiring_holds, order, pay_saga, pid, points_charge, product, seat_map, steps,
+    stock_item, time_sale, waiting_room, wallet, Ctx, Decision, Entity, EventId, OrderId, SaleId,
+    Sku, UserId,
 };
 
 use crate::live::LiveChange;

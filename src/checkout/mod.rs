@@ -1,8 +1,10 @@
 //! Checkout: the runtime side of an order's life across entities. An order's units live in
 //! other entities (stock items, a time sale, a seat map), and no one entity can decide for
 //! them all, so [`Checkout`] sequences their steps: it places orders, compensates a placement
-//! that failed half-way, and gives units back when an order is cancelled. The checkout saga
-//! (pay, refund) grows here, as an entity of its own whose events record each step.
+//! that failed half-way, and gives units back when an order is cancelled. Entities whose
+//! events record steps carried out elsewhere are driven from here too ([`driver`]): the
+//! checkout saga (pay, refund; [`pay`]) and the points charge (points bought by card;
+//! [`charge`]).
 //!
 //! # Placing
 //! An order is born with the step that reserved its units: its `Place` decision, first event,
@@ -33,6 +35,8 @@
 //! remember its key between the two as soon as the cancel has committed.
 
 mod birth;
+mod charge;
+mod driver;
 mod pay;
 mod purchases;
 mod stock;
@@ -41,7 +45,9 @@ mod stock;
 mod tests;
 
 pub use birth::{BirthRows, Rider};
-pub use pay::{PayParts, Payments, RESUME_EVERY_SECS, SAGA_SCOPE};
+pub use charge::{charge_id, ChargeParts, ChargeSteps, Charges};
+pub use driver::{Driver, Performer, StepError, Stepped, RESUME_EVERY_SECS, SAGA_SCOPE};
+pub use pay::{PayParts, PaySteps, Payments};
 pub use purchases::{SalePurchase, SeatHold};
 pub use stock::Line;
 

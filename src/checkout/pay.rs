@@ -1,83 +1,34 @@
-//! The driver of payment sagas: it asks an order's [`Saga`] for its next step, performs it
-//! against the other entities or the payment gateway, and reports the outcome, until the saga
-//! ends. The saga decides; this only carries out.
+//! Payment sagas: what each step of an order's [`Saga`] does against the other entities and
+//! the payment gateway ([`PaySteps`]), and [`Payments`], which starts, drives (through the
+//! shared [`Driver`]) and resumes them. The saga decides; this only carries out.
 //!
-//! Every step is keyed: a call to another entity goes through an idempotency record (scope
-//! [`SAGA_SCOPE`], the saga's step key) committed with that entity's events, and the gateway
-//! dedupes on the same key; so a step run again after a crash, or after an answer that was
-//! lost, takes effect once. What the saga has not journaled as ended is run again with the same
-//! key, which replays the first outcome.
-//!
-//! Failures: a definite refusal of a step that may fail is reported, and the saga compensates.
-//! An unknown outcome (a timeout, a gateway that may have charged) is never reported as a
-//! failure: the step is retried with the same key, with backoff, up to
-//! [`STEP_ATTEMPTS_MAX`] times; then the driver stops and the saga waits, `PAYING`, to be
-//! driven again: every unfinished saga is resumed at start-up and every
-//! [`RESUME_EVERY_SECS`] seconds after.
+//! Every step is keyed (see [`super::driver`]): a call to another entity goes through an
+//! idempotency record committed with that entity's events, and the gateway dedupes on the
+//! same key, so a step run again after a crash, or after an answer that was lost, takes effect
+//! once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::{DashMap, DashSet};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use tokio::sync::Notify;
-
+use super::driver::{gateway_failure, keyed, Driver, Performer, StepError, Stepped};
 use crate::actors::coupon_policy::{parse_coupon_id, CouponCommand, CouponPolicy, CouponReply};
-use crate::actors::hosted::pay_saga::ROW_KIND;
+use crate::actors::hosted::pay_saga::{status_name, ROW_KIND};
 use crate::actors::order::{Order, OrderCommand, OrderView, Paid, SourceKind};
 use crate::actors::pay_saga::{
-    Action, Attempt, OrderFacts, Outcome, PayRequest, Saga, SagaCommand, SagaKind, SagaView, Step,
+    Attempt, OrderFacts, Outcome, PayRequest, Saga, SagaCommand, SagaKind, SagaStatus, SagaView,
+    Step,
 };
 use crate::actors::seat_map::{SeatCommand, SeatMap};
+use crate::actors::steps::StepResult;
 use crate::actors::stock_item::{StockCommand, StockItem};
 use crate::actors::time_sale::{SaleCommand, TimeSale};
 use crate::actors::wallet::{parse_tx_id, Wallet, WalletCommand, WalletReply};
-use crate::actors::{Hosted, OrderId, SideWrites};
+use crate::actors::OrderId;
 use crate::error::{ApiError, ErrorCode};
-use crate::gateway::{Gateway, GatewayError};
-use crate::persistence::idempotency::{Begin, Idempotency};
-use crate::persistence::{Batch, IdempotencyRecord};
+use crate::gateway::Gateway;
+use crate::persistence::idempotency::Idempotency;
 use crate::runtime::SharedRuntime;
-use crate::supervisors::region::{Hold, Region};
-
-/// The idempotency scope of saga steps: no user id has a `~`, so no request's key meets it.
-pub const SAGA_SCOPE: &str = "~pay_saga";
-/// Tries of one step whose outcome stays unknown before the driver stops for now.
-const STEP_ATTEMPTS_MAX: u32 = 8;
-/// The first wait between tries; it doubles, up to [`RETRY_WAIT_MAX_MS`].
-const RETRY_WAIT_MS: u64 = 100;
-const RETRY_WAIT_MAX_MS: u64 = 5_000;
-/// Sagas resumed at start-up, at most, per page read.
-const RESUME_PAGE: u32 = 500;
-/// How often sagas that stopped for now (their step's outcome still unknown) are resumed.
-pub const RESUME_EVERY_SECS: u64 = 5;
-
-/// Why a step did not succeed.
-#[derive(Debug)]
-enum StepError {
-    /// Refused for good: report it, the saga compensates.
-    Definite(ErrorCode, String),
-    /// Unknown or transient: try again with the same key.
-    Retry(String),
-}
-
-impl From<ApiError> for StepError {
-    fn from(error: ApiError) -> StepError {
-        let transient = error.outcome_unknown
-            || matches!(
-                error.code,
-                ErrorCode::Unavailable
-                    | ErrorCode::Internal
-                    | ErrorCode::IdempotencyInFlight
-                    | ErrorCode::RateLimited
-            );
-        match transient {
-            true => StepError::Retry(error.detail),
-            false => StepError::Definite(error.code, error.detail),
-        }
-    }
-}
+use crate::supervisors::region::Region;
 
 /// The regions and clients a saga's steps reach.
 pub struct PayParts {
@@ -93,27 +44,61 @@ pub struct PayParts {
     pub idempotency: Idempotency,
 }
 
+impl Stepped for Saga {
+    type Step = Step;
+    type Outcome = Outcome;
+    const ROW_KIND: &'static str = ROW_KIND;
+    const UNFINISHED: &'static [&'static str] = &[
+        status_name(SagaStatus::Running),
+        status_name(SagaStatus::Compensating),
+    ];
+
+    fn next_command() -> SagaCommand {
+        SagaCommand::Next
+    }
+
+    fn get_command() -> SagaCommand {
+        SagaCommand::Get
+    }
+
+    fn report_command(step: Step, result: StepResult<Outcome>) -> SagaCommand {
+        SagaCommand::Report { step, result }
+    }
+
+    fn to_run(view: &SagaView) -> Option<(Step, String)> {
+        view.next.to_run()
+    }
+
+    fn running(view: &SagaView) -> Option<Step> {
+        let last = view.attempt.as_ref()?.steps.last()?;
+        last.ended.is_none().then_some(last.step)
+    }
+
+    fn may_fail(step: Step) -> bool {
+        step.may_fail()
+    }
+
+    fn step_name(step: Step) -> &'static str {
+        step.as_str()
+    }
+}
+
 /// Starts, drives and resumes payment sagas; cheap to clone.
 #[derive(Clone)]
 pub struct Payments {
-    parts: Arc<PayParts>,
-    /// Orders whose saga a driver task is running now: one driver per saga.
-    driving: Arc<DashSet<String>>,
-    /// Requests waiting for a saga to end (or pause), woken when its driver stops.
-    waiters: Arc<DashMap<String, Arc<Notify>>>,
+    driver: Driver<Saga, PaySteps>,
 }
 
 impl Payments {
     pub fn new(parts: PayParts) -> Payments {
+        let (rt, sagas) = (parts.rt.clone(), parts.sagas.clone());
         Payments {
-            parts: Arc::new(parts),
-            driving: Arc::new(DashSet::new()),
-            waiters: Arc::new(DashMap::new()),
+            driver: Driver::new(rt, sagas, PaySteps { parts }),
         }
     }
 
     pub fn sagas(&self) -> &Region<Saga> {
-        &self.parts.sagas
+        self.driver.region()
     }
 
     /// Starts paying `order` (or answers the attempt already running with the same request),
@@ -121,8 +106,7 @@ impl Payments {
     pub async fn pay(&self, order: OrderId, request: PayRequest) -> Result<SagaView, ApiError> {
         let id = order.to_string();
         let view = self
-            .parts
-            .sagas
+            .sagas()
             .ask(&id, SagaCommand::Pay(request), None)
             .await?;
         self.drive(order);
@@ -141,8 +125,7 @@ impl Payments {
         }
         let id: OrderId = order.id.parse().map_err(ApiError::internal)?;
         let view = self
-            .parts
-            .sagas
+            .sagas()
             .ask(&order.id, SagaCommand::Refund, None)
             .await?;
         self.drive(id);
@@ -151,110 +134,27 @@ impl Payments {
 
     /// Drives the saga of `order` in a task of its own, unless one already does.
     pub fn drive(&self, order: OrderId) {
-        let id = order.to_string();
-        if !self.driving.insert(id.clone()) {
-            return;
-        }
-        let payments = self.clone();
-        tokio::spawn(async move {
-            if let Err(error) = payments.run(&id).await {
-                tracing::warn!(order_id = %id, error = %error.detail, "payment saga paused; it resumes at the next start-up or pay");
-            }
-            payments.driving.remove(&id);
-            if let Some((_, waiters)) = payments.waiters.remove(&id) {
-                waiters.notify_waiters();
-            }
-        });
+        self.driver.drive(&order.to_string());
     }
 
     /// The saga of `order` once it has ended, or as it is after `wait` (still running, or
     /// paused until it is driven again).
     pub async fn wait_for_end(&self, order: OrderId, wait: Duration) -> Result<SagaView, ApiError> {
-        let id = order.to_string();
-        let notify = self.waiters.entry(id.clone()).or_default().clone();
-        let notified = notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let view = self.parts.sagas.ask(&id, SagaCommand::Get, None).await?;
-        if view.next == Action::Finished(view.status) || !self.driving.contains(&id) {
-            return Ok(view);
-        }
-        let _ = tokio::time::timeout(wait, notified).await;
-        self.parts.sagas.ask(&id, SagaCommand::Get, None).await
+        self.driver.wait_for_end(&order.to_string(), wait).await
     }
 
     /// Drives every saga a previous run left unfinished.
     pub async fn resume_all(&self) -> anyhow::Result<usize> {
-        let mut resumed = 0;
-        for status in ["RUNNING", "COMPENSATING"] {
-            let mut cursor: Option<String> = None;
-            loop {
-                let page = self
-                    .parts
-                    .rt
-                    .store
-                    .read_rows(ROW_KIND, None, Some(status), cursor.as_deref(), RESUME_PAGE)
-                    .await?;
-                for row in &page.rows {
-                    if let Ok(order) = row.id.parse::<OrderId>() {
-                        self.drive(order);
-                        resumed += 1;
-                    }
-                }
-                match page.next_cursor {
-                    Some(next) => cursor = Some(next),
-                    None => break,
-                }
-            }
-        }
-        Ok(resumed)
+        self.driver.resume_all().await
     }
+}
 
-    async fn run(&self, id: &str) -> Result<(), ApiError> {
-        let mut tries = 0;
-        // A try of this step whose outcome was not known: it may have taken effect, so the
-        // step must not be reported failed on a later try that merely could not be sent.
-        let mut uncertain = false;
-        loop {
-            let view = self.parts.sagas.ask(id, SagaCommand::Next, None).await?;
-            let Action::Run { step, key } = view.next.clone() else {
-                return Ok(());
-            };
-            let result = match self.perform(id, &view, step, &key).await {
-                Ok(outcome) => Ok(outcome),
-                Err(StepError::Definite(ErrorCode::GatewayUnavailable, detail)) if uncertain => {
-                    Err(StepError::Retry(detail))
-                }
-                Err(error) => Err(error),
-            };
-            let result = match result {
-                Ok(outcome) => Ok(outcome),
-                Err(StepError::Definite(code, detail)) if step.may_fail() => Err((code, detail)),
-                Err(StepError::Definite(_, detail) | StepError::Retry(detail)) => {
-                    uncertain = true;
-                    tries += 1;
-                    if tries >= STEP_ATTEMPTS_MAX {
-                        return Err(ApiError::unavailable(format!(
-                            "{} did not succeed in {tries} tries: {detail}",
-                            step.as_str()
-                        )));
-                    }
-                    self.wait(tries).await;
-                    continue;
-                }
-            };
-            (tries, uncertain) = (0, false);
-            let report = SagaCommand::Report { step, result };
-            self.parts.sagas.ask(id, report, None).await?;
-        }
-    }
+/// What each step of a payment saga does.
+pub struct PaySteps {
+    parts: PayParts,
+}
 
-    async fn wait(&self, tries: u32) {
-        let wait_ms = (RETRY_WAIT_MS << tries.min(16)).min(RETRY_WAIT_MAX_MS);
-        let jittered = wait_ms / 2 + rand::random::<u64>() % (wait_ms / 2 + 1);
-        tokio::time::sleep(Duration::from_millis(jittered)).await;
-    }
-
+impl Performer<Saga> for PaySteps {
     async fn perform(
         &self,
         id: &str,
@@ -287,7 +187,7 @@ impl Payments {
                 let user = facts.user_id.to_string();
                 let owner = user.clone();
                 let tx = keyed(
-                    p,
+                    &p.idempotency,
                     &p.wallets,
                     &user,
                     command,
@@ -326,7 +226,8 @@ impl Payments {
                     .ok_or_else(|| StepError::Retry("no transaction to cancel".into()))?;
                 let user = facts.user_id.to_string();
                 let command = WalletCommand::Cancel { n };
-                match keyed(p, &p.wallets, &user, command, key, |_| ()).await {
+                let cancel = keyed(&p.idempotency, &p.wallets, &user, command, key, |_| ());
+                match cancel.await {
                     Err(StepError::Definite(ErrorCode::Conflict, _)) | Ok(()) => Ok(Outcome::Done),
                     Err(error) => Err(error),
                 }
@@ -338,7 +239,7 @@ impl Payments {
                     by_user: facts()?.user_id.to_string(),
                     operator: true,
                 };
-                keyed(p, &p.coupons, &policy, command, key, |_| ()).await?;
+                keyed(&p.idempotency, &p.coupons, &policy, command, key, |_| ()).await?;
                 Ok(Outcome::Done)
             }
             Step::MarkFailed => {
@@ -359,7 +260,9 @@ impl Payments {
             }
         }
     }
+}
 
+impl PaySteps {
     async fn redeem_coupon(
         &self,
         attempt: &Attempt,
@@ -375,10 +278,17 @@ impl Payments {
             reference: Some(id.to_string()),
         };
         let p = &self.parts;
-        let discount = keyed(p, &p.coupons, &policy, command, key, |reply| match reply {
-            CouponReply::Used(used) => Some(used.discount),
-            _ => None,
-        })
+        let discount = keyed(
+            &p.idempotency,
+            &p.coupons,
+            &policy,
+            command,
+            key,
+            |reply| match reply {
+                CouponReply::Used(used) => Some(used.discount),
+                _ => None,
+            },
+        )
         .await?;
         let discount = discount.ok_or_else(|| StepError::Retry("no discount".into()))?;
         Ok(Outcome::Discount(discount))
@@ -472,13 +382,17 @@ impl Payments {
                 for (sku, quantity) in &facts.lines {
                     let line_key = format!("{key}:{sku}");
                     let command = (commands.stock)(*quantity);
-                    keyed(p, &p.stock, sku, command, &line_key, |_| ()).await?;
+                    keyed(&p.idempotency, &p.stock, sku, command, &line_key, |_| ()).await?;
                 }
                 Ok(())
             }
-            SourceKind::TimeSale => keyed(p, &p.sales, source, commands.sale, key, |_| ()).await,
+            SourceKind::TimeSale => {
+                keyed(&p.idempotency, &p.sales, source, commands.sale, key, |_| ()).await
+            }
             SourceKind::Event => match commands.seats {
-                Some(command) => keyed(p, &p.seats, source, command, key, |_| ()).await,
+                Some(command) => {
+                    keyed(&p.idempotency, &p.seats, source, command, key, |_| ()).await
+                }
                 None => Err(StepError::Retry("seats cannot be given back yet".into())),
             },
         }
@@ -491,78 +405,6 @@ struct HolderCommands<'a> {
     stock: &'a (dyn Fn(i64) -> StockCommand + Sync),
     sale: SaleCommand,
     seats: Option<SeatCommand>,
-}
-
-/// Runs `command` on entity `id` of `region` once per `key`: the first time with an
-/// idempotency record committed with its events, holding `render(reply)`; a repeat answers
-/// that record.
-async fn keyed<E, T, F>(
-    parts: &PayParts,
-    region: &Region<E>,
-    id: &str,
-    command: E::Command,
-    key: &str,
-    render: F,
-) -> Result<T, StepError>
-where
-    E: Hosted,
-    T: Serialize + DeserializeOwned,
-    F: Fn(&E::Reply) -> T + Send + Sync + 'static,
-{
-    let begun = parts.idempotency.begin(SAGA_SCOPE, key, "saga").await?;
-    let guard = match begun {
-        Begin::Replay(record) => {
-            return serde_json::from_slice(&record.body)
-                .map_err(|e| StepError::Retry(format!("a stored outcome did not read: {e}")));
-        }
-        Begin::Fresh(guard) => guard,
-    };
-    let record_key = key.to_string();
-    let render = Arc::new(render);
-    let side_render = render.clone();
-    let side: SideWrites<E> = Arc::new(move |reply: &E::Reply, now_ms: i64| {
-        let body = serde_json::to_vec(&side_render(reply)).expect("outcomes serialise");
-        let mut batch = Batch::default();
-        batch.idempotency.push(IdempotencyRecord {
-            scope: SAGA_SCOPE.to_string(),
-            key: record_key.clone(),
-            fingerprint: "saga".to_string(),
-            status: 200,
-            body,
-            created_at_ms: now_ms,
-        });
-        batch
-    });
-    let mut hold: Option<Hold> = Some(Box::new(guard));
-    let reply = region
-        .ask_holding(id, command, Some(side), &mut hold)
-        .await?;
-    parts.idempotency.remember(SAGA_SCOPE, key);
-    Ok(render(&reply))
-}
-
-fn gateway_failure(error: GatewayError) -> StepError {
-    match error {
-        GatewayError::Declined { reason } => {
-            StepError::Definite(ErrorCode::PaymentDeclined, reason)
-        }
-        // Nothing was sent: the charge certainly did not happen, so the attempt may fail now
-        // and the order go back to being payable.
-        GatewayError::Unavailable {
-            outcome_unknown: false,
-            ..
-        } => StepError::Definite(
-            ErrorCode::GatewayUnavailable,
-            "the payment gateway is unavailable".into(),
-        ),
-        GatewayError::Unavailable { .. } => {
-            StepError::Retry("the gateway may have charged; asking again".into())
-        }
-        GatewayError::Rejected { status, detail } => StepError::Definite(
-            ErrorCode::PaymentDeclined,
-            format!("the gateway refused the charge ({status}): {detail}"),
-        ),
-    }
 }
 
 fn coupon_of(attempt: &Attempt) -> Result<(String, u64), StepError> {

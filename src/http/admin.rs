@@ -10,6 +10,7 @@ use super::State;
 use crate::actors::coupon_policy::CouponPolicy;
 use crate::actors::order::Order;
 use crate::actors::pay_saga::Saga;
+use crate::actors::points_charge::PointsCharge;
 use crate::actors::product::Product;
 use crate::actors::seat_map::SeatMap;
 use crate::actors::stock_item::StockItem;
@@ -113,7 +114,7 @@ const STATUSES: [&str; 3] = ["running", "parked", "failed"];
 
 /// Every actor kind, in the console's order (`Services::admin_regions`; a test holds the two
 /// together through `GET /admin/overview`).
-const KINDS: [&str; 9] = [
+const KINDS: [&str; 10] = [
     StockItem::KIND,
     Order::KIND,
     Product::KIND,
@@ -123,6 +124,7 @@ const KINDS: [&str; 9] = [
     WaitingRoom::KIND,
     SeatMap::KIND,
     Saga::KIND,
+    PointsCharge::KIND,
 ];
 
 /// A string parameter that takes one of `values`, for the API document.

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod charges;
 pub mod connections;
 pub mod coupons;
 pub mod events;
@@ -33,6 +34,7 @@ use serde::Deserialize;
 
 use crate::app::Services;
 use crate::error::{ApiError, ErrorCode};
+use crate::gateway::breaker::BreakerState;
 
 pub type State = web::Data<Services>;
 
@@ -79,6 +81,25 @@ pub fn configure_extractors(cfg: &mut web::ServiceConfig, body_limit_bytes: usiz
             web::QueryConfig::default()
                 .error_handler(|err, _| ApiError::validation("query", err.to_string()).into()),
         );
+}
+
+/// 503 `GATEWAY_UNAVAILABLE`, with the breaker's cooldown as `Retry-After`.
+pub(crate) fn gateway_unavailable(state: &Services, detail: impl Into<String>) -> ApiError {
+    ApiError {
+        retry_after_secs: Some(state.rt.settings.gateway.breaker_cooldown_secs),
+        ..ApiError::new(ErrorCode::GatewayUnavailable, detail)
+    }
+}
+
+/// A card payment while the gateway's breaker is open fails at once, changing nothing.
+pub(crate) fn refuse_while_gateway_open(state: &Services) -> Result<(), ApiError> {
+    match state.gateway.status().breaker {
+        BreakerState::Open => Err(gateway_unavailable(
+            state,
+            "the payment gateway is unavailable",
+        )),
+        BreakerState::Closed | BreakerState::HalfOpen => Ok(()),
+    }
 }
 
 fn serde_error(err: &serde_json::Error) -> ApiError {

@@ -21,8 +21,7 @@ use crate::actors::pay_saga::{
 use crate::actors::OrderId;
 use crate::auth::Caller;
 use crate::checkout::Line;
-use crate::error::{ApiError, ErrorCode, FieldErrors};
-use crate::gateway::breaker::BreakerState;
+use crate::error::{ApiError, FieldErrors};
 
 /// Most units one order line may ask for.
 const LINE_QUANTITY_MAX: i64 = 1_000_000;
@@ -301,7 +300,9 @@ async fn pay(
             return Err(ApiError::validation("points", problem));
         }
     }
-    gateway_open_check(&state, &request)?;
+    if request.card_token.is_some() {
+        super::refuse_while_gateway_open(&state)?;
+    }
     match idempotent::prepare(&state, &req, &caller, &body.0).await? {
         // The same key again: the payment it started, as it is now.
         Prepared::Replay(_) => {}
@@ -329,21 +330,6 @@ async fn pay(
         .wait_for_end(id, Duration::from_secs(wait_secs))
         .await?;
     answer_payment(&state, id, &saga).await
-}
-
-/// A card payment while the gateway's breaker is open fails at once, changing nothing.
-fn gateway_open_check(state: &State, request: &PayRequest) -> Result<(), ApiError> {
-    if request.card_token.is_none() || state.gateway.status().breaker != BreakerState::Open {
-        return Ok(());
-    }
-    let retry_after_secs = state.rt.settings.gateway.breaker_cooldown_secs;
-    Err(ApiError {
-        retry_after_secs: Some(retry_after_secs),
-        ..ApiError::new(
-            ErrorCode::GatewayUnavailable,
-            "the payment gateway is unavailable",
-        )
-    })
 }
 
 /// 200 with the order once its payment has ended (with `failure` if it failed), 202 while it

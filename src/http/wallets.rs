@@ -1,4 +1,5 @@
-//! Wallets (API.md "Wallets (points)"): balance, earn, use, cancel, history.
+//! Wallets (API.md "Wallets (points)"): balance, earn, use, cancel, history; buying points by
+//! card is in [`super::charges`].
 //!
 //! A wallet's actor answers for its balance (read your writes); its history comes from the
 //! `wallet_tx` read rows, committed with each transaction. `/wallets/me...` routes are
@@ -26,6 +27,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("/wallets")
             .route("/me", web::get().to(get_mine))
             .route("/me/use", web::post().to(use_points))
+            .route("/me/charge", web::post().to(super::charges::charge))
             .route("/me/transactions", web::get().to(list_mine))
             .route("/{user_id}/earn", web::post().to(earn))
             .route("/{user_id}", web::get().to(get))
@@ -304,7 +306,7 @@ pub enum TxKindSchema {
     Earn,
     Use,
     Cancel,
-    /// Points bought through the payment gateway (comes with the gateway).
+    /// Points bought by card through the payment gateway (`POST /wallets/me/charge`).
     Charge,
     /// Points given back by a refunded order (comes with the checkout saga).
     Refund,

@@ -235,7 +235,7 @@ async fn the_console_page_and_the_supervision_tree(backend: Backend) {
     let tree = get_json(&app, "/admin/supervision", &operator).await;
     assert_eq!(tree["name"], "surge");
     let regions = tree["children"].as_array().expect("regions");
-    assert_eq!(regions.len(), 9, "one supervisor per kind");
+    assert_eq!(regions.len(), 10, "one supervisor per kind");
     let stock = regions
         .iter()
         .find(|r| r["kind"] == "stock_item")

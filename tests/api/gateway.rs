@@ -29,7 +29,11 @@ pub(crate) struct Sim {
 
 impl Sim {
     pub(crate) fn start() -> Sim {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+        Sim::serving(TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
+    }
+
+    /// The simulator, from nothing, on a listener the test made.
+    pub(crate) fn serving(listener: TcpListener) -> Sim {
         let (address, server) = surge::gateway::sim::spawn(listener).expect("the sim serves");
         Sim {
             base: format!("http://{address}"),

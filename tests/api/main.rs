@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod charge;
 mod coupons;
 mod crash;
 mod crash_promotions;

@@ -318,8 +318,9 @@ async fn bad_pay_requests_are_refused_and_change_nothing(backend: Backend) {
 }
 on_both_stores!(bad_pay_requests_are_refused_and_change_nothing);
 
-async fn an_open_breaker_fails_card_payments_at_once_and_keeps_the_order(backend: Backend) {
-    let sim = Sim::start();
+/// An app on `sim` whose breaker opens at the first failed call (no retries) and stays open
+/// for 600 s.
+pub(crate) async fn app_with_touchy_breaker(backend: Backend, sim: &Sim) -> Option<TestApp> {
     let options = Options {
         gateway_url: Some(sim.base.clone()),
         tweak: |s| {
@@ -329,7 +330,12 @@ async fn an_open_breaker_fails_card_payments_at_once_and_keeps_the_order(backend
         },
         ..Options::default()
     };
-    let Some(app) = spawn_app_with(backend, options).await else {
+    spawn_app_with(backend, options).await
+}
+
+async fn an_open_breaker_fails_card_payments_at_once_and_keeps_the_order(backend: Backend) {
+    let sim = Sim::start();
+    let Some(app) = app_with_touchy_breaker(backend, &sim).await else {
         return;
     };
     let first = placed(&app, "fay", "GLOVE", 1).await;

@@ -5,6 +5,7 @@
 mod coupon_policy;
 pub mod order;
 pub mod pay_saga;
+pub mod points_charge;
 mod product;
 mod seat_map;
 mod stock_item;

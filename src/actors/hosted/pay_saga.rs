@@ -10,7 +10,7 @@ use crate::persistence::ReadRow;
 pub const ROW_KIND: &str = "pay_saga";
 
 /// A status as the read rows and the API write it.
-pub fn status_name(status: SagaStatus) -> &'static str {
+pub const fn status_name(status: SagaStatus) -> &'static str {
     match status {
         SagaStatus::Running => "RUNNING",
         SagaStatus::Compensating => "COMPENSATING",
