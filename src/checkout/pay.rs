@@ -215,8 +215,8 @@ impl Payments {
         // A try of this step whose outcome was not known: it may have taken effect, so the
         // step must not be reported failed on a later try that merely could not be sent.
         let mut uncertain = false;
+        let mut view = self.parts.sagas.ask(id, SagaCommand::Next, None).await?;
         loop {
-            let view = self.parts.sagas.ask(id, SagaCommand::Next, None).await?;
             let Action::Run { step, key } = view.next.clone() else {
                 return Ok(());
             };
@@ -245,7 +245,8 @@ impl Payments {
             };
             (tries, uncertain) = (0, false);
             let report = SagaCommand::Report { step, result };
-            self.parts.sagas.ask(id, report, None).await?;
+            // The reply hands out the next step, already started.
+            view = self.parts.sagas.ask(id, report, None).await?;
         }
     }
 

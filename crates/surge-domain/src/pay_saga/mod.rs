@@ -5,7 +5,8 @@
 //! each step against the other entities and the payment gateway, then reports the outcome.
 //! The driver asks [`SagaCommand::Next`]: the first time a step is handed out its start is
 //! journaled (`StepStarted`), and its outcome is journaled when reported (`StepDone`,
-//! `StepFailed`). A saga that was running when the process died is resumed from its journal:
+//! `StepFailed`), together with the start of the step after it, which the report's reply
+//! hands out. A saga that was running when the process died is resumed from its journal:
 //! a step started but never reported is handed out again with the same key
 //! ([`Saga::step_key`]), which the other side dedupes, so it takes effect once.
 //!
@@ -425,7 +426,15 @@ impl Saga {
                 ))
             }
         };
-        self.accept(vec![event])
+        // The next step starts in the same decision, one journal append instead of two: the
+        // driver takes the reply's `next` and runs it.
+        let mut after = self.clone();
+        after.apply(&event);
+        let mut events = vec![event];
+        if let Action::Run { step, .. } = after.next_action() {
+            events.push(SagaEvent::StepStarted { step, at_ms });
+        }
+        self.accept(events)
     }
 }
 

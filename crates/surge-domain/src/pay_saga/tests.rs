@@ -610,3 +610,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_report_journals_the_start_of_the_next_step_with_it() {
+    let mut saga = started(request(false, 100, true));
+    run(&mut saga, &SagaCommand::Next).expect("next");
+    let report = SagaCommand::Report {
+        step: BeginPay,
+        result: Ok(Outcome::Order(facts())),
+    };
+    let decision = saga.decide(&report, &Ctx { now_ms: T0 }).expect("reported");
+    assert!(matches!(
+        decision.events.as_slice(),
+        [
+            SagaEvent::StepDone { step: BeginPay, .. },
+            SagaEvent::StepStarted {
+                step: DebitPoints,
+                ..
+            }
+        ]
+    ));
+    let key = format!("{ORDER}:1:debit_points");
+    assert_eq!(
+        decision.reply.next,
+        Action::Run {
+            step: DebitPoints,
+            key
+        }
+    );
+}
