@@ -143,9 +143,10 @@ impl Node {
         response.json().await.expect("json")
     }
 
-    async fn create_stock(&self, server: &Server, sku: &str, on_hand: i64) {
+    /// A stock item of `on_hand` units at 100 a unit.
+    pub(crate) async fn create_stock(&self, server: &Server, sku: &str, on_hand: i64) {
         let op = self.token("op", Role::Operator);
-        let body = json!({"sku": sku, "name": sku, "on_hand": on_hand});
+        let body = json!({"sku": sku, "name": sku, "on_hand": on_hand, "price": 100});
         let response = self
             .call(
                 server,
