@@ -64,6 +64,12 @@ impl Node {
         self
     }
 
+    /// Sets `key` in the environment of the next start (a start with other settings).
+    pub(crate) fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     pub(crate) fn client(&self) -> &reqwest::Client {
         &self.client
     }

@@ -3,7 +3,7 @@
 //! on the same data and the same simulator. Every saga must end, and everything must add up:
 //! each order `CONFIRMED` or `PAYMENT_FAILED`, points, coupons and units taken exactly for the
 //! confirmed ones, and at the gateway one standing charge per confirmed order, none for a
-//! failed one.
+//! failed one. Then the same with a gateway that cannot be reached when the server comes back.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -18,6 +18,7 @@ use crate::crash::{kill_9, Node, Server};
 use crate::crash_promotions::post;
 use crate::gateway::Sim;
 use crate::helpers::{eventually_within, Backend};
+use crate::metrics::sample;
 use crate::on_both_stores;
 use crate::pay::ten_percent_off;
 
@@ -179,6 +180,82 @@ async fn payments_in_flight_survive_kill_9(backend: Backend) {
     sim.stop().await;
 }
 on_both_stores!(payments_in_flight_survive_kill_9);
+
+/// Where nothing listens: connections are refused, so a charge surely is not sent.
+const UNREACHABLE: &str = "http://127.0.0.1:1";
+
+/// A saga resumed in its charge does not know whether the killed process's charge went
+/// through: a gateway it cannot even reach after the restart (connection refused, then the
+/// breaker open: "nothing sent") must not fail it, which would leave that charge standing for
+/// a failed order. It waits, and confirms once the gateway is back.
+async fn a_charge_in_flight_is_not_given_up_while_the_gateway_is_unreachable(backend: Backend) {
+    let sim = Sim::start();
+    let Some(mut node) = Node::new(backend, &[("SURGE_GATEWAY__URL", &sim.base)]) else {
+        sim.stop().await;
+        return;
+    };
+    let payments = kill_mid_payment(&node, &sim).await;
+    let charged: HashSet<String> = sim
+        .records()
+        .await
+        .iter()
+        .filter(|r| r["status"] == "APPROVED")
+        .map(|r| order_of_key(r).to_string())
+        .collect();
+    assert!(
+        !charged.is_empty(),
+        "some charges went through before the kill"
+    );
+
+    node.set_env("SURGE_GATEWAY__URL", UNREACHABLE);
+    let server = node.start().await;
+    // Every resumed charge meets the refusal (or the breaker it opens) at least once.
+    let refused = u64::try_from(charged.len()).expect("small");
+    eventually_within(
+        "the resumed charges are refused",
+        Duration::from_secs(10),
+        || async { failed_charges(&node, &server).await >= refused },
+    )
+    .await;
+    kill_9(server).await;
+
+    node.set_env("SURGE_GATEWAY__URL", &sim.base);
+    let server = node.start().await;
+    let orders = ended_orders(&node, &server, &payments).await;
+    check_gateway(&orders, &sim.records().await);
+    check_orders(&payments, &orders, |p| charged.contains(&p.order_id));
+    check_points_coupons_and_units(&node, &server, &payments, &orders).await;
+    kill_9(server).await;
+    node.clean_up().await;
+    sim.stop().await;
+}
+on_both_stores!(a_charge_in_flight_is_not_given_up_while_the_gateway_is_unreachable);
+
+/// The order a saga step's idempotency key (`{order}:{attempt}:{step}`) belongs to.
+fn order_of_key(record: &Value) -> &str {
+    let key = record["idempotency_key"].as_str().expect("a key");
+    key.split(':').next().expect("an order id")
+}
+
+/// Charge calls that failed without an answer: the gateway unreachable or the breaker open.
+async fn failed_charges(node: &Node, server: &Server) -> u64 {
+    let response = node
+        .client()
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .expect("request");
+    let text = response.text().await.expect("text");
+    ["unavailable", "breaker_open"]
+        .iter()
+        .map(|outcome| {
+            let series = format!(
+                "surge_gateway_calls_total{{gateway=\"default\",operation=\"charge\",outcome=\"{outcome}\"}}"
+            );
+            sample(&text, &series).unwrap_or(0.0) as u64
+        })
+        .sum()
+}
 
 async fn orders_now(node: &Node, server: &Server, payments: &[Payment]) -> Vec<Value> {
     join_all(
