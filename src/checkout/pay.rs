@@ -10,7 +10,9 @@
 //!
 //! Failures: a definite refusal of a step that may fail is reported, and the saga compensates.
 //! An unknown outcome (a timeout, a gateway that may have charged) is never reported as a
-//! failure: the step is retried with the same key, with backoff, up to
+//! failure, nor is a later try that could not even be sent (a step found running when a driver
+//! starts, begun before a crash or by a driver that paused, counts as unknown from the start):
+//! the step is retried with the same key, with backoff, up to
 //! [`STEP_ATTEMPTS_MAX`] times; then the driver stops and the saga waits, `PAYING`, to be
 //! driven again: every unfinished saga is resumed at start-up and every
 //! [`RESUME_EVERY_SECS`] seconds after.
@@ -76,6 +78,33 @@ impl From<ApiError> for StepError {
             true => StepError::Retry(error.detail),
             false => StepError::Definite(error.code, error.detail),
         }
+    }
+}
+
+/// What the driver does with a try of a step.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// Journal it: the step succeeded, or failed for good.
+    Report(Result<Outcome, (ErrorCode, String)>),
+    /// Try again with the same key, whose outcome is unknown or may yet change.
+    Retry(String),
+}
+
+/// The verdict on a try of `step`. `uncertain`: an earlier try of it may have taken effect
+/// (its outcome was never known), so a later try that could not even be sent ("the gateway is
+/// unavailable", nothing sent) proves nothing: failing the step then would leave a charge the
+/// gateway took with no refund, since only a step known done is compensated. The same key
+/// is tried again until the gateway answers what it did.
+fn verdict(step: Step, tried: Result<Outcome, StepError>, uncertain: bool) -> Verdict {
+    match tried {
+        Ok(outcome) => Verdict::Report(Ok(outcome)),
+        Err(StepError::Definite(ErrorCode::GatewayUnavailable, detail)) if uncertain => {
+            Verdict::Retry(detail)
+        }
+        Err(StepError::Definite(code, detail)) if step.may_fail() => {
+            Verdict::Report(Err((code, detail)))
+        }
+        Err(StepError::Definite(_, detail) | StepError::Retry(detail)) => Verdict::Retry(detail),
     }
 }
 
@@ -212,25 +241,24 @@ impl Payments {
 
     async fn run(&self, id: &str) -> Result<(), ApiError> {
         let mut tries = 0;
-        // A try of this step whose outcome was not known: it may have taken effect, so the
-        // step must not be reported failed on a later try that merely could not be sent.
-        let mut uncertain = false;
+        // Whether a try of the running step may have taken effect (see [`verdict`]). So may
+        // the try of a step that an earlier driver started and never reported: the process
+        // died while it ran (a charge the gateway took before the kill), or that driver paused.
+        let current = self.parts.sagas.ask(id, SagaCommand::Get, None).await?;
+        let mut uncertain = current
+            .attempt
+            .as_ref()
+            .and_then(Attempt::running)
+            .is_some();
         let mut view = self.parts.sagas.ask(id, SagaCommand::Next, None).await?;
         loop {
             let Action::Run { step, key } = view.next.clone() else {
                 return Ok(());
             };
-            let result = match self.perform(id, &view, step, &key).await {
-                Ok(outcome) => Ok(outcome),
-                Err(StepError::Definite(ErrorCode::GatewayUnavailable, detail)) if uncertain => {
-                    Err(StepError::Retry(detail))
-                }
-                Err(error) => Err(error),
-            };
-            let result = match result {
-                Ok(outcome) => Ok(outcome),
-                Err(StepError::Definite(code, detail)) if step.may_fail() => Err((code, detail)),
-                Err(StepError::Definite(_, detail) | StepError::Retry(detail)) => {
+            let tried = self.perform(id, &view, step, &key).await;
+            let result = match verdict(step, tried, uncertain) {
+                Verdict::Report(result) => result,
+                Verdict::Retry(detail) => {
                     uncertain = true;
                     tries += 1;
                     if tries >= STEP_ATTEMPTS_MAX {
@@ -589,5 +617,52 @@ fn facts_of(order: &OrderView) -> OrderFacts {
         points: order.points_used,
         coupon_id: order.coupon_id.clone(),
         payment_id: order.payment_id.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unavailable() -> Result<Outcome, StepError> {
+        Err(StepError::Definite(
+            ErrorCode::GatewayUnavailable,
+            "not sent".into(),
+        ))
+    }
+
+    #[test]
+    fn a_charge_not_sent_fails_only_when_no_earlier_try_may_have_charged() {
+        let failed = Verdict::Report(Err((ErrorCode::GatewayUnavailable, "not sent".into())));
+        assert_eq!(verdict(Step::ChargeCard, unavailable(), false), failed);
+        // An earlier try (in this process, or in one killed while it ran) may have charged.
+        assert_eq!(
+            verdict(Step::ChargeCard, unavailable(), true),
+            Verdict::Retry("not sent".into())
+        );
+    }
+
+    #[test]
+    fn a_decline_fails_the_charge_even_after_an_unknown_try() {
+        // The gateway answers a key with its first outcome: a decline is the charge's outcome.
+        let declined = || Err(StepError::Definite(ErrorCode::PaymentDeclined, "no".into()));
+        let failed = Verdict::Report(Err((ErrorCode::PaymentDeclined, "no".into())));
+        assert_eq!(verdict(Step::ChargeCard, declined(), true), failed);
+        assert_eq!(verdict(Step::ChargeCard, declined(), false), failed);
+    }
+
+    #[test]
+    fn steps_that_cannot_fail_are_retried_and_outcomes_reported() {
+        for step in [Step::RefundCard, Step::Confirm, Step::MarkFailed] {
+            assert_eq!(
+                verdict(step, unavailable(), false),
+                Verdict::Retry("not sent".into())
+            );
+        }
+        let paid = Outcome::Payment("p-1".into());
+        assert_eq!(
+            verdict(Step::ChargeCard, Ok(paid.clone()), true),
+            Verdict::Report(Ok(paid))
+        );
     }
 }

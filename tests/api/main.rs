@@ -4,6 +4,7 @@ mod admin;
 mod auth;
 mod coupons;
 mod crash;
+mod crash_pay;
 mod crash_promotions;
 mod events;
 mod gateway;

@@ -195,6 +195,16 @@ pub struct Attempt {
     pub started_at_ms: i64,
 }
 
+impl Attempt {
+    /// The step running now: started, its outcome not yet journaled. Seen by a driver before
+    /// it asks for the next step, it was started by an earlier one (before a crash, or one
+    /// that paused), so it may have taken effect.
+    pub fn running(&self) -> Option<Step> {
+        let last = self.steps.last()?;
+        last.ended.is_none().then_some(last.step)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SagaCommand {
     /// Start an attempt to pay. Refused while another attempt runs or once paid.
@@ -283,8 +293,7 @@ impl Saga {
 
     /// The step running now: started, its outcome not yet journaled.
     pub fn running(&self) -> Option<Step> {
-        let last = self.attempt.as_ref()?.steps.last()?;
-        last.ended.is_none().then_some(last.step)
+        self.attempt.as_ref()?.running()
     }
 
     pub fn view(&self) -> SagaView {

@@ -529,6 +529,30 @@ fn a_crash_between_any_two_steps_resumes_to_the_same_end_with_each_effect_once()
     }
 }
 
+#[test]
+fn a_step_started_before_a_crash_is_seen_running_after_it() {
+    let journal = journal_of(request(false, 0, true), &[]);
+    let charge = journal
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                SagaEvent::StepStarted {
+                    step: ChargeCard,
+                    ..
+                }
+            )
+        })
+        .expect("the charge starts");
+    for (cut, running) in [(charge, None), (charge + 1, Some(ChargeCard))] {
+        let mut saga = Saga::blank(ORDER);
+        journal[..cut].iter().for_each(|e| saga.apply(e));
+        let view = run(&mut saga, &SagaCommand::Get).expect("get");
+        let attempt = view.attempt.as_ref().expect("an attempt");
+        assert_eq!(attempt.running(), running, "cut at {cut}");
+    }
+}
+
 /// Applies to `world` the effects of the steps `journal` says were started: a started step
 /// may have taken effect before the crash even if its outcome was not journaled.
 fn replay_effects(journal: &[SagaEvent], world: &mut World, resumed: &Saga) {
