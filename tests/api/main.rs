@@ -19,5 +19,6 @@ mod security;
 mod slow_bodies;
 mod store;
 mod supervision;
+mod tickets;
 mod time_sales;
 mod wallets;
