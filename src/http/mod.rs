@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod check_in;
 pub mod connections;
 pub mod coupons;
 pub mod events;

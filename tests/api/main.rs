@@ -20,5 +20,6 @@ mod security;
 mod slow_bodies;
 mod store;
 mod supervision;
+mod tickets;
 mod time_sales;
 mod wallets;
