@@ -34,6 +34,7 @@ use crate::persistence::{self, SharedStore};
 use crate::runtime::{Runtime, SharedRuntime};
 use crate::supervisors::deadlines::DeadlineScheduler;
 use crate::supervisors::region::{AdminRegion, Region, RegionControl, RegionCounts};
+use crate::tickets::TicketCodes;
 
 /// How often idempotency records past their retention are purged.
 const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(3600);
@@ -64,6 +65,8 @@ pub struct Services {
     pub sagas: Region<Saga>,
     pub points_charges: Region<PointsCharge>,
     pub passes: QueuePasses,
+    /// Signs and reads the ticket codes of confirmed event orders.
+    pub tickets: TicketCodes,
     pub idempotency: Idempotency,
     pub auth_throttle: AuthThrottle,
     pub started_at_ms: i64,
@@ -140,6 +143,7 @@ impl Surge {
         let sagas = Region::<Saga>::start(rt.clone()).await?;
         let points_charges = Region::<PointsCharge>::start(rt.clone()).await?;
         let passes = QueuePasses::new(&settings.auth.jwt_secret, settings.queue.pass_ttl_secs);
+        let tickets = TicketCodes::new(&settings.auth.jwt_secret);
         let retention_ms = i64::try_from(settings.idempotency.retention_hours * 3_600_000)?;
         let idempotency = Idempotency::new(store.clone(), settings.idempotency.memory_keys_max);
         let warm_up = idempotency.warm_up(clock.now_ms() - retention_ms);
@@ -195,6 +199,7 @@ impl Surge {
             rooms,
             events,
             passes,
+            tickets,
             idempotency,
             auth_throttle: AuthThrottle::new(
                 settings.auth.attempts_per_minute_per_address,

@@ -59,6 +59,8 @@ statuses! {
     PaymentDeclined => (402, "Payment declined"),
     GatewayUnavailable => (503, "Payment gateway unavailable"),
     Internal => (500, "Internal error"),
+    TicketInvalid => (422, "Ticket invalid"),
+    AlreadyCheckedIn => (409, "Already checked in"),
 }
 
 /// One invalid field, listed in a 422 `VALIDATION_FAILED` body.

@@ -19,6 +19,7 @@
 //! - [`auth`]: users, Argon2id passwords, JWT access and rotating refresh tokens.
 //! - [`live`]: per-topic latest-value channels from actors to WebSocket sessions.
 //! - [`secrets`]: the signing secret and first admin password a fresh install generates.
+//! - [`tickets`]: the signed ticket codes of confirmed event orders, which the door checks in.
 //! - [`app`]: builds all of the above from [`config::Settings`] and runs it.
 //! - [`error`]: the one table mapping error codes to HTTP statuses and problem+json.
 
@@ -37,4 +38,5 @@ pub mod persistence;
 pub mod runtime;
 pub mod secrets;
 pub mod supervisors;
+pub mod tickets;
 pub use surge_domain::text;

@@ -79,6 +79,11 @@ local function ms(us)
    return us / 1000.0
 end
 
+-- Main state only: the thread objects, for scripts that sum counters of their own.
+function M.threads()
+   return threads
+end
+
 function M.done(name, summary, latency)
    local totals = { ok_2xx = 0, non_2xx = 0, replays = 0, sent = 0 }
    local per_status = {}

@@ -77,7 +77,10 @@ impl From<ApiError> for StepError {
     }
 }
 
-/// An entity that a [`Driver`] runs step by step, through its own commands.
+/// An entity that a [`Driver`] runs step by step, through its own commands: `Next` starts the
+/// next step (journaling its start) and answers it; a report journals the step's outcome and,
+/// in the same decision, starts the step after it (one journal append per step), which its
+/// reply hands out.
 pub trait Stepped: Hosted {
     type Step: Copy + PartialEq + Send + Sync + 'static;
     type Outcome: Send + 'static;
@@ -211,24 +214,33 @@ impl<E: Stepped, P: Performer<E>> Driver<E, P> {
     }
 
     async fn run(&self, id: &str) -> Result<(), ApiError> {
+        // A step running before this driver asks for one was started by an earlier driver.
         let before = self.region.ask(id, E::get_command(), None).await?;
         let mut tries = Tries {
             count: 0,
             uncertain: E::running(&before).is_some(),
         };
+        let mut view = self.region.ask(id, E::next_command(), None).await?;
         loop {
-            let view = self.region.ask(id, E::next_command(), None).await?;
             let Some((step, key)) = E::to_run(&view) else {
                 return Ok(());
             };
+            if E::running(&view) != Some(step) {
+                // A step is journaled as started before it runs.
+                view = self.region.ask(id, E::next_command(), None).await?;
+                continue;
+            }
             let result = self.performer.perform(id, &view, step, &key).await;
             let Some(result) = tries.settle(result, E::may_fail(step), E::step_name(step))? else {
                 tries.wait().await;
                 continue;
             };
             tries = Tries::default();
-            let report = E::report_command(step, result);
-            self.region.ask(id, report, None).await?;
+            // The reply hands out the next step, which the report has started.
+            view = self
+                .region
+                .ask(id, E::report_command(step, result), None)
+                .await?;
         }
     }
 }
@@ -371,6 +383,20 @@ mod tests {
             reported.map_err(|(code, _)| code),
             Err(ErrorCode::PaymentDeclined)
         );
+    }
+
+    #[test]
+    fn a_decline_fails_the_step_even_after_a_try_whose_outcome_was_unknown() {
+        // The gateway answers a key with its first outcome: a decline is the charge's outcome.
+        let mut tries = Tries {
+            count: 1,
+            uncertain: true,
+        };
+        let settled = tries.settle(definite(ErrorCode::PaymentDeclined), true, "charge");
+        assert!(matches!(
+            settled,
+            Ok(Some(Err((ErrorCode::PaymentDeclined, _))))
+        ));
     }
 
     #[test]

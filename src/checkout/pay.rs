@@ -114,15 +114,8 @@ impl Payments {
     }
 
     /// Starts refunding the confirmed payment of `order` (repeating it changes nothing), and
-    /// drives it in the background. Seats cannot be given back yet: an event order's refund
-    /// is refused before it starts.
+    /// drives it in the background.
     pub async fn refund(&self, order: &OrderView) -> Result<SagaView, ApiError> {
-        if order.source.kind == SourceKind::Event {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                "refunds of seats are not available yet",
-            ));
-        }
         let id: OrderId = order.id.parse().map_err(ApiError::internal)?;
         let view = self
             .sagas()
@@ -342,13 +335,13 @@ impl PaySteps {
         let commands = HolderCommands {
             stock: &|_| StockCommand::Commit { order },
             sale: SaleCommand::Commit { order },
-            seats: Some(SeatCommand::Commit { order }),
+            seats: SeatCommand::Commit { order },
         };
         self.on_holders(facts, key, commands).await
     }
 
-    /// Gives a refunded order's units back to where they were bought. Seats cannot be given
-    /// back yet; their refunds are refused before they start (see [`Payments::refund`]).
+    /// Gives a refunded order's units back to where they were bought: an event order's seats
+    /// (its items' refs) go back on sale, which also voids their tickets.
     async fn return_units(
         &self,
         facts: &OrderFacts,
@@ -362,7 +355,10 @@ impl PaySteps {
                 user_id: facts.user_id.clone(),
                 quantity: facts.lines.iter().map(|(_, q)| q).sum(),
             },
-            seats: None,
+            seats: SeatCommand::Return {
+                order,
+                seats: facts.lines.iter().map(|(seat, _)| seat.clone()).collect(),
+            },
         };
         self.on_holders(facts, key, commands).await
     }
@@ -389,12 +385,17 @@ impl PaySteps {
             SourceKind::TimeSale => {
                 keyed(&p.idempotency, &p.sales, source, commands.sale, key, |_| ()).await
             }
-            SourceKind::Event => match commands.seats {
-                Some(command) => {
-                    keyed(&p.idempotency, &p.seats, source, command, key, |_| ()).await
-                }
-                None => Err(StepError::Retry("seats cannot be given back yet".into())),
-            },
+            SourceKind::Event => {
+                keyed(
+                    &p.idempotency,
+                    &p.seats,
+                    source,
+                    commands.seats,
+                    key,
+                    |_| (),
+                )
+                .await
+            }
         }
     }
 }
@@ -404,7 +405,7 @@ impl PaySteps {
 struct HolderCommands<'a> {
     stock: &'a (dyn Fn(i64) -> StockCommand + Sync),
     sale: SaleCommand,
-    seats: Option<SeatCommand>,
+    seats: SeatCommand,
 }
 
 fn coupon_of(attempt: &Attempt) -> Result<(String, u64), StepError> {

@@ -1,5 +1,5 @@
 //! Events, their seat maps and holds (API.md "Events, seat maps and holds"), and the waiting room
-//! in front of an event.
+//! in front of an event. Checking tickets in at the door: [`super::check_in`].
 //!
 //! A hold is one actor hop to the event's `SeatMap` and one journal append, sent by
 //! [`crate::checkout`]: the RESERVED order (one item per seat) is born in the same batch as the
@@ -40,7 +40,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(super::no_route)),
         )
         .route("/{id}", web::get().to(get))
-        .route("/{id}/seats", web::get().to(seats));
+        .route("/{id}/seats", web::get().to(seats))
+        .route("/{id}/check-in", web::post().to(super::check_in::check_in));
     cfg.service(queue::routes::<EventQueue>(scope));
 }
 

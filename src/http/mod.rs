@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod charges;
+pub mod check_in;
 pub mod connections;
 pub mod coupons;
 pub mod events;

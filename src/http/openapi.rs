@@ -18,8 +18,8 @@ use utoipa::openapi::{Content, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{admin, auth, charges, coupons, events, metrics, orders, products, queue, sagas};
-use super::{stock, system, time_sales, wallets, ws};
+use super::{admin, auth, charges, check_in, coupons, events, metrics, orders, products, queue};
+use super::{sagas, stock, system, time_sales, wallets, ws};
 
 /// The media type of every error answer.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -59,6 +59,7 @@ pub const BEARER: &str = "bearer";
         wallets::get_mine, wallets::use_points, wallets::list_mine, wallets::get,
         wallets::earn, wallets::list, wallets::cancel, charges::charge,
         events::create, events::list, events::get, events::seats, events::hold,
+        check_in::check_in,
         queue::event_join, queue::event_me, queue::event_stats, queue::event_configure,
         admin::console, admin::overview, admin::supervision, admin::actors, admin::actor,
         admin::act, sagas::list,

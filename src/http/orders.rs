@@ -146,7 +146,10 @@ pub(crate) async fn owned_order(
 #[utoipa::path(get, path = "/orders/{id}", summary = "Get an order", tag = "orders",
     operation_id = "get_order",
     security(("bearer" = [])), params(("id" = String, Path, description = "The order id (a UUID)")),
-    description = "Read your writes: right after the 201 that created it, it is there.",
+    description = "Read your writes: right after the 201 that created it, it is there. A \
+        `CONFIRMED` event order carries `tickets`, one signed code per seat, which the door \
+        checks in (`POST /events/{id}/check-in`); a refund voids them and they are no longer \
+        shown.",
     responses(
         (status = 200, description = "The order", body = OrderViewSchema),
         (status = 403, description = "FORBIDDEN: someone else's order"),
@@ -158,7 +161,7 @@ async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let view = owned_order(&state, &caller, order_id(&path)?).await?;
-    Ok(HttpResponse::Ok().json(view))
+    Ok(HttpResponse::Ok().json(state.tickets.with_tickets(view)))
 }
 
 #[utoipa::path(post, path = "/orders/{id}/cancel", summary = "Cancel an order", tag = "orders",
@@ -167,8 +170,8 @@ async fn get(
         IdempotencyKey),
     description = "A `RESERVED` (or `PAYMENT_FAILED`) order becomes `CANCELLED` and its units \
         or seats go back; cancelling a `CANCELLED` order again answers it as it is. A \
-        `CONFIRMED` order is refunded: card refund, points back, coupon back, units back, \
-        then `REFUNDED` (not yet for seats: 409).",
+        `CONFIRMED` order is refunded: card refund, points back, coupon back, units or seats \
+        back (an event order's tickets are void from then on), then `REFUNDED`.",
     responses(
         (status = 200, description = "The order after the cancel (or the refund)", body = OrderViewSchema),
         (status = 202, description = "The order, still `REFUNDING`", body = OrderViewSchema),
@@ -356,7 +359,7 @@ async fn answer_payment(
     } else {
         StatusCode::ACCEPTED
     };
-    Ok(HttpResponse::build(status).json(order))
+    Ok(HttpResponse::build(status).json(state.tickets.with_tickets(order)))
 }
 
 /// The caller's orders, newest first; operators may name `?user_id=` or see everyone's.
@@ -459,4 +462,18 @@ pub struct OrderViewSchema {
     #[schema(value_type = Option<Object>)]
     pub failure: Option<serde_json::Value>,
     pub steps: Vec<StepViewSchema>,
+    /// A `CONFIRMED` event order's tickets, one per seat; absent for any other order.
+    #[schema(nullable = false)]
+    pub tickets: Option<Vec<SeatTicketSchema>>,
+}
+
+/// One seat's ticket: the code the door checks in.
+#[derive(utoipa::ToSchema)]
+#[schema(as = SeatTicket)]
+#[allow(dead_code)] // Describes the domain's `SeatTicket`; never built.
+pub struct SeatTicketSchema {
+    #[schema(example = "A-3-12")]
+    pub seat_id: String,
+    /// Signed, bound to the event, the order and the seat.
+    pub code: String,
 }

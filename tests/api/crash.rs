@@ -64,6 +64,12 @@ impl Node {
         self
     }
 
+    /// Sets `key` in the environment of the next start (a start with other settings).
+    pub(crate) fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     pub(crate) fn client(&self) -> &reqwest::Client {
         &self.client
     }
@@ -143,9 +149,10 @@ impl Node {
         response.json().await.expect("json")
     }
 
-    async fn create_stock(&self, server: &Server, sku: &str, on_hand: i64) {
+    /// A stock item of `on_hand` units at 100 a unit.
+    pub(crate) async fn create_stock(&self, server: &Server, sku: &str, on_hand: i64) {
         let op = self.token("op", Role::Operator);
-        let body = json!({"sku": sku, "name": sku, "on_hand": on_hand});
+        let body = json!({"sku": sku, "name": sku, "on_hand": on_hand, "price": 100});
         let response = self
             .call(
                 server,

@@ -49,7 +49,14 @@ impl Acked {
     }
 }
 
-async fn post(node: &Node, server: &Server, path: &str, token: &str, body: Value) -> Value {
+/// A POST that must succeed; its JSON answer.
+pub(crate) async fn post(
+    node: &Node,
+    server: &Server,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> Value {
     let response = node
         .call(server, Method::POST, path, token, Some(body))
         .await

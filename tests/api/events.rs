@@ -46,6 +46,17 @@ pub(crate) async fn hold(app: &TestApp, user: &str, event: &str, body: Value) ->
         .await
 }
 
+/// The event's `availability` in all: `{available, held, sold}`.
+pub(crate) async fn availability(app: &TestApp, event: &str) -> Value {
+    let view: Value = app
+        .get(&format!("/events/{event}"), &app.operator())
+        .await
+        .json()
+        .await
+        .expect("json");
+    view["availability"].clone()
+}
+
 /// Seat id -> status.
 pub(crate) async fn seat_statuses(app: &TestApp, event: &str) -> Vec<(String, String)> {
     let seats: Value = app
@@ -111,14 +122,8 @@ async fn fifty_users_racing_for_one_seat_get_one_hold(backend: Backend) {
         }
     }
     assert_eq!(held, 1);
-    let event_view: Value = app
-        .get(&format!("/events/{event}"), &app.operator())
-        .await
-        .json()
-        .await
-        .expect("json");
     assert_eq!(
-        event_view["availability"],
+        availability(&app, &event).await,
         json!({"available": 19, "held": 1, "sold": 0})
     );
     app.stop().await;

@@ -369,18 +369,29 @@ where
 }
 
 /// [`eventually`], naming what did not happen when it panics.
-pub async fn eventually_that<F, Fut>(what: &str, mut check: F)
+pub async fn eventually_that<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..200 {
+    eventually_within(what, std::time::Duration::from_secs(5), check).await;
+}
+
+/// Polls every 25 ms until `check` holds, for at most `bound` (a bound for a loaded machine,
+/// not a timing claim); panics naming `what` if it never does.
+pub async fn eventually_within<F, Fut>(what: &str, bound: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + bound;
+    while std::time::Instant::now() < deadline {
         if check().await {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    panic!("{what}: not reached within 5 s");
+    panic!("{what}: not reached within {} s", bound.as_secs_f64());
 }
 
 /// Runs one scenario on SQLite and, when configured, on PostgreSQL.

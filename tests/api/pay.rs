@@ -31,10 +31,10 @@ pub(crate) async fn placed(app: &TestApp, user: &str, sku: &str, quantity: i64) 
     order["id"].as_str().expect("id").to_string()
 }
 
-/// A 10% coupon (at most 500 off) issued to `user`; returns its id.
-async fn coupon_for(app: &TestApp, user: &str) -> String {
-    let now = app.services.rt.clock.now_ms();
-    let body = json!({
+/// A coupon policy of 10% off (at most 500, on orders of 100 or more), one per user, open
+/// from a minute before `now_ms` for an hour.
+pub(crate) fn ten_percent_off(now_ms: i64) -> Value {
+    json!({
         "title": "Ten percent off",
         "discount_type": "PERCENTAGE",
         "discount_value": 10,
@@ -42,9 +42,14 @@ async fn coupon_for(app: &TestApp, user: &str) -> String {
         "max_discount_amount": 500,
         "total_quantity": 10,
         "per_user_limit": 1,
-        "starts_at": surge::clock::rfc3339(now - 60_000),
-        "ends_at": surge::clock::rfc3339(now + 3_600_000),
-    });
+        "starts_at": surge::clock::rfc3339(now_ms - 60_000),
+        "ends_at": surge::clock::rfc3339(now_ms + 3_600_000),
+    })
+}
+
+/// A 10% coupon (at most 500 off) issued to `user`; returns its id.
+async fn coupon_for(app: &TestApp, user: &str) -> String {
+    let body = ten_percent_off(app.services.rt.clock.now_ms());
     let response = app
         .post("/coupon-policies", &app.operator(), body, None)
         .await;

@@ -58,6 +58,9 @@ error_codes! {
     PaymentDeclined => "PAYMENT_DECLINED",
     GatewayUnavailable => "GATEWAY_UNAVAILABLE",
     Internal => "INTERNAL",
+    // Appended, never inserted: a saga's journal holds codes by their position.
+    TicketInvalid => "TICKET_INVALID",
+    AlreadyCheckedIn => "ALREADY_CHECKED_IN",
 }
 
 /// One invalid field, listed in a 422 `VALIDATION_FAILED` body.

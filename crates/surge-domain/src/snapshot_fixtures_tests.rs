@@ -251,3 +251,48 @@ fn a_seat_map_snapshot_from_before_keeps_its_holds_and_their_deadlines() {
     );
     loaded.check_deep_invariants().expect("after the due scan");
 }
+
+/// A snapshot from before check-ins and returns existed: its sold seat checks in once, the
+/// check-in survives a new snapshot, and a return gives the seat back.
+#[test]
+fn a_seat_map_snapshot_from_before_takes_check_ins_and_returns() {
+    let mut loaded = load_fixture(&seat_map_with_holds());
+    let order = OrderId::from_u128(32);
+    let check_in = SeatCommand::CheckIn {
+        order,
+        seat: "A-2-4".into(),
+    };
+    run(&mut loaded, check_in.clone(), SEATS_OPEN + 4);
+    assert!(loaded.checked_in(7));
+    assert_eq!(
+        loaded
+            .decide(
+                &check_in,
+                &Ctx {
+                    now_ms: SEATS_OPEN + 5
+                }
+            )
+            .err()
+            .map(|e| e.code),
+        Some(crate::ErrorCode::AlreadyCheckedIn)
+    );
+
+    let bytes = codec::encode(SeatMap::VERSION, &loaded);
+    let mut again: SeatMap = codec::decode(SeatMap::VERSION, &bytes).expect("decodes");
+    again.restore();
+    again
+        .check_deep_invariants()
+        .expect("deep invariants after a check-in");
+    assert_eq!(again, loaded);
+
+    let give_back = SeatCommand::Return {
+        order,
+        seats: vec!["A-2-4".into()],
+    };
+    run(&mut again, give_back, SEATS_OPEN + 6);
+    assert_eq!((again.totals().held, again.totals().sold), (4, 0));
+    assert!(!again.checked_in(7));
+    again
+        .check_deep_invariants()
+        .expect("deep invariants after a return");
+}

@@ -59,6 +59,7 @@ impl Inspect for SeatMap {
         }
         let mut json = serde_json::to_value(self.view()).expect("view serialises");
         json["open_holds"] = self.open_holds().into();
+        json["checked_in"] = self.checked_in_count().into();
         json["seat_state_bytes"] = self.seat_state_bytes().into();
         json
     }

@@ -186,6 +186,13 @@ pub struct StepView {
     pub at: String,
 }
 
+/// One seat's ticket of a confirmed event order: the code the door checks in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatTicket {
+    pub seat_id: String,
+    pub code: String,
+}
+
 /// The order as API.md shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderView {
@@ -206,6 +213,10 @@ pub struct OrderView {
     /// `{code, detail}` of a failed payment.
     pub failure: Option<serde_json::Value>,
     pub steps: Vec<StepView>,
+    /// A `CONFIRMED` event order's tickets, one per seat. Signed by the server with a key the
+    /// domain never sees, so they are added where the order is answered; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tickets: Option<Vec<SeatTicket>>,
 }
 
 impl Order {
@@ -249,6 +260,7 @@ impl Order {
                     at: rfc3339(s.at_ms),
                 })
                 .collect(),
+            tickets: None,
         })
     }
 

@@ -5,7 +5,8 @@
 //! each step against the other entities and the payment gateway, then reports the outcome.
 //! The driver asks [`SagaCommand::Next`]: the first time a step is handed out its start is
 //! journaled (`StepStarted`), and its outcome is journaled when reported (`StepDone`,
-//! `StepFailed`). A saga that was running when the process died is resumed from its journal:
+//! `StepFailed`), together with the start of the step after it, which the report's reply
+//! hands out. A saga that was running when the process died is resumed from its journal:
 //! a step started but never reported is handed out again with the same key
 //! ([`Saga::step_key`]), which the other side dedupes, so it takes effect once.
 //!
@@ -191,6 +192,16 @@ pub struct Attempt {
     pub started_at_ms: i64,
 }
 
+impl Attempt {
+    /// The step running now: started, its outcome not yet journaled. Seen by a driver before
+    /// it asks for the next step, it was started by an earlier one (before a crash, or one
+    /// that paused), so it may have taken effect.
+    pub fn running(&self) -> Option<Step> {
+        let last = self.steps.last()?;
+        last.ended.is_none().then_some(last.step)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SagaCommand {
     /// Start an attempt to pay. Refused while another attempt runs or once paid.
@@ -273,8 +284,7 @@ impl Saga {
 
     /// The step running now: started, its outcome not yet journaled.
     pub fn running(&self) -> Option<Step> {
-        let last = self.attempt.as_ref()?.steps.last()?;
-        last.ended.is_none().then_some(last.step)
+        self.attempt.as_ref()?.running()
     }
 
     pub fn view(&self) -> SagaView {
@@ -395,20 +405,30 @@ impl Saga {
             |outcome| check_outcome(step, outcome),
         )?;
         let at_ms = ctx.now_ms;
-        match judged {
-            None => Ok(Decision::reply(self.view())),
-            Some(Ok(outcome)) => self.accept(vec![SagaEvent::StepDone {
+        let event = match judged {
+            // A report of a step already journaled (a retried report): nothing changes.
+            None => return Ok(Decision::reply(self.view())),
+            Some(Ok(outcome)) => SagaEvent::StepDone {
                 step,
                 outcome,
                 at_ms,
-            }]),
-            Some(Err((code, detail))) => self.accept(vec![SagaEvent::StepFailed {
+            },
+            Some(Err((code, detail))) => SagaEvent::StepFailed {
                 step,
                 code,
                 detail,
                 at_ms,
-            }]),
+            },
+        };
+        // The next step starts in the same decision, one journal append instead of two: the
+        // driver takes the reply's `next` and runs it.
+        let mut after = self.clone();
+        after.apply(&event);
+        let mut events = vec![event];
+        if let Action::Run { step, .. } = after.next_action() {
+            events.push(SagaEvent::StepStarted { step, at_ms });
         }
+        self.accept(events)
     }
 }
 

@@ -529,6 +529,30 @@ fn a_crash_between_any_two_steps_resumes_to_the_same_end_with_each_effect_once()
     }
 }
 
+#[test]
+fn a_step_started_before_a_crash_is_seen_running_after_it() {
+    let journal = journal_of(request(false, 0, true), &[]);
+    let charge = journal
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                SagaEvent::StepStarted {
+                    step: ChargeCard,
+                    ..
+                }
+            )
+        })
+        .expect("the charge starts");
+    for (cut, running) in [(charge, None), (charge + 1, Some(ChargeCard))] {
+        let mut saga = Saga::blank(ORDER);
+        journal[..cut].iter().for_each(|e| saga.apply(e));
+        let view = run(&mut saga, &SagaCommand::Get).expect("get");
+        let attempt = view.attempt.as_ref().expect("an attempt");
+        assert_eq!(attempt.running(), running, "cut at {cut}");
+    }
+}
+
 /// Applies to `world` the effects of the steps `journal` says were started: a started step
 /// may have taken effect before the crash even if its outcome was not journaled.
 fn replay_effects(journal: &[SagaEvent], world: &mut World, resumed: &Saga) {
@@ -609,4 +633,33 @@ proptest! {
             other => prop_assert!(false, "ended {:?}", other),
         }
     }
+}
+
+#[test]
+fn a_report_journals_the_start_of_the_next_step_with_it() {
+    let mut saga = started(request(false, 100, true));
+    run(&mut saga, &SagaCommand::Next).expect("next");
+    let report = SagaCommand::Report {
+        step: BeginPay,
+        result: Ok(Outcome::Order(facts())),
+    };
+    let decision = saga.decide(&report, &Ctx { now_ms: T0 }).expect("reported");
+    assert!(matches!(
+        decision.events.as_slice(),
+        [
+            SagaEvent::StepDone { step: BeginPay, .. },
+            SagaEvent::StepStarted {
+                step: DebitPoints,
+                ..
+            }
+        ]
+    ));
+    let key = format!("{ORDER}:1:debit_points");
+    assert_eq!(
+        decision.reply.next,
+        Action::Run {
+            step: DebitPoints,
+            key
+        }
+    );
 }

@@ -6,9 +6,10 @@
 //! decides: a driver on the runtime side asks [`ChargeCommand::Next`] for the step to run,
 //! performs it against the payment gateway or the wallet, and reports the outcome. A step's
 //! start is journaled before it runs (`StepStarted`), its outcome when reported (`StepDone`,
-//! `StepFailed`); a charge running when the process died is resumed from its journal, its
-//! running step handed out again with the same key ([`PointsCharge::step_key`]), which the
-//! other side dedupes, so it takes effect once.
+//! `StepFailed`, with the start of the step after it, which the report's reply hands out); a
+//! charge running when the process died is resumed from its journal, its running step handed
+//! out again with the same key ([`PointsCharge::step_key`]), which the other side dedupes, so it
+//! takes effect once.
 //!
 //! Steps: `Charge` takes `amount` from the card at the payment gateway; `Credit` records it in
 //! the wallet as a `CHARGE` transaction (through an idempotency record committed with the
@@ -260,10 +261,14 @@ impl PointsCharge {
     }
 
     fn accept(&self, event: ChargeEvent) -> Result<Decision<Self>, Rejection> {
+        self.accept_all(vec![event])
+    }
+
+    fn accept_all(&self, events: Vec<ChargeEvent>) -> Result<Decision<Self>, Rejection> {
         let mut next = self.clone();
-        next.apply(&event);
+        events.iter().for_each(|e| next.apply(e));
         Ok(Decision {
-            events: vec![event],
+            events,
             reply: next.view(),
         })
     }
@@ -309,21 +314,32 @@ impl PointsCharge {
         let name = step.as_str();
         let judged = judge_report(self.running(), step, name, step.may_fail(), result, check)?;
         let at_ms = ctx.now_ms;
-        match judged {
+        let event = match judged {
             // A report of a step already journaled (a retried report): nothing changes.
-            None => Ok(Decision::reply(self.view())),
-            Some(Ok(outcome)) => self.accept(ChargeEvent::StepDone {
+            None => return Ok(Decision::reply(self.view())),
+            Some(Ok(outcome)) => ChargeEvent::StepDone {
                 step,
                 outcome,
                 at_ms,
-            }),
-            Some(Err((code, detail))) => self.accept(ChargeEvent::StepFailed {
+            },
+            Some(Err((code, detail))) => ChargeEvent::StepFailed {
                 step,
                 code,
                 detail,
                 at_ms,
-            }),
-        }
+            },
+        };
+        // The next step starts in the same decision, one journal append instead of two: the
+        // driver takes the reply's `next` and runs it.
+        let mut after = self.clone();
+        after.apply(&event);
+        let mut events = vec![event];
+        events.extend(
+            after
+                .plan_next()
+                .map(|step| ChargeEvent::StepStarted { step, at_ms }),
+        );
+        self.accept_all(events)
     }
 
     /// A success must say what its step is expected to say: a credit, the points charged.

@@ -1,5 +1,5 @@
-//! The commands of a seat map: create, hold (by ids or best available), release, commit and
-//! expire. Every rule is checked before any event is made, so a refused hold holds nothing.
+//! The commands of a seat map before a sale: create, hold (by ids or best available), release,
+//! commit and expire. Every rule is checked before any event is made, so a refused hold holds nothing.
 
 use super::{
     place_in_row, tally, validate_terms, EventTerms, Hold, SeatEvent, SeatMap, SeatReply,
@@ -101,6 +101,43 @@ impl SeatMap {
     /// a seat someone else has is a conflict (409).
     fn pick_by_ids(&self, ids: &[String]) -> Result<Vec<u32>, Rejection> {
         self.check_quantity(ids.len(), "seat_ids")?;
+        let seats = self.seats_by_ids(ids, "seat_ids")?;
+        self.all_are(
+            &seats,
+            SeatStatus::Available,
+            ErrorCode::SeatUnavailable,
+            "held",
+        )?;
+        Ok(seats)
+    }
+
+    /// Refuses with `code`, naming them, the seats that are not `status`: a command on seats
+    /// is all or nothing, so nothing was `done`.
+    pub(super) fn all_are(
+        &self,
+        seats: &[u32],
+        status: SeatStatus,
+        code: ErrorCode,
+        done: &str,
+    ) -> Result<(), Rejection> {
+        let others: Vec<String> = seats
+            .iter()
+            .filter(|seat| self.status_of(**seat) != status)
+            .map(|seat| self.seat_id(*seat))
+            .collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        let status = status.as_str().to_lowercase();
+        Err(Rejection::new(
+            code,
+            format!("not {status}: {}; nothing was {done}", others.join(", ")),
+        ))
+    }
+
+    /// The flat indexes of seat ids, in their order; an unknown or repeated id is invalid
+    /// (422, reported as `field`).
+    pub(super) fn seats_by_ids(&self, ids: &[String], field: &str) -> Result<Vec<u32>, Rejection> {
         let (seats, unknown): (Vec<_>, Vec<_>) = ids
             .iter()
             .map(|id| self.seat_index(id).ok_or(id.as_str()))
@@ -108,7 +145,7 @@ impl SeatMap {
         if !unknown.is_empty() {
             let unknown: Vec<&str> = unknown.into_iter().filter_map(Result::err).collect();
             return Err(Rejection::validation(
-                "seat_ids",
+                field,
                 format!("no such seats: {}", unknown.join(", ")),
             ));
         }
@@ -116,18 +153,7 @@ impl SeatMap {
         let mut sorted = seats.clone();
         sorted.sort_unstable();
         if sorted.windows(2).any(|pair| pair[0] == pair[1]) {
-            return Err(Rejection::validation("seat_ids", "a seat is named twice"));
-        }
-        let taken: Vec<String> = seats
-            .iter()
-            .filter(|seat| self.status_of(**seat) != SeatStatus::Available)
-            .map(|seat| self.seat_id(*seat))
-            .collect();
-        if !taken.is_empty() {
-            return Err(Rejection::new(
-                ErrorCode::SeatUnavailable,
-                format!("not available: {}; nothing was held", taken.join(", ")),
-            ));
+            return Err(Rejection::validation(field, "a seat is named twice"));
         }
         Ok(seats)
     }

@@ -3,8 +3,10 @@
 //! Supervised by `Region<SeatMap>`; persistence id `seat_map:{id}` (the event's id).
 //! Accepts: create, get, hold (seats by id, or the best available adjacent seats in one row, for
 //! an order, with an expiry), release (cancel, expiry, compensation; idempotent), commit (a paid
-//! order's hold becomes sold), expire (its own deadline: the holds falling due).
-//! Journals: `Created`, `Held`, `Released`, `Committed`.
+//! order's hold becomes sold), expire (its own deadline: the holds falling due), return (a
+//! refunded order's sold seats become available again) and check-in (a sold seat's ticket is
+//! used at the door, once).
+//! Journals: `Created`, `Held`, `Released`, `Committed`, `Returned`, `CheckedIn`.
 //! A hold is all or nothing: one seat that is unknown, repeated or not available refuses the
 //! whole request and holds nothing. Limits are per order (`max_seats_per_order`); a user may
 //! hold any number of orders.
@@ -12,13 +14,18 @@
 //! [`Layout`] (front-first order), and the row offsets; no per-seat structs or strings.
 //! Hold expiry is a durable deadline: `next_deadline_ms` is the earliest hold's expiry, and the
 //! `Expire` command releases every hold due, also after a restart.
+//! A check-in is a fourth value of the seat's status byte, not a new field: see
+//! `after_sale.rs` for why (snapshots written before it still load).
 //!
 //! # Invariants
 //! - a map without terms has no seats, counts or holds;
-//! - there is one status byte per seat of the layout, each AVAILABLE, HELD or SOLD, so no seat
-//!   is held or sold twice; `apply` refuses (panics on) a hold of a seat that is not available
-//!   and a sale or release of one that is not held;
-//! - per section, `held + sold <= seats`, so available + held + sold = total;
+//! - there is one status byte per seat of the layout, each AVAILABLE, HELD, SOLD or CHECKED_IN
+//!   (a sold seat whose ticket was used), so no seat is held or sold twice; `apply` refuses
+//!   (panics on) a hold of a seat that is not available, a sale or release of one that is not
+//!   held, a return of one that is not sold and a check-in of one that is not sold or is
+//!   checked in already;
+//! - per section, `held + sold <= seats`, so available + held + sold = total, a checked-in seat
+//!   counted as sold;
 //! - the per-section counts equal a recount of the status bytes (deep check);
 //! - every HELD seat belongs to exactly one hold and every hold's seats are HELD (deep check);
 //! - the expiry index holds exactly the open holds (deep check; [`ExpiringHolds`]).
@@ -33,6 +40,7 @@ use super::stock_item::ReleaseReason;
 use super::{Ctx, Decision, Entity};
 use crate::Rejection;
 
+mod after_sale;
 mod decide;
 mod layout;
 mod views;
@@ -41,9 +49,12 @@ pub use layout::{
     HOLD_TTL_SECS_DEFAULT, HOLD_TTL_SECS_MAX, MAX_SEATS_PER_ORDER_DEFAULT, NAME_LEN_MAX,
     ROW_SEATS_MAX, SEATS_MAX, SEATS_PER_ORDER_MAX, TEXT_LEN_MAX,
 };
-pub use views::{Availability, HoldView, MapView, SeatReply, SeatView, SeatsSnapshot, SectionView};
+pub use views::{
+    Availability, CheckInView, HoldView, MapView, SeatReply, SeatView, SeatsSnapshot, SectionView,
+};
 
-/// A seat's status; stored as its byte, one per seat.
+/// A seat's status; stored as its byte, one per seat. A checked-in seat is SOLD here (and in
+/// every view); its byte is [`CHECKED_IN`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[repr(u8)]
@@ -53,12 +64,17 @@ pub enum SeatStatus {
     Sold = 2,
 }
 
+/// The status byte of a SOLD seat whose ticket was checked in. Bytes 0 to 2 are the
+/// [`SeatStatus`] values and mean what they always meant, so a snapshot from before check-ins
+/// reads unchanged.
+pub const CHECKED_IN: u8 = 3;
+
 impl SeatStatus {
     pub(crate) fn from_byte(byte: u8) -> Option<SeatStatus> {
         match byte {
             0 => Some(SeatStatus::Available),
             1 => Some(SeatStatus::Held),
-            2 => Some(SeatStatus::Sold),
+            2 | CHECKED_IN => Some(SeatStatus::Sold),
             _ => None,
         }
     }
@@ -135,6 +151,16 @@ pub enum SeatCommand {
         order: OrderId,
     },
     Expire,
+    /// A refunded order's seats (by id) go back on sale; all or none, each must be sold.
+    Return {
+        order: OrderId,
+        seats: Vec<String>,
+    },
+    /// The ticket of `seat`, sold to `order` (the caller checked the order), is used.
+    CheckIn {
+        order: OrderId,
+        seat: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +179,15 @@ pub enum SeatEvent {
     Committed {
         order: OrderId,
     },
+    // Appended variants only: journals written before them decode unchanged.
+    Returned {
+        order: OrderId,
+        seats: Vec<u32>,
+    },
+    CheckedIn {
+        order: OrderId,
+        seat: u32,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,7 +195,7 @@ pub struct SeatMap {
     pub id: EventId,
     pub terms: Option<EventTerms>,
     pub version: u64,
-    /// One [`SeatStatus`] byte per seat, by flat index.
+    /// One [`SeatStatus`] byte (or [`CHECKED_IN`]) per seat, by flat index.
     status: Vec<u8>,
     /// Per section, in the terms' order.
     counts: Vec<SeatCounts>,
@@ -190,6 +225,16 @@ impl SeatMap {
 
     pub fn status_of(&self, seat: u32) -> SeatStatus {
         SeatStatus::from_byte(self.status[seat as usize]).expect("status bytes are checked")
+    }
+
+    /// Whether `seat`'s ticket was checked in (the seat is then SOLD).
+    pub fn checked_in(&self, seat: u32) -> bool {
+        self.status[seat as usize] == CHECKED_IN
+    }
+
+    /// Seats checked in over all sections; a scan, for the admin view.
+    pub fn checked_in_count(&self) -> usize {
+        self.status.iter().filter(|b| **b == CHECKED_IN).count()
     }
 
     /// The flat index of a seat id, e.g. "A-3-12"; `None` for an id of no seat here.
@@ -336,6 +381,8 @@ impl Entity for SeatMap {
             SeatCommand::Release { order, reason } => Ok(self.decide_release(*order, *reason)),
             SeatCommand::Commit { order } => self.decide_commit(*order, ctx),
             SeatCommand::Expire => Ok(self.decide_expire(ctx)),
+            SeatCommand::Return { order, seats } => self.decide_return(*order, seats),
+            SeatCommand::CheckIn { order, seat } => self.decide_check_in(*order, seat),
         }
     }
 
@@ -365,6 +412,12 @@ impl Entity for SeatMap {
             }
             SeatEvent::Released { order, .. } => self.end_hold(*order, SeatStatus::Available),
             SeatEvent::Committed { order } => self.end_hold(*order, SeatStatus::Sold),
+            SeatEvent::Returned { seats, .. } => self.return_seats(seats),
+            SeatEvent::CheckedIn { seat, .. } => {
+                let byte = &mut self.status[*seat as usize];
+                assert_eq!(*byte, SeatStatus::Sold as u8, "seat {seat} is not SOLD");
+                *byte = CHECKED_IN;
+            }
         }
     }
 

@@ -1,12 +1,15 @@
 //! SeatMap: the layout and its ids, each hold rule, best available by table, expiry by an
-//! injected clock, the size of a stadium, then properties over random command sequences checked
-//! against an independent model of who owns each seat.
+//! injected clock, the size of a stadium, then properties over random command sequences (holds,
+//! sales, returns and check-ins) checked against an independent model of who owns each seat.
+//! Returns and check-ins one rule at a time: `tests/after_sale.rs`.
 
 use proptest::prelude::*;
 
 use super::*;
 use crate::ErrorCode;
 use crate::OrderId;
+
+mod after_sale;
 
 const EVENT: &str = "event-1";
 /// 2023-11-14T22:13:20Z, so time stays far from 0 and from overflow.
@@ -631,6 +634,15 @@ enum Step {
     Wait {
         ms: i64,
     },
+    /// Return the seats of a sold order (picked among them), plus a stray seat if any.
+    Return {
+        pick: usize,
+        stray: Option<u32>,
+    },
+    /// Check in a seat (`PROP_SEATS`: one of no such seat) for the order the model says has it.
+    CheckIn {
+        seat: u32,
+    },
 }
 
 /// The proptest venue: 15 seats, small enough for collisions to be common.
@@ -647,6 +659,9 @@ fn step() -> impl Strategy<Value = Step> {
         1 => any::<usize>().prop_map(|pick| Step::Commit { pick }),
         1 => Just(Step::Expire),
         2 => (0i64..400_000).prop_map(|ms| Step::Wait { ms }),
+        1 => (any::<usize>(), prop::option::of(0..PROP_SEATS))
+            .prop_map(|(pick, stray)| Step::Return { pick, stray }),
+        1 => (0..PROP_SEATS + 1).prop_map(|seat| Step::CheckIn { seat }),
     ]
 }
 
@@ -665,19 +680,65 @@ enum Owner {
     Free,
     Held(OrderId),
     Sold(OrderId),
+    CheckedIn(OrderId),
 }
 
-fn command_of(map: &SeatMap, step: &Step, order: u128) -> Option<SeatCommand> {
+impl Owner {
+    fn buyer(self) -> Option<OrderId> {
+        match self {
+            Owner::Sold(order) | Owner::CheckedIn(order) => Some(order),
+            Owner::Free | Owner::Held(_) => None,
+        }
+    }
+}
+
+/// A sold order picked by `pick`, with its seats; none when nothing is sold.
+fn sold_order(model: &[Owner], pick: usize) -> Option<(OrderId, Vec<u32>)> {
+    let mut orders: Vec<OrderId> = model.iter().filter_map(|o| o.buyer()).collect();
+    orders.sort_unstable();
+    orders.dedup();
+    let order = *orders.get(pick % orders.len().max(1))?;
+    let seats = (0u32..)
+        .zip(model)
+        .filter(|(_, o)| o.buyer() == Some(order));
+    Some((order, seats.map(|(seat, _)| seat).collect()))
+}
+
+fn seat_name(map: &SeatMap, seat: u32) -> String {
+    match seat < PROP_SEATS {
+        true => map.seat_id(seat),
+        false => "Z-1-1".to_string(),
+    }
+}
+
+/// The commands of the steps after a sale, whose targets the model knows.
+fn after_sale_command(map: &SeatMap, model: &[Owner], step: &Step) -> Option<SeatCommand> {
+    let nobody = OrderId::from_u128(u128::MAX);
+    match step {
+        Step::Return { pick, stray } => {
+            let (order, mut seats) = sold_order(model, *pick).unwrap_or((nobody, Vec::new()));
+            seats.extend(*stray);
+            Some(SeatCommand::Return {
+                order,
+                seats: seats.iter().map(|s| seat_name(map, *s)).collect(),
+            })
+        }
+        Step::CheckIn { seat } => Some(SeatCommand::CheckIn {
+            order: model
+                .get(*seat as usize)
+                .and_then(|o| o.buyer())
+                .unwrap_or(nobody),
+            seat: seat_name(map, *seat),
+        }),
+        _ => None,
+    }
+}
+
+fn command_of(map: &SeatMap, model: &[Owner], step: &Step, order: u128) -> Option<SeatCommand> {
     let request = match step {
-        Step::HoldIds { seats, .. } => SeatRequest::ByIds(
-            seats
-                .iter()
-                .map(|s| match *s < PROP_SEATS {
-                    true => map.seat_id(*s),
-                    false => "Z-1-1".to_string(),
-                })
-                .collect(),
-        ),
+        Step::HoldIds { seats, .. } => {
+            SeatRequest::ByIds(seats.iter().map(|s| seat_name(map, *s)).collect())
+        }
         Step::HoldBest { section, quantity } => SeatRequest::BestAvailable {
             section: section.map(|s| ["A", "B", "Z"][s].to_string()),
             quantity: *quantity,
@@ -695,6 +756,7 @@ fn command_of(map: &SeatMap, step: &Step, order: u128) -> Option<SeatCommand> {
         }
         Step::Expire => return Some(SeatCommand::Expire),
         Step::Wait { .. } => return None,
+        Step::Return { .. } | Step::CheckIn { .. } => return after_sale_command(map, model, step),
     };
     let user = match step {
         Step::HoldIds { user, .. } => *user,
@@ -729,14 +791,27 @@ fn follow(map: &SeatMap, model: &mut [Owner], events: &[SeatEvent]) -> Result<()
                     *owner = Owner::Sold(*order);
                 }
             }
+            SeatEvent::Returned { seats, .. } => {
+                for seat in seats {
+                    let owner = &mut model[*seat as usize];
+                    prop_assert!(owner.buyer().is_some(), "seat {} returned unsold", seat);
+                    *owner = Owner::Free;
+                }
+            }
+            SeatEvent::CheckedIn { order, seat } => {
+                let owner = &mut model[*seat as usize];
+                prop_assert_eq!(*owner, Owner::Sold(*order), "seat {} checked in", seat);
+                *owner = Owner::CheckedIn(*order);
+            }
             SeatEvent::Created(_) => prop_assert!(false, "created twice"),
         }
     }
     for (seat, owner) in (0u32..).zip(model.iter()) {
         let status = map.status_of(seat);
+        prop_assert_eq!(map.checked_in(seat), matches!(owner, Owner::CheckedIn(_)));
         match owner {
             Owner::Free => prop_assert_eq!(status, SeatStatus::Available),
-            Owner::Sold(_) => prop_assert_eq!(status, SeatStatus::Sold),
+            Owner::Sold(_) | Owner::CheckedIn(_) => prop_assert_eq!(status, SeatStatus::Sold),
             Owner::Held(order) => {
                 prop_assert_eq!(status, SeatStatus::Held);
                 let hold = map.hold(*order);
@@ -745,6 +820,34 @@ fn follow(map: &SeatMap, model: &mut [Owner], events: &[SeatEvent]) -> Result<()
         }
     }
     Ok(())
+}
+
+/// What the model says a step after a sale must get: `Some(None)` accepted, `Some(code)`
+/// refused with `code`; `None` for the other steps.
+fn after_sale_refusal(model: &[Owner], step: &Step) -> Option<Option<ErrorCode>> {
+    match step {
+        Step::Return { pick, stray } => {
+            let mut seats = sold_order(model, *pick).map(|(_, s)| s).unwrap_or_default();
+            seats.extend(*stray);
+            let mut distinct = seats.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let refusal = if seats.is_empty() || distinct.len() != seats.len() {
+                Some(ErrorCode::ValidationFailed)
+            } else if seats.iter().any(|s| model[*s as usize].buyer().is_none()) {
+                Some(ErrorCode::Conflict)
+            } else {
+                None
+            };
+            Some(refusal)
+        }
+        Step::CheckIn { seat } => Some(match model.get(*seat as usize) {
+            Some(Owner::Sold(_)) => None,
+            Some(Owner::CheckedIn(_)) => Some(ErrorCode::AlreadyCheckedIn),
+            _ => Some(ErrorCode::TicketInvalid),
+        }),
+        _ => None,
+    }
 }
 
 /// A best-available refusal is right only if no row of the asked rows has the run.
@@ -781,8 +884,14 @@ proptest! {
                 continue;
             }
             next_order += 1;
-            let command = command_of(&map, &step, next_order).expect("not a wait");
-            match run(&mut map, &command, now_ms) {
+            let command = command_of(&map, &model, &step, next_order).expect("not a wait");
+            let expected = after_sale_refusal(&model, &step);
+            let result = run(&mut map, &command, now_ms);
+            if let Some(expected) = expected {
+                let got = result.as_ref().err().map(|e| e.code);
+                prop_assert_eq!(got, expected, "{:?}", command);
+            }
+            match result {
                 Ok(decision) => {
                     if let (Step::HoldBest { .. }, [SeatEvent::Held { seats, .. }]) =
                         (&step, &decision.events[..])
@@ -810,7 +919,7 @@ proptest! {
             }
             let totals = map.totals();
             let held = model.iter().filter(|o| matches!(o, Owner::Held(_))).count();
-            let sold = model.iter().filter(|o| matches!(o, Owner::Sold(_))).count();
+            let sold = model.iter().filter(|o| o.buyer().is_some()).count();
             prop_assert_eq!((totals.held as usize, totals.sold as usize), (held, sold));
             prop_assert_eq!(map.view().availability.available as usize, model.len() - held - sold);
         }
@@ -845,6 +954,7 @@ proptest! {
         steps in prop::collection::vec(step(), 1..60),
     ) {
         let mut map = map_of(terms(PROP_LAYOUT));
+        let mut model = vec![Owner::Free; PROP_SEATS as usize];
         let mut client = full_view(&map);
         prop_assert!(client.is_empty());
         let mut now_ms = OPEN;
@@ -853,7 +963,7 @@ proptest! {
                 now_ms += ms;
                 continue;
             }
-            let command = command_of(&map, &step, order).expect("not a wait");
+            let command = command_of(&map, &model, &step, order).expect("not a wait");
             let Ok(decision) = map.decide(&command, &Ctx { now_ms }) else {
                 continue;
             };
@@ -863,6 +973,7 @@ proptest! {
                 moves.extend(seats.iter().map(|&seat| (seat, to)));
                 map.apply(event);
             }
+            follow(&map, &mut model, &decision.events)?;
             fold_moves(&mut client, &moves);
             prop_assert_eq!(&client, &full_view(&map), "after {:?}", command);
         }

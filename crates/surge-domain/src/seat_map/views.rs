@@ -62,11 +62,20 @@ pub struct SeatView {
     pub status: SeatStatus,
 }
 
+/// A ticket checked in: `POST /events/{id}/check-in` answers it as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckInView {
+    pub seat_id: String,
+    /// The order's id as the API writes it (a UUID).
+    pub order_id: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SeatReply {
     Map(MapView),
     Hold(HoldView),
     Seats(SeatsSnapshot),
+    CheckedIn(CheckInView),
 }
 
 impl SeatMap {
@@ -79,11 +88,14 @@ impl SeatMap {
     }
 
     /// The seats `event` moves and the status it moves them to; called before the event is
-    /// applied (a release or commit reads its hold, which the event removes).
+    /// applied (a release or commit reads its hold, which the event removes). A check-in
+    /// moves none: the seat stays SOLD.
     pub fn seats_moved_by<'a>(&'a self, event: &'a SeatEvent) -> (&'a [u32], SeatStatus) {
         let none: &[u32] = &[];
         match event {
             SeatEvent::Created(_) => (none, SeatStatus::Available),
+            SeatEvent::CheckedIn { .. } => (none, SeatStatus::Sold),
+            SeatEvent::Returned { seats, .. } => (seats.as_slice(), SeatStatus::Available),
             SeatEvent::Held { seats, .. } => (seats.as_slice(), SeatStatus::Held),
             SeatEvent::Released { order, .. } | SeatEvent::Committed { order } => {
                 let to = match event {
